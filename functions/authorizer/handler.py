@@ -1,0 +1,49 @@
+"""API Gateway REQUEST authorizer: ``Authorization: Bearer <key>`` -> the key's tenant, or 401.
+
+The policy allows every route of the stage because API Gateway caches it per key for all routes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerRequestEvent,
+    APIGatewayAuthorizerResponse,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from videojobs.aws import client
+from videojobs.ids import hash_api_key
+from videojobs.observability import logger
+from videojobs.settings import AuthorizerSettings
+from videojobs.store import ApiKeyStore
+
+
+@cache
+def get_keys() -> ApiKeyStore:
+    return ApiKeyStore(client("dynamodb"), AuthorizerSettings.from_env().api_keys_table)
+
+
+def bearer_token(headers: dict[str, str]) -> str | None:
+    value = next((v for k, v in headers.items() if k.lower() == "authorization"), "") or ""
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = APIGatewayAuthorizerRequestEvent(event)
+    token = bearer_token(request.headers or {})
+    tenant = get_keys().tenant_for(hash_api_key(token)) if token else None
+    if tenant is None:
+        logger.info("rejected request", extra={"has_token": token is not None})
+        # This exact message makes API Gateway answer 401 (the gateway response shapes the body).
+        raise Exception("Unauthorized")  # noqa: TRY002
+    arn = request.parsed_arn
+    policy = APIGatewayAuthorizerResponse(
+        principal_id=tenant, region=arn.region, aws_account_id=arn.aws_account_id,
+        api_id=arn.api_id, stage=arn.stage, context={"tenant_id": tenant},
+    )
+    policy.allow_all_routes()
+    return policy.asdict()

@@ -1,0 +1,43 @@
+"""The jobs queue's dead-letter queue -> the job ends ``failed`` (``processing_failed``), never stuck.
+
+A message lands here after its last delivery failed, whether the worker raised, timed out or was killed.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from videojobs.aws import client
+from videojobs.models import JobMessage
+from videojobs.observability import logger
+from videojobs.service.processing import fail_abandoned
+from videojobs.settings import JobsTableSettings
+from videojobs.store import JobStore
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@cache
+def get_jobs() -> JobStore:
+    return JobStore(client("dynamodb"), JobsTableSettings.from_env().jobs_table)
+
+
+def fail_job(record: SQSRecord) -> None:
+    try:
+        message = JobMessage.model_validate_json(record.body)
+    except ValidationError:
+        logger.error("unreadable dead letter dropped", extra={"message_id": record.message_id})
+        return
+    job = fail_abandoned(message.job_id, get_jobs(), "processing failed on every attempt")
+    logger.info("dead letter", extra={"job_id": message.job_id, "failed_now": job is not None})
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=fail_job, processor=processor, context=context)

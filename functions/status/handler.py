@@ -1,0 +1,61 @@
+"""GET /health, GET /jobs and GET /jobs/{id}: read-only views of the caller's jobs."""
+
+from __future__ import annotations
+
+from functools import cache
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from videojobs import api
+from videojobs.aws import client
+from videojobs.models import JobStatus
+from videojobs.observability import logger, tracer
+from videojobs.service import jobs
+from videojobs.settings import StatusSettings
+from videojobs.storage import ObjectStore
+from videojobs.store import MAX_PAGE_SIZE, JobStore
+
+app = api.new_resolver()
+
+
+@cache
+def get_deps() -> jobs.StatusDeps:
+    settings = StatusSettings.from_env()
+    return jobs.StatusDeps(
+        settings=settings,
+        jobs=JobStore(client("dynamodb"), settings.jobs_table),
+        objects=ObjectStore(client("s3")),
+    )
+
+
+@app.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/jobs")
+def list_jobs(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    status: Annotated[JobStatus | None, Query()] = None,
+) -> Response:
+    page = jobs.list_jobs(api.tenant_of(app), limit, cursor, status, get_deps())
+    return api.json_response(HTTPStatus.OK, page)
+
+
+@app.get("/jobs/<job_id>")
+def get_job(job_id: Annotated[str, Path(max_length=64)]) -> Response:
+    job = jobs.get_job(job_id, api.tenant_of(app), get_deps())
+    retry_after = jobs.retry_after_seconds(job)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return api.json_response(HTTPStatus.OK, job, headers=headers)
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,27 @@
+"""Test media, generated with the same ffmpeg the worker uses (no binary fixtures in the repository)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from videojobs.media import ffmpeg_exe
+
+
+def make_clip(path: Path, *, seconds: float = 2, width: int = 320, height: int = 240, audio: bool = True,
+              rate: int = 25) -> Path:
+    """An H.264/AAC MP4 test pattern with a tone."""
+    inputs = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={rate}:duration={seconds}"]
+    if audio:
+        inputs += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+    codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    codecs += ["-c:a", "aac", "-shortest"] if audio else []
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *inputs, *codecs, str(path)], check=True)
+    return path
+
+
+def make_tone(path: Path, *, seconds: float = 2) -> Path:
+    """An audio-only MP3."""
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"sine=frequency=440:duration={seconds}", "-c:a", "libmp3lame", str(path)], check=True)
+    return path

@@ -1,0 +1,55 @@
+import pytest
+from pydantic import ValidationError
+
+from videojobs.models import TRANSITIONS, CreateJobRequest, CreateUploadRequest, JobStatus
+from videojobs.service.jobs import request_hash
+
+UPLOAD_ID = "upl_" + "0" * 32
+
+
+def job_request(**overrides):
+    body = {"input": {"upload_id": UPLOAD_ID}, "outputs": [{"type": "mp4", "height": 360}], **overrides}
+    return CreateJobRequest.model_validate(body)
+
+
+def test_mp4_output_height_must_be_between_144_and_4320():
+    for height in (144, 4320):
+        job_request(outputs=[{"type": "mp4", "height": height}])
+    for height in (143, 4321, 0, -1):
+        with pytest.raises(ValidationError):
+            job_request(outputs=[{"type": "mp4", "height": height}])
+
+
+def test_unknown_output_type_and_unknown_fields_are_rejected():
+    with pytest.raises(ValidationError):
+        job_request(outputs=[{"type": "gif", "height": 360}])
+    with pytest.raises(ValidationError):
+        job_request(outputs=[{"type": "mp4", "height": 360, "ffmpeg_args": "-i /etc/passwd"}])
+    with pytest.raises(ValidationError):
+        job_request(surprise=True)
+
+
+def test_metadata_is_limited_to_2_kb_of_json():
+    job_request(metadata={"note": "x" * 1900})
+    with pytest.raises(ValidationError, match="2048 bytes"):
+        job_request(metadata={"note": "x" * 2100})
+
+
+def test_upload_content_type_must_be_video_or_audio():
+    for content_type in ("video/mp4", "audio/mpeg", "video/x-matroska"):
+        CreateUploadRequest(filename="a", content_type=content_type, size_bytes=1)
+    for content_type in ("text/plain", "application/octet-stream", "video/", "video/mp4; x=1"):
+        with pytest.raises(ValidationError):
+            CreateUploadRequest(filename="a", content_type=content_type, size_bytes=1)
+
+
+def test_request_hash_ignores_key_order_but_not_content():
+    first = CreateJobRequest.model_validate_json(
+        '{"outputs": [{"height": 360, "type": "mp4"}], "input": {"upload_id": "%s"}}' % UPLOAD_ID)
+    assert request_hash(first) == request_hash(job_request())
+    assert request_hash(first) != request_hash(job_request(outputs=[{"type": "mp4", "height": 480}]))
+
+
+def test_terminal_statuses_have_no_way_out():
+    for status in JobStatus:
+        assert (not TRANSITIONS[status]) == status.terminal

@@ -1,0 +1,98 @@
+"""HTTP plumbing shared by the API functions: one error shape, the body limit, the caller's tenant.
+
+Every error leaves as ``{"error": {"code": "<stable_snake_case>", "message": "..."}}`` with the right 4xx;
+bad input never becomes a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+
+from videojobs.errors import ApiError
+from videojobs.models import ErrorBody, ErrorCode, ErrorDetail
+from videojobs.observability import logger
+
+MAX_BODY_BYTES = 64 * 1024
+JSON = "application/json"
+
+
+def json_response(status: int, model: BaseModel, headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=status, content_type=JSON, body=model.model_dump_json(), headers=headers)
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response(status, ErrorBody(error=ErrorDetail(code=code, message=message)))
+
+
+def _field(location: tuple[Any, ...]) -> str:
+    parts = [str(part) for part in location if part != "body"]
+    return ".".join(parts) or "body"
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    shown = [f"{_field(tuple(error.get('loc', ())))}: {error.get('msg', 'invalid')}" for error in errors[:5]]
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(shown) + more
+
+
+def new_resolver() -> APIGatewayRestResolver:
+    """A Powertools REST resolver with request validation and the service's error shape."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(error: RequestValidationError) -> Response:
+        errors = list(error.errors())
+        if any(item.get("type") == "json_invalid" for item in errors):
+            return error_response(HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_JSON, "the request body is not valid JSON")
+        return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.VALIDATION_ERROR, _validation_message(errors))
+
+    @app.exception_handler(ApiError)
+    def _api_error(error: ApiError) -> Response:
+        return error_response(error.status, error.code, error.message)
+
+    @app.not_found
+    def _not_found(_: Exception) -> Response:
+        return error_response(HTTPStatus.NOT_FOUND, ErrorCode.NOT_FOUND, "no such resource")
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        logger.exception("unhandled error")
+        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, ErrorCode.INTERNAL_ERROR, "internal error")
+
+    app.use(middlewares=[_limit_body_size])
+    return app
+
+
+def _limit_body_size(app: APIGatewayRestResolver, next_middleware: Callable[..., Response]) -> Response:
+    body = app.current_event.body
+    if body is not None and len(body.encode() if isinstance(body, str) else body) > MAX_BODY_BYTES:
+        return error_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, ErrorCode.PAYLOAD_TOO_LARGE,
+                              f"the request body must be at most {MAX_BODY_BYTES} bytes")
+    return next_middleware(app)
+
+
+def tenant_of(app: APIGatewayRestResolver) -> str:
+    """The tenant the authorizer resolved from the API key (API Gateway puts it in the request context)."""
+    authorizer = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
+    tenant = authorizer.get("tenant_id")
+    if not tenant:
+        raise ApiError(HTTPStatus.UNAUTHORIZED, ErrorCode.UNAUTHORIZED, "missing or unknown API key")
+    return tenant
+
+
+def base_url(app: APIGatewayRestResolver) -> str:
+    """The API's public base URL as the client called it, e.g. ``https://abc.execute-api…/v1`` in AWS or
+    ``http://127.0.0.1:8080`` locally: the stage prefix is what ``requestContext.path`` has before ``path``."""
+    event = app.current_event
+    headers = {key.lower(): value for key, value in (event.headers or {}).items()}
+    scheme = headers.get("x-forwarded-proto", "http")
+    host = headers.get("host") or event.request_context.domain_name or "localhost"
+    full_path = event.request_context.path or event.path
+    prefix = full_path[: -len(event.path)] if event.path and full_path.endswith(event.path) else ""
+    return f"{scheme}://{host}{prefix}"

@@ -1,0 +1,24 @@
+"""boto3 clients, built when first needed (never at import time) and shared within a process.
+
+The endpoint comes from the environment (``AWS_ENDPOINT_URL``), so the same code talks to AWS or to moto.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
+
+
+@cache
+def client(service: str) -> Any:
+    return boto3.session.Session().client(service, config=_CONFIG)
+
+
+def reset_clients() -> None:
+    """Forget cached clients, e.g. after a test changed the endpoint or credentials."""
+    client.cache_clear()

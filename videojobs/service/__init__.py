@@ -1,0 +1,1 @@
+"""Use cases: plain functions over explicit dependencies, called by the thin handlers in ``functions/``."""

@@ -1,0 +1,337 @@
+"""DynamoDB adapters: jobs (with their state machine as conditional writes), idempotency records, API keys.
+
+Every change to a job is one conditional ``UpdateItem`` that also bumps ``version``: a transition that is
+not allowed from the stored status, or a worker that no longer holds the lease, fails the condition instead
+of overwriting someone else's work.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from videojobs.models import (
+    ErrorDetail,
+    Job,
+    JobStatus,
+    MediaMetadata,
+    StoredOutput,
+    isoformat,
+    utcnow,
+)
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+MAX_PAGE_SIZE = 100
+
+
+def to_item(data: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-able dict as a DynamoDB item (numbers as Decimal, ``None`` dropped)."""
+    plain = json.loads(json.dumps(data), parse_float=Decimal)
+    return {key: _serializer.serialize(value) for key, value in plain.items() if value is not None}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item (also a stream image) as plain JSON types."""
+    return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def _condition_failed(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was used before with a different request."""
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    tenant_id: str
+    key: str
+    request_hash: str
+
+    @property
+    def record_id(self) -> str:
+        return f"{self.tenant_id}#{self.key}"
+
+
+class JobStore:
+    """Jobs in DynamoDB, and the idempotency records written atomically with them."""
+
+    def __init__(self, client: Any, jobs_table: str, idempotency_table: str | None = None):
+        self._client = client
+        self._table = jobs_table
+        self._idempotency_table = idempotency_table
+
+    # --- creation --------------------------------------------------------------------------------------
+
+    def create(self, job: Job, idempotency: IdempotencyKey | None = None) -> Job:
+        """Store a new job. With an idempotency key, the key and the job are written in one transaction,
+        so a concurrent or repeated request with the same key gets this job back rather than a second one."""
+        item = self._job_item(job)
+        if idempotency is None:
+            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(id)")
+            return job
+        now = utcnow()
+        record = to_item({
+            "id": idempotency.record_id,
+            "job_id": job.id,
+            "request_hash": idempotency.request_hash,
+            "expires_at": int((now + IDEMPOTENCY_TTL).timestamp()),
+        })
+        try:
+            self._client.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(id)"}},
+                {"Put": {
+                    "TableName": self._idempotency_table, "Item": record,
+                    # TTL deletes lazily: an expired record counts as absent.
+                    "ConditionExpression": "attribute_not_exists(id) OR expires_at < :now",
+                    "ExpressionAttributeValues": {":now": {"N": str(int(now.timestamp()))}},
+                }},
+            ])
+            return job
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+        existing = self._client.get_item(
+            TableName=self._idempotency_table, Key={"id": {"S": idempotency.record_id}}, ConsistentRead=True
+        ).get("Item")
+        if existing is None:  # cancelled for another reason (e.g. a transaction conflict): let the client retry
+            raise RuntimeError("job creation was cancelled; retry the request")
+        stored = from_item(existing)
+        if stored["request_hash"] != idempotency.request_hash:
+            raise IdempotencyConflict(idempotency.key)
+        found = self.get(stored["job_id"], consistent=True)
+        if found is None:
+            raise RuntimeError(f"idempotency record points at missing job {stored['job_id']}")
+        return found
+
+    def forget_idempotency(self, idempotency: IdempotencyKey) -> None:
+        """Drop a key whose job could not be queued, so that the client's retry creates a new job."""
+        self._client.delete_item(TableName=self._idempotency_table, Key={"id": {"S": idempotency.record_id}})
+
+    # --- reads -----------------------------------------------------------------------------------------
+
+    def get(self, job_id: str, *, consistent: bool = False) -> Job | None:
+        item = self._client.get_item(TableName=self._table, Key={"id": {"S": job_id}}, ConsistentRead=consistent)
+        return self._job(item["Item"]) if "Item" in item else None
+
+    def get_for_tenant(self, tenant_id: str, job_id: str) -> Job | None:
+        """The job if it belongs to the tenant. Another tenant's job is reported as absent, like a missing one."""
+        job = self.get(job_id)
+        return job if job is not None and job.tenant_id == tenant_id else None
+
+    def list_for_tenant(
+        self, tenant_id: str, *, limit: int, cursor: str | None = None, status: JobStatus | None = None
+    ) -> tuple[list[Job], str | None]:
+        """The tenant's jobs, newest first, one page at a time (a query on the ``by_tenant`` index)."""
+        start_key = _decode_cursor(cursor, tenant_id) if cursor else None
+        jobs: list[Job] = []
+        # A status filter is applied after the read, so a page may need several reads to fill.
+        while len(jobs) < limit:
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": "by_tenant",
+                "KeyConditionExpression": "tenant_id = :tenant",
+                "ExpressionAttributeValues": {":tenant": {"S": tenant_id}},
+                "ScanIndexForward": False,
+                "Limit": limit - len(jobs),
+            }
+            if status is not None:
+                request["FilterExpression"] = "#status = :status"
+                request["ExpressionAttributeNames"] = {"#status": "status"}
+                request["ExpressionAttributeValues"][":status"] = {"S": status.value}
+            if start_key:
+                request["ExclusiveStartKey"] = start_key
+            page = self._client.query(**request)
+            jobs.extend(self._job(item) for item in page.get("Items", []))
+            start_key = page.get("LastEvaluatedKey")
+            if not start_key:
+                break
+        return jobs, _encode_cursor(start_key) if start_key else None
+
+    # --- transitions -----------------------------------------------------------------------------------
+
+    def claim(self, job_id: str, worker_id: str, lease: timedelta) -> Job | None:
+        """Take the job for processing: a queued job, or one whose previous worker's lease ran out.
+        Returns None when it cannot be claimed (finished, or held by a live worker)."""
+        now = utcnow()
+        return self._update(
+            job_id,
+            set_values={
+                "status": JobStatus.PROCESSING.value,
+                "lease_owner": worker_id,
+                "lease_expires_at": isoformat(now + lease),
+            },
+            extra_set="attempts = if_not_exists(attempts, :zero) + :one, "
+                      "started_at = if_not_exists(started_at, :now_iso)",
+            condition="#status = :queued OR (#status = :processing AND lease_expires_at < :now_iso)",
+            values={":queued": JobStatus.QUEUED.value, ":processing": JobStatus.PROCESSING.value, ":zero": 0},
+            now=now,
+        )
+
+    def record_probe(self, job_id: str, worker_id: str, metadata: MediaMetadata) -> Job | None:
+        return self._held_update(job_id, worker_id, {"input_metadata": metadata.model_dump(mode="json")})
+
+    def record_progress(self, job_id: str, worker_id: str, progress: int, lease: timedelta) -> Job | None:
+        """Write progress and extend the lease: progress doubles as the worker's heartbeat."""
+        return self._held_update(job_id, worker_id, {
+            "progress": progress,
+            "lease_expires_at": isoformat(utcnow() + lease),
+        })
+
+    def complete(self, job_id: str, worker_id: str, outputs: list[StoredOutput]) -> Job | None:
+        now = utcnow()
+        return self._held_update(job_id, worker_id, {
+            "status": JobStatus.COMPLETED.value,
+            "progress": 100,
+            "outputs": [output.model_dump(mode="json") for output in outputs],
+            "completed_at": isoformat(now),
+        }, remove=("lease_owner", "lease_expires_at"), now=now)
+
+    def fail(self, job_id: str, error: ErrorDetail, worker_id: str | None = None) -> Job | None:
+        """End the job ``failed``. With ``worker_id``, only while that worker holds it; without, from any
+        status that is not terminal (the dead-letter path, or a job that could not be queued)."""
+        now = utcnow()
+        values = {
+            "status": JobStatus.FAILED.value,
+            "error": error.model_dump(mode="json"),
+            "completed_at": isoformat(now),
+        }
+        remove = ("lease_owner", "lease_expires_at")
+        if worker_id is not None:
+            return self._held_update(job_id, worker_id, values, remove=remove, now=now)
+        return self._update(
+            job_id, set_values=values, remove=remove,
+            condition="#status IN (:queued, :processing)",
+            values={":queued": JobStatus.QUEUED.value, ":processing": JobStatus.PROCESSING.value},
+            now=now,
+        )
+
+    def _held_update(
+        self, job_id: str, worker_id: str, set_values: dict[str, Any], *,
+        remove: tuple[str, ...] = (), now: datetime | None = None,
+    ) -> Job | None:
+        return self._update(
+            job_id, set_values=set_values, remove=remove,
+            condition="#status = :processing AND lease_owner = :worker",
+            values={":processing": JobStatus.PROCESSING.value, ":worker": worker_id},
+            now=now,
+        )
+
+    def _update(
+        self, job_id: str, *, set_values: dict[str, Any], condition: str, values: dict[str, Any],
+        extra_set: str = "", remove: tuple[str, ...] = (), now: datetime | None = None,
+    ) -> Job | None:
+        """One conditional write that also stamps ``updated_at`` and bumps ``version``.
+        Returns the new job, or None when the condition did not hold."""
+        now = now or utcnow()
+        names = {"#status": "status"}
+        assignments = ["version = version + :one", "updated_at = :now_iso"]
+        all_values: dict[str, Any] = {**values, ":one": 1, ":now_iso": isoformat(now)}
+        for index, (field, value) in enumerate(set_values.items()):
+            names[f"#f{index}"] = field
+            all_values[f":v{index}"] = value
+            assignments.append(f"#f{index} = :v{index}")
+        if extra_set:
+            assignments.append(extra_set)
+        expression = "SET " + ", ".join(assignments)
+        if remove:
+            expression += " REMOVE " + ", ".join(remove)
+        used_values = {key: value for key, value in all_values.items() if key in expression or key in condition}
+        try:
+            result = self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": job_id}},
+                UpdateExpression=expression,
+                ConditionExpression=f"attribute_exists(id) AND ({condition})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={key: _serializer.serialize(_dynamo_value(value))
+                                           for key, value in used_values.items()},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _condition_failed(error):
+                return None
+            raise
+        return self._job(result["Attributes"])
+
+    # --- mapping ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _job_item(job: Job) -> dict[str, Any]:
+        data = job.model_dump(mode="json")
+        data["created_key"] = f"{data['created_at']}#{job.id}"
+        return to_item(data)
+
+    @staticmethod
+    def _job(item: dict[str, Any]) -> Job:
+        data = from_item(item)
+        data.pop("created_key", None)
+        return Job.model_validate(data)
+
+
+def _dynamo_value(value: Any) -> Any:
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    plain = from_item(key)
+    return base64.urlsafe_b64encode(json.dumps([plain["created_key"], plain["id"]]).encode()).decode().rstrip("=")
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def _decode_cursor(cursor: str, tenant_id: str) -> dict[str, Any]:
+    """Rebuild the start key with the caller's own tenant, so a cursor can never page through another's jobs."""
+    try:
+        created_key, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (isinstance(created_key, str) and isinstance(job_id, str)):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as error:
+        raise InvalidCursor("cursor is not valid") from error
+    return to_item({"tenant_id": tenant_id, "created_key": created_key, "id": job_id})
+
+
+class ApiKeyStore:
+    """API keys by their SHA-256 digest -> tenant."""
+
+    def __init__(self, client: Any, table: str):
+        self._client = client
+        self._table = table
+
+    def tenant_for(self, key_hash: str) -> str | None:
+        item = self._client.get_item(TableName=self._table, Key={"key_hash": {"S": key_hash}}).get("Item")
+        if item is None:
+            return None
+        record = from_item(item)
+        return None if record.get("revoked") else record["tenant_id"]
+
+    def add(self, key_hash: str, tenant_id: str) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item=to_item({"key_hash": key_hash, "tenant_id": tenant_id, "created_at": isoformat(utcnow())}),
+            ConditionExpression="attribute_not_exists(key_hash)",
+        )
