@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -19,6 +20,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from videojobs.models import (
+    TRANSITIONS,
     ErrorDetail,
     Job,
     JobStatus,
@@ -221,11 +223,11 @@ class JobStore:
         remove = ("lease_owner", "lease_expires_at")
         if worker_id is not None:
             return self._held_update(job_id, worker_id, values, remove=remove, now=now)
+        sources = sorted(status.value for status in JobStatus if JobStatus.FAILED in TRANSITIONS[status])
+        placeholders = {f":from{index}": status for index, status in enumerate(sources)}
         return self._update(
             job_id, set_values=values, remove=remove,
-            condition="#status IN (:queued, :processing)",
-            values={":queued": JobStatus.QUEUED.value, ":processing": JobStatus.PROCESSING.value},
-            now=now,
+            condition=f"#status IN ({', '.join(placeholders)})", values=placeholders, now=now,
         )
 
     def _held_update(
@@ -258,7 +260,9 @@ class JobStore:
         expression = "SET " + ", ".join(assignments)
         if remove:
             expression += " REMOVE " + ", ".join(remove)
-        used_values = {key: value for key, value in all_values.items() if key in expression or key in condition}
+        # DynamoDB rejects unused placeholders; match whole tokens (":v1" must not match ":v10").
+        tokens = set(re.findall(r":\w+", f"{expression} {condition}"))
+        used_values = {key: value for key, value in all_values.items() if key in tokens}
         try:
             result = self._client.update_item(
                 TableName=self._table,

@@ -11,6 +11,7 @@ import uuid
 from functools import cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -47,6 +48,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
     def run(record: SQSRecord) -> None:
         message = JobMessage.model_validate_json(record.body)
-        process_job(message.job_id, get_deps(), time_limit_seconds=time_limit)
+        job = process_job(message.job_id, get_deps(), time_limit_seconds=time_limit)
+        if job is not None:
+            metrics.add_metric(name=f"Jobs{job.status.value.title()}", unit=MetricUnit.Count, value=1)
 
     return process_partial_response(event=event, record_handler=run, processor=processor, context=context)

@@ -1,0 +1,33 @@
+"""moto in-process: every declared resource, created as the local stack creates it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+
+from infra.local.atomic_dynamodb import make_dynamodb_atomic
+from infra.local.resources import Resources, create_resources
+from videojobs.aws import client, reset_clients
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Resources]:
+    """Fake credentials first, then the mock, then clients (the order moto's docs ask for)."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION, "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    reset_clients()
+    make_dynamodb_atomic()
+    with mock_aws():
+        resources = create_resources(client, REGION)
+        for name, value in resources.environment().items():
+            monkeypatch.setenv(name, value)
+        yield resources
+    reset_clients()
