@@ -49,6 +49,7 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 class ErrorCode(StrEnum):
     """Stable, documented error codes: clients may branch on them."""
 
+    BAD_REQUEST = "bad_request"
     INVALID_JSON = "invalid_json"
     VALIDATION_ERROR = "validation_error"
     UPLOAD_NOT_FOUND = "upload_not_found"
@@ -56,6 +57,8 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    RATE_LIMITED = "rate_limited"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     SERVICE_UNAVAILABLE = "service_unavailable"
     INTERNAL_ERROR = "internal_error"

@@ -45,6 +45,8 @@ class Queue:
 class Bucket:
     env_var: str
     expire_after_days: int | None = None
+    browser_uploads: bool = False
+    """Browsers POST files straight to it with a presigned POST, so it needs CORS."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ TABLES: dict[str, Table] = {
 
 BUCKETS: dict[str, Bucket] = {
     # Uploads are inputs only: a job copies nothing back, so they expire soon after they are used.
-    "uploads": Bucket(env_var=env.UPLOADS_BUCKET, expire_after_days=7),
+    "uploads": Bucket(env_var=env.UPLOADS_BUCKET, expire_after_days=7, browser_uploads=True),
     "outputs": Bucket(env_var=env.OUTPUTS_BUCKET, expire_after_days=30),
 }
 
@@ -121,7 +123,7 @@ FUNCTIONS: dict[str, Function] = {
         uses={"jobs": "read_write", "uploads": "read", "outputs": "write"},
     ),
     "fail_dead_jobs": Function(
-        handler="functions.process.dead_letters.lambda_handler", timeout_seconds=30, memory_mb=256,
+        handler="functions.fail_dead_jobs.handler.lambda_handler", timeout_seconds=30, memory_mb=256,
         uses={"jobs": "read_write"},
     ),
     "notify": Function(
@@ -163,3 +165,10 @@ def env_var_of(resource: str) -> str:
 def visibility_timeout_seconds(queue: Queue) -> int:
     """AWS advises six times the consumer's timeout, so a slow run is not delivered twice."""
     return 6 * FUNCTIONS[queue.consumer].timeout_seconds
+
+
+def dead_letter_visibility_timeout_seconds(queue: Queue) -> int | None:
+    """The same rule for the dead-letter queue's consumer, if it has one."""
+    if queue.dead_letter_consumer is None:
+        return None
+    return 6 * FUNCTIONS[queue.dead_letter_consumer].timeout_seconds

@@ -9,7 +9,7 @@ import av
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from functions.process import dead_letters
+from functions.fail_dead_jobs import handler as dead_letters
 from functions.process import handler as process_handler
 from infra.local.lambda_context import LambdaContext
 from infra.local.resources import Resources

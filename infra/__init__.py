@@ -1,0 +1,1 @@
+"""AWS infrastructure of videojobs: the CDK construct, its stack and the app that synthesizes it."""

@@ -1,0 +1,32 @@
+"""The deployable stack: the ``VideoJobs`` construct and the outputs a client or operator needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra.construct import VideoJobs, VideoJobsProps
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.title() for part in name.split("_"))
+
+
+class VideoJobsStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, props: VideoJobsProps | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.service = VideoJobs(self, "VideoJobs", props=props)
+
+        CfnOutput(self, "ApiUrl", value=self.service.api.url, description="Base URL of the API (stage v1)")
+        for name, table in self.service.tables.items():
+            CfnOutput(self, f"{_pascal(name)}TableName", value=table.table_name)
+        for name, bucket in self.service.buckets.items():
+            CfnOutput(self, f"{_pascal(name)}BucketName", value=bucket.bucket_name)
+        for name, queue in self.service.queues.items():
+            CfnOutput(self, f"{_pascal(name)}QueueName", value=queue.queue_name)
+        for name, queue in self.service.dead_letter_queues.items():
+            CfnOutput(self, f"{_pascal(name)}DeadLetterQueueName", value=queue.queue_name)

@@ -1,0 +1,95 @@
+"""Synthesize the project's stack once per session; the tests read the template and the staged assets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# jsii unpacks ~200 MB at its first run: keep it inside the project (as the Makefile does), and quiet.
+_ROOT = Path(__file__).resolve().parents[2]
+os.environ.setdefault("JSII_RUNTIME_PACKAGE_CACHE_ROOT", str(_ROOT / ".cache" / "jsii"))
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+from aws_cdk import App, Stack  # noqa: E402
+from aws_cdk.assertions import Template  # noqa: E402
+from constructs import IConstruct  # noqa: E402
+
+from infra import construct as infra_construct  # noqa: E402
+from infra.app import build  # noqa: E402
+from infra.stack import VideoJobsStack  # noqa: E402
+
+# Synth must need no AWS account, credentials or environment.
+_UNSET = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "CDK_DEFAULT_ACCOUNT",
+    "CDK_DEFAULT_REGION",
+)
+
+
+@dataclass(frozen=True)
+class Synth:
+    stack: Stack
+    template: Template
+    raw: dict[str, Any]
+    outdir: Path
+    template_path: Path
+
+    def logical_id(self, construct: IConstruct) -> str:
+        """The logical ID of a construct's CloudFormation resource (its ``default_child`` for L2s)."""
+        return self.stack.get_logical_id(construct.node.default_child or construct)  # type: ignore[arg-type]
+
+    def resource(self, construct: IConstruct) -> dict[str, Any]:
+        return self.raw["Resources"][self.logical_id(construct)]
+
+    def of_type(self, cfn_type: str) -> dict[str, dict[str, Any]]:
+        return {lid: res for lid, res in self.raw["Resources"].items() if res["Type"] == cfn_type}
+
+
+def _bundling_must_not_run(*_: Any, **__: Any) -> bool:
+    raise AssertionError("the dependency layer was bundled: tests must skip bundling (pip is slow)")
+
+
+@pytest.fixture(scope="session")
+def offline_synth() -> Iterator[pytest.MonkeyPatch]:
+    """No credentials, no CDK environment, and a guard that fails synth if the layer's pip ever runs."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in _UNSET:
+            patch.delenv(name, raising=False)
+        patch.setattr(infra_construct._PipLayerBundling, "try_bundle", _bundling_must_not_run)
+        yield patch
+
+
+def new_app(outdir: Path) -> App:
+    # An empty list of stacks to bundle makes CDK skip bundling: no pip run, no Docker.
+    return App(outdir=str(outdir), context={"aws:cdk:bundling-stacks": []})
+
+
+def synthesize(stack: Stack, outdir: Path) -> Synth:
+    assembly = stack.node.root.synth()  # type: ignore[attr-defined]
+    raw = assembly.get_stack_by_name(stack.stack_name).template
+    return Synth(stack, Template.from_json(raw), raw, outdir, outdir / stack.template_file)
+
+
+@pytest.fixture(scope="session")
+def synth(offline_synth: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The project's own stack, exactly as ``python -m infra.app`` builds it."""
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    stack = build(new_app(outdir))
+    return synthesize(stack, outdir)
+
+
+@pytest.fixture(scope="session")
+def service(synth: Synth) -> infra_construct.VideoJobs:
+    assert isinstance(synth.stack, VideoJobsStack)
+    return synth.stack.service

@@ -1,0 +1,505 @@
+"""Properties of the synthesized template: what the wiring declares is what CloudFormation gets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import Stack
+from aws_cdk.assertions import Match
+from pydantic import BaseModel
+
+from infra.construct import VideoJobs, VideoJobsProps
+from tests.infra.conftest import Synth, new_app, synthesize
+from videojobs import settings, wiring
+
+SETTINGS_OF: dict[str, type[BaseModel]] = {
+    "authorizer": settings.AuthorizerSettings,
+    "submit": settings.SubmitSettings,
+    "status": settings.StatusSettings,
+    "process": settings.WorkerSettings,
+    "notify": settings.JobsTableSettings,
+    "fail_dead_jobs": settings.JobsTableSettings,
+}
+COMMON_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+ZIP_FUNCTIONS = [name for name, fn in wiring.FUNCTIONS.items() if not fn.image]
+IMAGE_FUNCTIONS = [name for name, fn in wiring.FUNCTIONS.items() if fn.image]
+
+
+def _ref(lid: str) -> dict[str, str]:
+    return {"Ref": lid}
+
+
+def _arn(lid: str, attribute: str = "Arn") -> dict[str, list[str]]:
+    return {"Fn::GetAtt": [lid, attribute]}
+
+
+def _event_source_mappings(synth: Synth, function: str, source: dict[str, Any]) -> list[dict[str, Any]]:
+    fn = synth.logical_id(synth.stack.service.functions[function])  # type: ignore[attr-defined]
+    return [
+        res["Properties"]
+        for res in synth.of_type("AWS::Lambda::EventSourceMapping").values()
+        if res["Properties"]["FunctionName"] == _ref(fn) and res["Properties"]["EventSourceArn"] == source
+    ]
+
+
+def _policy_statements(synth: Synth) -> list[dict[str, Any]]:
+    statements = []
+    for res in synth.of_type("AWS::IAM::Policy").values():
+        statements += res["Properties"]["PolicyDocument"]["Statement"]
+    for res in synth.of_type("AWS::IAM::Role").values():
+        for policy in res["Properties"].get("Policies", []):
+            statements += policy["PolicyDocument"]["Statement"]
+    return statements
+
+
+def _actions_of(statement: dict[str, Any]) -> list[str]:
+    actions = statement.get("Action", [])
+    return [actions] if isinstance(actions, str) else actions
+
+
+def _actions_on(synth: Synth, function: str, resource_lid: str) -> set[str]:
+    """Actions a function's role may perform on a resource (statements that name its logical ID)."""
+    role = synth.logical_id(synth.stack.service.functions[function].role)  # type: ignore[attr-defined]
+    actions: set[str] = set()
+    for res in synth.of_type("AWS::IAM::Policy").values():
+        if _ref(role) not in res["Properties"]["Roles"]:
+            continue
+        for statement in res["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Allow" and f'"{resource_lid}"' in json.dumps(statement["Resource"]):
+                actions.update(_actions_of(statement))
+    return actions
+
+
+def _route_paths(synth: Synth) -> dict[str, str]:
+    """Logical ID of every API resource (and of the root, as its RestApi's GetAtt) -> its path."""
+    resources = synth.of_type("AWS::ApiGateway::Resource")
+
+    def path_of(lid: str) -> str:
+        props = resources[lid]["Properties"]
+        parent = props["ParentId"]
+        prefix = "" if "Fn::GetAtt" in parent else path_of(parent["Ref"])
+        return f"{prefix}/{props['PathPart']}"
+
+    return {lid: path_of(lid) for lid in resources}
+
+
+# -- queues and triggers ----------------------------------------------------------------------------------
+
+
+def test_jobs_queue_trigger_reports_batch_item_failures(synth: Synth, service: VideoJobs) -> None:
+    for name, queue in wiring.QUEUES.items():
+        mappings = _event_source_mappings(synth, queue.consumer, _arn(synth.logical_id(service.queues[name])))
+        assert len(mappings) == 1, name
+        assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mappings[0].get("BatchSize", 10) == queue.batch_size
+
+
+def test_dead_letter_consumer_reads_the_dlq_reporting_batch_item_failures(synth: Synth, service: VideoJobs) -> None:
+    for name, queue in wiring.QUEUES.items():
+        if not queue.dead_letter_consumer:
+            continue
+        dlq = _arn(synth.logical_id(service.dead_letter_queues[name]))
+        mappings = _event_source_mappings(synth, queue.dead_letter_consumer, dlq)
+        assert len(mappings) == 1, name
+        assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_every_queue_redrives_to_its_own_dlq_after_declared_receives(synth: Synth, service: VideoJobs) -> None:
+    assert set(service.queues) == set(wiring.QUEUES) == set(service.dead_letter_queues)
+    for name, queue in wiring.QUEUES.items():
+        props = synth.resource(service.queues[name])["Properties"]
+        assert props["RedrivePolicy"] == {
+            "deadLetterTargetArn": _arn(synth.logical_id(service.dead_letter_queues[name])),
+            "maxReceiveCount": queue.max_receive_count,
+        }
+        dlq = synth.resource(service.dead_letter_queues[name])["Properties"]
+        assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_queue_visibility_is_at_least_six_times_its_consumers_timeout(synth: Synth, service: VideoJobs) -> None:
+    for name, queue in wiring.QUEUES.items():
+        pairs = [(service.queues[name], queue.consumer)]
+        if queue.dead_letter_consumer:
+            pairs.append((service.dead_letter_queues[name], queue.dead_letter_consumer))
+        for sqs_queue, consumer in pairs:
+            visibility = synth.resource(sqs_queue)["Properties"]["VisibilityTimeout"]
+            timeout = synth.resource(service.functions[consumer])["Properties"]["Timeout"]
+            assert visibility >= 6 * timeout, (name, consumer)
+
+
+def test_queues_are_encrypted_and_deny_insecure_transport(synth: Synth) -> None:
+    queues = synth.of_type("AWS::SQS::Queue")
+    assert queues
+    for props in (res["Properties"] for res in queues.values()):
+        assert props["SqsManagedSseEnabled"] is True
+    for lid in queues:
+        synth.template.has_resource_properties(
+            "AWS::SQS::QueuePolicy",
+            {
+                "Queues": [_ref(lid)],
+                "PolicyDocument": {
+                    "Statement": Match.array_with(
+                        [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                    )
+                },
+            },
+        )
+
+
+def test_jobs_table_streams_new_and_old_images(synth: Synth, service: VideoJobs) -> None:
+    for name, table in wiring.TABLES.items():
+        stream = synth.resource(service.tables[name])["Properties"].get("StreamSpecification")
+        expected = {"StreamViewType": "NEW_AND_OLD_IMAGES"} if table.stream else None
+        assert stream == expected, name
+    assert wiring.TABLES["jobs"].stream
+
+
+def test_tables_are_on_demand_encrypted_with_point_in_time_recovery(synth: Synth, service: VideoJobs) -> None:
+    for name, table in wiring.TABLES.items():
+        props = synth.resource(service.tables[name])["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["KeySchema"] == [{"AttributeName": table.partition_key, "KeyType": "HASH"}]
+        if table.ttl_attribute:
+            assert props["TimeToLiveSpecification"] == {"AttributeName": table.ttl_attribute, "Enabled": True}
+        else:
+            assert "TimeToLiveSpecification" not in props
+        indexes = {index["IndexName"]: index for index in props.get("GlobalSecondaryIndexes", [])}
+        assert set(indexes) == {index.name for index in table.indexes}
+        for index in table.indexes:
+            assert indexes[index.name]["KeySchema"] == [
+                {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+            ]
+            assert indexes[index.name]["Projection"] == {"ProjectionType": "ALL"}
+
+
+def test_stream_trigger_bisects_retries_and_filters_on_event_name(synth: Synth, service: VideoJobs) -> None:
+    assert service.stream_failures_queue is not None
+    for trigger in wiring.STREAM_TRIGGERS:
+        stream = _arn(synth.logical_id(service.tables[trigger.table]), "StreamArn")
+        (mapping,) = _event_source_mappings(synth, trigger.function, stream)
+        assert mapping["StartingPosition"] == "LATEST"
+        assert mapping["BatchSize"] == trigger.batch_size
+        assert mapping["BisectBatchOnFunctionError"] is True
+        assert mapping["MaximumRetryAttempts"] == trigger.retry_attempts
+        assert mapping["MaximumRecordAgeInSeconds"] == trigger.max_record_age_seconds
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mapping["DestinationConfig"] == {
+            "OnFailure": {"Destination": _arn(synth.logical_id(service.stream_failures_queue))}
+        }
+        (criteria,) = mapping["FilterCriteria"]["Filters"]
+        # The record's own key: a snake_case "event_name" would synthesize fine and never match.
+        assert json.loads(criteria["Pattern"]) == {"eventName": list(trigger.event_names)}
+
+
+# -- functions --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", IMAGE_FUNCTIONS)
+def test_process_function_is_an_x86_image_with_10_gib_of_scratch(synth: Synth, service: VideoJobs, name: str) -> None:
+    props = synth.resource(service.functions[name])["Properties"]
+    assert props["PackageType"] == "Image"
+    assert props["Architectures"] == ["x86_64"]
+    assert props["EphemeralStorage"] == {"Size": 10240}
+    assert props["ImageConfig"] == {"Command": [wiring.FUNCTIONS[name].handler]}
+
+
+@pytest.mark.parametrize("name", ZIP_FUNCTIONS)
+def test_zip_functions_run_python_3_14_on_arm64_with_the_shared_layer(
+    synth: Synth, service: VideoJobs, name: str
+) -> None:
+    props = synth.resource(service.functions[name])["Properties"]
+    assert props["Runtime"] == "python3.14"
+    assert props["Architectures"] == ["arm64"]
+    assert props["Handler"] == wiring.FUNCTIONS[name].handler
+    (layer,) = synth.of_type("AWS::Lambda::LayerVersion")
+    assert props["Layers"] == [_ref(layer)]
+
+
+def test_dependency_layer_targets_arm64_python_3_14(synth: Synth) -> None:
+    (layer,) = synth.of_type("AWS::Lambda::LayerVersion").values()
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.14"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+
+
+@pytest.mark.parametrize("name", list(wiring.FUNCTIONS))
+def test_function_has_declared_size_tracing_and_json_logs_with_retention(
+    synth: Synth, service: VideoJobs, name: str
+) -> None:
+    declared = wiring.FUNCTIONS[name]
+    props = synth.resource(service.functions[name])["Properties"]
+    assert props["MemorySize"] == declared.memory_mb
+    assert props["Timeout"] == declared.timeout_seconds
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["LoggingConfig"]["LogFormat"] == "JSON"
+    log_group = synth.raw["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"]["RetentionInDays"] == 30
+
+
+@pytest.mark.parametrize("name", list(wiring.FUNCTIONS))
+def test_function_environment_is_exactly_what_its_uses_need(synth: Synth, service: VideoJobs, name: str) -> None:
+    declared = wiring.FUNCTIONS[name]
+    variables = synth.resource(service.functions[name])["Properties"]["Environment"]["Variables"]
+    assert set(variables) == COMMON_ENV | {wiring.env_var_of(resource) for resource in declared.uses}
+    for resource in declared.uses:
+        value = variables[wiring.env_var_of(resource)]
+        if resource in service.tables:
+            assert value == _ref(synth.logical_id(service.tables[resource]))
+        elif resource in service.buckets:
+            assert value == _ref(synth.logical_id(service.buckets[resource]))
+        else:  # a queue's URL is its Ref
+            assert value == _ref(synth.logical_id(service.queues[wiring.queue_for(resource) or ""]))
+
+
+@pytest.mark.parametrize("name", list(wiring.FUNCTIONS))
+def test_function_environment_satisfies_its_settings_model(synth: Synth, service: VideoJobs, name: str) -> None:
+    variables = synth.resource(service.functions[name])["Properties"]["Environment"]["Variables"]
+    model = SETTINGS_OF[name]
+    required = {field.alias for field in model.model_fields.values() if field.is_required()}
+    assert required, model
+    assert required <= set(variables), f"{name} lacks {required - set(variables)}"
+
+
+def test_every_function_has_a_settings_model() -> None:
+    assert set(SETTINGS_OF) == set(wiring.FUNCTIONS)
+
+
+@pytest.mark.parametrize("name", list(wiring.FUNCTIONS))
+def test_function_policy_matches_declared_access(synth: Synth, service: VideoJobs, name: str) -> None:
+    # One representative action per access level, and the one that must be missing.
+    checks = {
+        "table": {"read": "dynamodb:GetItem", "write": "dynamodb:PutItem"},
+        "bucket": {"read": "s3:GetObject*", "write": "s3:PutObject"},
+        "queue": {"read": "sqs:ReceiveMessage", "write": "sqs:SendMessage"},
+    }
+    for resource, access in wiring.FUNCTIONS[name].uses.items():
+        if resource in service.tables:
+            kind, construct = "table", service.tables[resource]
+        elif resource in service.buckets:
+            kind, construct = "bucket", service.buckets[resource]
+        else:
+            kind, construct = "queue", service.queues[wiring.queue_for(resource) or ""]
+        actions = _actions_on(synth, name, synth.logical_id(construct))
+        for level, action in checks[kind].items():
+            assert (action in actions) == (level in access), (name, resource, access, action)
+
+
+def test_no_policy_statement_allows_wildcard_actions(synth: Synth) -> None:
+    statements = _policy_statements(synth)
+    assert statements
+    for statement in statements:
+        for action in _actions_of(statement):
+            assert action != "*" and not action.endswith(":*"), statement
+
+
+# -- buckets ----------------------------------------------------------------------------------------------
+
+
+def test_buckets_block_public_access_and_deny_insecure_transport(synth: Synth) -> None:
+    buckets = synth.of_type("AWS::S3::Bucket")
+    assert len(buckets) >= len(wiring.BUCKETS)
+    for lid, res in buckets.items():
+        props = res["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+        ]
+        assert "VersioningConfiguration" not in props
+        synth.template.has_resource_properties(
+            "AWS::S3::BucketPolicy",
+            {
+                "Bucket": _ref(lid),
+                "PolicyDocument": {
+                    "Statement": Match.array_with(
+                        [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                    )
+                },
+            },
+        )
+
+
+def test_buckets_expire_objects_and_abort_stale_multipart_uploads(synth: Synth, service: VideoJobs) -> None:
+    for name, bucket in wiring.BUCKETS.items():
+        (rule,) = synth.resource(service.buckets[name])["Properties"]["LifecycleConfiguration"]["Rules"]
+        assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+        assert rule.get("ExpirationInDays") == bucket.expire_after_days
+
+
+def test_uploads_bucket_accepts_browser_post_and_put(synth: Synth, service: VideoJobs) -> None:
+    (rule,) = synth.resource(service.buckets["uploads"])["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert set(rule["AllowedMethods"]) == {"POST", "PUT"}
+    assert rule["AllowedOrigins"] == ["*"]
+    assert "CorsConfiguration" not in synth.resource(service.buckets["outputs"])["Properties"]
+
+
+# -- API --------------------------------------------------------------------------------------------------
+
+
+def test_every_route_is_a_method_with_the_declared_authorization(synth: Synth, service: VideoJobs) -> None:
+    paths = _route_paths(synth)
+    methods = {}
+    for res in synth.of_type("AWS::ApiGateway::Method").values():
+        props = res["Properties"]
+        resource = props["ResourceId"]
+        path = "/" if "Fn::GetAtt" in resource else paths[resource["Ref"]]
+        methods[(props["HttpMethod"], path)] = props
+    assert set(methods) == {(route.method, route.path) for route in wiring.ROUTES}
+    authorizer = synth.logical_id(service.node.find_child("Authorizer"))
+    for route in wiring.ROUTES:
+        props = methods[(route.method, route.path)]
+        fn = synth.logical_id(service.functions[route.function])
+        assert props["Integration"]["Type"] == "AWS_PROXY"
+        assert f'"{fn}"' in json.dumps(props["Integration"]["Uri"])
+        if route.authorized:
+            assert props["AuthorizationType"] == "CUSTOM"
+            assert props["AuthorizerId"] == _ref(authorizer)
+        else:
+            assert props["AuthorizationType"] == "NONE"
+            assert "AuthorizerId" not in props
+    assert methods[("GET", "/health")]["AuthorizationType"] == "NONE"
+
+
+def test_authorizer_reads_the_authorization_header_and_caches_five_minutes(synth: Synth, service: VideoJobs) -> None:
+    authorizer = synth.resource(service.node.find_child("Authorizer"))["Properties"]
+    assert authorizer["Type"] == "REQUEST"
+    assert authorizer["IdentitySource"] == "method.request.header.Authorization"
+    assert authorizer["AuthorizerResultTtlInSeconds"] == 300
+    assert f'"{synth.logical_id(service.functions[wiring.AUTHORIZER])}"' in json.dumps(authorizer["AuthorizerUri"])
+
+
+def test_api_stage_v1_logs_access_traces_and_throttles(synth: Synth) -> None:
+    (stage,) = synth.of_type("AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert props["StageName"] == "v1"
+    assert props["TracingEnabled"] is True
+    assert "DestinationArn" in props["AccessLogSetting"]
+    assert json.loads(props["AccessLogSetting"]["Format"])["requestId"] == "$context.requestId"
+    (settings_,) = props["MethodSettings"]
+    assert settings_["ThrottlingRateLimit"] == 100
+    assert settings_["ThrottlingBurstLimit"] == 200
+
+
+@pytest.mark.parametrize(
+    ("response_type", "status", "code"),
+    [
+        ("UNAUTHORIZED", "401", "unauthorized"),
+        ("ACCESS_DENIED", "401", "unauthorized"),
+        ("MISSING_AUTHENTICATION_TOKEN", "404", "not_found"),
+        ("THROTTLED", "429", "rate_limited"),
+        ("REQUEST_TOO_LARGE", "413", "payload_too_large"),
+        ("DEFAULT_4XX", None, "bad_request"),
+        ("DEFAULT_5XX", None, "internal_error"),
+    ],
+)
+def test_gateway_errors_answer_our_json_error_shape(
+    synth: Synth, response_type: str, status: str | None, code: str
+) -> None:
+    (props,) = [
+        res["Properties"]
+        for res in synth.of_type("AWS::ApiGateway::GatewayResponse").values()
+        if res["Properties"]["ResponseType"] == response_type
+    ]
+    assert props.get("StatusCode") == status
+    assert props["ResponseParameters"] == {"gatewayresponse.header.Content-Type": "'application/json'"}
+    # API Gateway substitutes $context.error.messageString with the message as a quoted JSON string.
+    body = props["ResponseTemplates"]["application/json"].replace("$context.error.messageString", '"Boom"')
+    error = json.loads(body)["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+
+
+def test_stack_outputs_api_url_and_resource_names(synth: Synth) -> None:
+    outputs = synth.raw["Outputs"]
+    expected = {"ApiUrl"}
+    expected |= {f"{name.title().replace('_', '')}TableName" for name in wiring.TABLES}
+    expected |= {f"{name.title().replace('_', '')}BucketName" for name in wiring.BUCKETS}
+    expected |= {f"{name.title().replace('_', '')}QueueName" for name in wiring.QUEUES}
+    assert expected <= set(outputs)
+
+
+# -- assets -----------------------------------------------------------------------------------------------
+
+
+def _files(directory: Path) -> set[str]:
+    return {str(path.relative_to(directory)) for path in directory.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("name", ZIP_FUNCTIONS)
+def test_zip_asset_holds_only_the_shared_package_and_the_functions_folder(
+    synth: Synth, service: VideoJobs, name: str
+) -> None:
+    asset_hash = synth.resource(service.functions[name])["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+    files = _files(synth.outdir / f"asset.{asset_hash}")
+    own = wiring.FUNCTIONS[name].directory + "/"
+    assert any(path.startswith(own) for path in files)
+    assert "videojobs/wiring.py" in files
+    strays = {path for path in files if not path.startswith(("videojobs/", own)) and path != "functions/__init__.py"}
+    assert not strays
+    assert not {path for path in files if "__pycache__" in path}
+
+
+def test_image_asset_context_holds_only_what_the_dockerfile_copies(synth: Synth, service: VideoJobs) -> None:
+    image_uri = synth.resource(service.functions["process"])["Properties"]["Code"]["ImageUri"]["Fn::Sub"]
+    context = synth.outdir / f"asset.{image_uri.rsplit(':', 1)[1]}"
+    files = _files(context)
+    assert {"functions/process/Dockerfile", "requirements-worker.lock", "videojobs/wiring.py"} <= files
+    allowed = ("videojobs/", "functions/process/", "requirements-worker.lock", ".dockerignore", "functions/__init__.py")
+    assert {path for path in files if not path.startswith(allowed)} == set()
+    size = sum((context / path).stat().st_size for path in files)
+    assert size < 5 * 1024**2, "the image context should be a few hundred KB, not the .venv"
+
+
+# -- reuse ------------------------------------------------------------------------------------------------
+
+CUSTOM = VideoJobsProps(outputs_retention_days=3, max_upload_bytes=1024**3, process_memory_mb=4096)
+PHYSICAL_NAMES = ("TableName", "BucketName", "QueueName", "FunctionName", "LogGroupName", "RoleName", "LayerName")
+
+
+@pytest.fixture(scope="module")
+def twice(offline_synth: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    outdir = tmp_path_factory.mktemp("twice")
+    stack = Stack(new_app(outdir), "Twice")
+    VideoJobs(stack, "Defaults")
+    VideoJobs(stack, "Custom", props=CUSTOM)
+    return synthesize(stack, outdir)
+
+
+def test_construct_can_be_instantiated_twice_without_name_clashes(twice: Synth) -> None:
+    assert len(twice.of_type("AWS::DynamoDB::Table")) == 2 * len(wiring.TABLES)
+    assert len(twice.of_type("AWS::Lambda::Function")) == 2 * len(wiring.FUNCTIONS)
+    for lid, res in twice.raw["Resources"].items():
+        # A literal string is a hard-coded name; a Ref or GetAtt is a reference to another resource.
+        named = [key for key in PHYSICAL_NAMES if isinstance(res.get("Properties", {}).get(key), str)]
+        assert not named, f"{lid} sets a physical name: {named}"
+    api_names = [res["Properties"]["Name"] for res in twice.of_type("AWS::ApiGateway::RestApi").values()]
+    assert len(api_names) == len(set(api_names)) == 2
+
+
+def test_props_set_upload_limit_worker_memory_and_outputs_retention(twice: Synth) -> None:
+    custom: VideoJobs = twice.stack.node.find_child("Custom")  # type: ignore[assignment]
+    submit = twice.resource(custom.functions["submit"])["Properties"]["Environment"]["Variables"]
+    assert submit[settings.MAX_UPLOAD_BYTES] == str(1024**3)
+    assert twice.resource(custom.functions["process"])["Properties"]["MemorySize"] == 4096
+    (rule,) = twice.resource(custom.buckets["outputs"])["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rule["ExpirationInDays"] == 3
+
+
+def test_data_is_retained_by_default_and_destroyed_in_the_dev_app(synth: Synth, twice: Synth) -> None:
+    default: VideoJobs = twice.stack.node.find_child("Defaults")  # type: ignore[assignment]
+    assert twice.resource(default.tables["jobs"])["DeletionPolicy"] == "Retain"
+    assert twice.resource(default.buckets["uploads"])["DeletionPolicy"] == "Retain"
+    assert not twice.of_type("Custom::S3AutoDeleteObjects")
+    dev = synth.stack.service  # type: ignore[attr-defined]
+    assert synth.resource(dev.tables["jobs"])["DeletionPolicy"] == "Delete"
+    assert synth.of_type("Custom::S3AutoDeleteObjects")
