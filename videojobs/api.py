@@ -6,7 +6,6 @@ bad input never becomes a 500.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -65,16 +64,19 @@ def new_resolver() -> APIGatewayRestResolver:
         logger.exception("unhandled error")
         return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, ErrorCode.INTERNAL_ERROR, "internal error")
 
-    app.use(middlewares=[_limit_body_size])
     return app
 
 
-def _limit_body_size(app: APIGatewayRestResolver, next_middleware: Callable[..., Response]) -> Response:
-    body = app.current_event.body
-    if body is not None and len(body.encode() if isinstance(body, str) else body) > MAX_BODY_BYTES:
-        return error_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, ErrorCode.PAYLOAD_TOO_LARGE,
-                              f"the request body must be at most {MAX_BODY_BYTES} bytes")
-    return next_middleware(app)
+def resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Route the event. The body limit is checked first: validating a huge body would be wasted work
+    (and would answer 422 where the client needs to hear 413)."""
+    body = event.get("body") or ""
+    if len(body.encode()) > MAX_BODY_BYTES:
+        detail = ErrorDetail(code=ErrorCode.PAYLOAD_TOO_LARGE,
+                             message=f"the request body must be at most {MAX_BODY_BYTES} bytes")
+        return {"statusCode": HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "headers": {"Content-Type": JSON},
+                "body": ErrorBody(error=detail).model_dump_json(), "isBase64Encoded": False}
+    return app.resolve(event, context)
 
 
 def tenant_of(app: APIGatewayRestResolver) -> str:

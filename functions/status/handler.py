@@ -6,7 +6,6 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -42,13 +41,13 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
     status: Annotated[JobStatus | None, Query()] = None,
-) -> Response:
+):
     page = jobs.list_jobs(api.tenant_of(app), limit, cursor, status, get_deps())
     return api.json_response(HTTPStatus.OK, page)
 
 
 @app.get("/jobs/<job_id>")
-def get_job(job_id: Annotated[str, Path(max_length=64)]) -> Response:
+def get_job(job_id: Annotated[str, Path(max_length=64)]):
     job = jobs.get_job(job_id, api.tenant_of(app), get_deps())
     retry_after = jobs.retry_after_seconds(job)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
@@ -58,4 +57,4 @@ def get_job(job_id: Annotated[str, Path(max_length=64)]) -> Response:
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return api.resolve(app, event, context)

@@ -6,7 +6,6 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -36,7 +35,7 @@ def get_deps() -> jobs.SubmitDeps:
 
 
 @app.post("/uploads")
-def create_upload(body: CreateUploadRequest) -> Response:
+def create_upload(body: CreateUploadRequest):
     upload = jobs.create_upload(body, api.tenant_of(app), get_deps())
     return api.json_response(HTTPStatus.CREATED, upload)
 
@@ -45,7 +44,7 @@ def create_upload(body: CreateUploadRequest) -> Response:
 def create_job(
     body: CreateJobRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> Response:
+):
     job = jobs.submit_job(body, api.tenant_of(app), idempotency_key, get_deps())
     metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
     resource = jobs.to_resource(job)
@@ -59,4 +58,4 @@ def create_job(
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return api.resolve(app, event, context)

@@ -1,0 +1,410 @@
+"""API Gateway (REST, stage ``v1``) in front of the functions: HTTP in, Lambda proxy events out.
+
+It does what the deployed API does before and after a handler runs: route matching on ``wiring.ROUTES``, the
+REQUEST authorizer with its identity source and result cache, the 10 MB payload limit, the gateway responses
+the CDK stack configures (our JSON error shape), and the mapping of the proxy response back to HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from infra.local.functions import Functions
+from videojobs import wiring
+
+log = logging.getLogger(__name__)
+
+STAGE = "v1"
+API_ID = "local"
+MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+INTEGRATION_TIMEOUT_SECONDS = 29  # API Gateway's integration timeout
+AUTHORIZER_CACHE_SECONDS = 300  # results_cache_ttl in the CDK stack
+UNAUTHORIZED_MESSAGE = "missing or invalid API key"
+
+
+class AuthorizerError(Exception):
+    """The authorizer answered something API Gateway rejects (AuthorizerConfigurationException in AWS)."""
+
+
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    route: wiring.Route
+    pattern: re.Pattern[str]
+    static_segments: int
+
+
+def compile_route(route: wiring.Route) -> CompiledRoute:
+    """``/jobs/{id}`` -> a pattern capturing ``id`` from one path segment (``{name+}`` takes the rest)."""
+    parts, static = [], 0
+    for segment in route.path.strip("/").split("/"):
+        greedy = re.fullmatch(r"\{(\w+)\+\}", segment)
+        single = re.fullmatch(r"\{(\w+)\}", segment)
+        if greedy:
+            parts.append(f"(?P<{greedy.group(1)}>.+)")
+        elif single:
+            parts.append(f"(?P<{single.group(1)}>[^/]+)")
+        else:
+            parts.append(re.escape(segment))
+            static += 1
+    return CompiledRoute(route, re.compile("/" + "/".join(parts)), static)
+
+
+def canonical_header(name: str) -> str:
+    """ASGI servers lowercase header names; restore the usual capitalisation (as Go's net/http does), which is
+    what HTTP/1.1 clients such as curl and browsers send. Handlers must still compare names case-insensitively:
+    HTTP/2 clients send lowercase names."""
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+def policy_allows(policy: dict[str, Any], method_arn: str) -> bool:
+    """IAM evaluation of an authorizer's policy for one method ARN: an explicit Deny wins, else an Allow is needed.
+
+    API Gateway evaluates the cached policy against every request, so a policy that names only the first
+    request's method denies the others."""
+    statements = policy.get("Statement", [])
+    statements = [statements] if isinstance(statements, dict) else statements
+    allowed = False
+    for statement in statements:
+        if not (
+            _matches_any(statement.get("Action", []), "execute-api:Invoke")
+            and _matches_any(statement.get("Resource", []), method_arn)
+        ):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        allowed = allowed or statement.get("Effect") == "Allow"
+    return allowed
+
+
+def _matches_any(patterns: str | list[str], value: str) -> bool:
+    for pattern in [patterns] if isinstance(patterns, str) else patterns:
+        regex = "".join(".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern)
+        if re.fullmatch(regex, value, flags=re.IGNORECASE if pattern.startswith("execute-api:") else 0):
+            return True
+    return False
+
+
+@dataclass
+class _CachedPolicy:
+    expires: float
+    principal_id: str
+    policy: dict[str, Any]
+    context: dict[str, str]
+
+
+class LocalGateway:
+    """The ASGI application. ``functions`` runs the handlers; ``region`` and ``account_id`` fill ARNs."""
+
+    def __init__(
+        self,
+        functions: Functions,
+        region: str,
+        account_id: str,
+        integration_timeout_seconds: float = INTEGRATION_TIMEOUT_SECONDS,
+    ):
+        self._functions = functions
+        self._region = region
+        self._account_id = account_id
+        self._integration_timeout = integration_timeout_seconds
+        self._routes = sorted((compile_route(route) for route in wiring.ROUTES), key=lambda r: -r.static_segments)
+        self._policies: dict[str, _CachedPolicy] = {}  # only touched on the event loop: no lock
+        self._route_lock = threading.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # uvicorn runs with lifespan off; nothing else is served
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self._handle(request)
+        except Exception:
+            log.exception("local gateway failed on %s %s", request.method, request.url.path)
+            response = error(500, "internal_error", "internal server error")
+        await response(scope, receive, send)
+
+    async def _handle(self, request: Request) -> Response:
+        called_path = request.url.path
+        # Served both at the root and under the stage prefix, so that links built from the request context
+        # (``requestContext.path`` carries the stage in AWS) work locally too.
+        path = called_path.removeprefix(f"/{STAGE}") if called_path.startswith(f"/{STAGE}/") else called_path
+        found = self._match(path)
+        if found is None:
+            return error(404, "not_found", "route not found")
+        candidates, params = found
+        route = next((c for c in candidates if c.method == request.method), None)
+        if route is None:
+            allow = ", ".join(sorted(c.method for c in candidates))
+            return error(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed here (allowed: {allow})",
+                headers={"Allow": allow},
+            )
+
+        body = await _read_body(request)
+        if body is None:
+            return error(413, "payload_too_large", "request too large")
+        event = self._proxy_event(request, route, path, called_path, params, body)
+
+        if route.authorized:
+            denied = await self._authorize(request, event)
+            if denied is not None:
+                return denied
+
+        call = asyncio.ensure_future(run_in_threadpool(self._invoke_route, route.function, event))
+        done, _ = await asyncio.wait({call}, timeout=self._integration_timeout)
+        if not done:  # the handler thread runs on (nothing can stop it); the client gets API Gateway's answer
+            log.error(
+                "%s did not answer %s %s within %s s", route.function, request.method, path, self._integration_timeout
+            )
+            return error(504, "internal_error", "endpoint request timed out")
+        try:
+            result = call.result()
+        except Exception:
+            log.exception("%s raised on %s %s", route.function, request.method, path)
+            return error(500, "internal_error", "internal server error")
+        return _to_response(route.function, result)
+
+    def _invoke_route(self, function: str, event: dict[str, Any]) -> Any:
+        # One at a time: Powertools' REST resolver keeps the current event in a class attribute shared by every
+        # resolver in the process, so two handlers resolving at once would read each other's request. In AWS
+        # each invocation has its own process.
+        with self._route_lock:
+            return self._functions.invoke(function, event)
+
+    def _match(self, path: str) -> tuple[list[wiring.Route], dict[str, str]] | None:
+        """The routes of the most specific matching resource (static segments win, as in API Gateway)."""
+        for compiled in self._routes:
+            match = compiled.pattern.fullmatch(path)
+            if match:
+                template = compiled.route.path
+                return [c.route for c in self._routes if c.route.path == template], match.groupdict()
+        return None
+
+    # --- events --------------------------------------------------------------------------------------------
+
+    def _proxy_event(
+        self, request: Request, route: wiring.Route, path: str, called_path: str, params: dict[str, str], body: bytes
+    ) -> dict[str, Any]:
+        client_ip = request.client.host if request.client else "127.0.0.1"
+        headers, multi_headers = _headers(request, client_ip)
+        query, multi_query = _query(request)
+        text, is_base64 = _body_text(body)
+        now = datetime.now(UTC)
+        return {
+            "resource": route.path,
+            "path": path,
+            "httpMethod": request.method,
+            "headers": headers,
+            "multiValueHeaders": multi_headers,
+            "queryStringParameters": query,
+            "multiValueQueryStringParameters": multi_query,
+            "pathParameters": params or None,
+            "stageVariables": None,
+            "requestContext": {
+                "accountId": self._account_id,
+                "apiId": API_ID,
+                "stage": STAGE,
+                "requestId": str(uuid.uuid4()),
+                "extendedRequestId": str(uuid.uuid4()),
+                "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "requestTimeEpoch": int(now.timestamp() * 1000),
+                "httpMethod": request.method,
+                # The path as the client called it: with the stage prefix in AWS and when called so locally.
+                "path": called_path,
+                "resourcePath": route.path,
+                "resourceId": f"{API_ID}-{route.method}-{route.path}",
+                "protocol": f"HTTP/{request.scope.get('http_version', '1.1')}",
+                "domainName": headers.get("Host", "localhost"),
+                "domainPrefix": headers.get("Host", "localhost").split(".")[0],
+                "identity": {
+                    "sourceIp": client_ip,
+                    "userAgent": headers.get("User-Agent"),
+                    "accessKey": None,
+                    "accountId": None,
+                    "apiKey": None,
+                    "apiKeyId": None,
+                    "caller": None,
+                    "cognitoAuthenticationProvider": None,
+                    "cognitoAuthenticationType": None,
+                    "cognitoIdentityId": None,
+                    "cognitoIdentityPoolId": None,
+                    "principalOrgId": None,
+                    "user": None,
+                    "userArn": None,
+                    "clientCert": None,
+                },
+            },
+            "body": text,
+            "isBase64Encoded": is_base64,
+        }
+
+    def _method_arn(self, event: dict[str, Any]) -> str:
+        return (
+            f"arn:aws:execute-api:{self._region}:{self._account_id}:{API_ID}/{STAGE}/"
+            f"{event['httpMethod']}/{event['path'].lstrip('/')}"
+        )
+
+    # --- authorizer ----------------------------------------------------------------------------------------
+
+    async def _authorize(self, request: Request, event: dict[str, Any]) -> Response | None:
+        """None when the request may go on (``event`` then carries the authorizer's context), else the answer."""
+        token = request.headers.get("authorization")
+        if not token:  # the identity source is missing: API Gateway answers without calling the authorizer
+            return error(401, "unauthorized", UNAUTHORIZED_MESSAGE)
+        method_arn = self._method_arn(event)
+        cached = self._policies.get(token)
+        if cached is None or cached.expires <= time.monotonic():
+            authorizer_event = {
+                "type": "REQUEST",
+                "methodArn": method_arn,
+                **{
+                    key: event[key]
+                    for key in (
+                        "resource",
+                        "path",
+                        "httpMethod",
+                        "headers",
+                        "multiValueHeaders",
+                        "queryStringParameters",
+                        "multiValueQueryStringParameters",
+                        "pathParameters",
+                        "stageVariables",
+                    )
+                },
+                "requestContext": dict(event["requestContext"]),
+            }
+            try:
+                result = await run_in_threadpool(self._functions.invoke, wiring.AUTHORIZER, authorizer_event)
+                cached = _parse_authorizer_result(result)
+            except Exception as failure:
+                if str(failure) == "Unauthorized":
+                    return error(401, "unauthorized", UNAUTHORIZED_MESSAGE)
+                log.exception("authorizer failed")
+                return error(500, "internal_error", "authorizer configuration error")
+            self._policies[token] = cached
+        if not policy_allows(cached.policy, method_arn):
+            return error(401, "unauthorized", UNAUTHORIZED_MESSAGE)  # ACCESS_DENIED, mapped to 401 in the CDK stack
+        event["requestContext"]["authorizer"] = {
+            "principalId": cached.principal_id,
+            **cached.context,
+            "integrationLatency": 0,
+        }
+        return None
+
+
+def _parse_authorizer_result(result: Any) -> _CachedPolicy:
+    if (
+        not isinstance(result, dict)
+        or not result.get("principalId")
+        or not isinstance(result.get("policyDocument"), dict)
+    ):
+        raise AuthorizerError("the authorizer must return principalId and policyDocument")
+    context = {}
+    for key, value in (result.get("context") or {}).items():
+        # API Gateway accepts only flat string, number and boolean values, and hands them on as strings.
+        if isinstance(value, dict | list):
+            raise AuthorizerError(f"authorizer context value {key!r} is not a string, number or boolean")
+        if value is not None:
+            context[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return _CachedPolicy(
+        time.monotonic() + AUTHORIZER_CACHE_SECONDS, str(result["principalId"]), result["policyDocument"], context
+    )
+
+
+# --- request and response mapping --------------------------------------------------------------------------
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None when it exceeds API Gateway's limit (read no further than that)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _headers(request: Request, client_ip: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    multi: dict[str, list[str]] = {}
+    for raw_name, raw_value in request.headers.raw:
+        multi.setdefault(canonical_header(raw_name.decode("latin-1")), []).append(raw_value.decode("latin-1"))
+    # Headers API Gateway adds on the way in.
+    forwarded = multi.get("X-Forwarded-For", [])
+    multi["X-Forwarded-For"] = [", ".join([*forwarded, client_ip])]
+    multi.setdefault("X-Forwarded-Proto", [request.url.scheme])
+    multi.setdefault("X-Forwarded-Port", [str(request.url.port or (443 if request.url.scheme == "https" else 80))])
+    return {name: values[-1] for name, values in multi.items()}, multi
+
+
+def _query(request: Request) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    pairs = parse_qsl(request.scope.get("query_string", b"").decode("utf-8", "replace"), keep_blank_values=True)
+    if not pairs:
+        return None, None
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        multi.setdefault(name, []).append(value)
+    return {name: values[-1] for name, values in multi.items()}, multi
+
+
+def _body_text(body: bytes) -> tuple[str | None, bool]:
+    if not body:
+        return None, False
+    try:
+        return body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode(), True
+
+
+def _to_response(function: str, result: Any) -> Response:
+    """A Lambda proxy response as HTTP; a malformed one is a 502, as API Gateway answers it."""
+    try:
+        if not isinstance(result, dict):
+            raise TypeError(f"the response is a {type(result).__name__}, not an object")
+        status = int(result["statusCode"])
+        body = result.get("body")
+        if body is not None and not isinstance(body, str):
+            raise TypeError("body must be a string")
+        content = base64.b64decode(body or "") if result.get("isBase64Encoded") else (body or "").encode()
+        multi: dict[str, list[str]] = {
+            name: [str(value) for value in values] for name, values in (result.get("multiValueHeaders") or {}).items()
+        }
+        for name, value in (result.get("headers") or {}).items():
+            multi.setdefault(name, [str(value)])
+    except (KeyError, TypeError, ValueError, AttributeError) as failure:
+        log.error("%s returned a malformed proxy response: %s", function, failure)
+        return error(502, "internal_error", "malformed Lambda proxy response")
+    response = Response(content=content, status_code=status)
+    response.raw_headers.extend(_raw_headers(multi))
+    return response
+
+
+def _raw_headers(headers: dict[str, list[str]]) -> Iterable[tuple[bytes, bytes]]:
+    for name, values in headers.items():
+        if name.lower() in ("content-length", "transfer-encoding", "connection"):
+            continue  # framing is the server's business
+        for value in values:
+            yield name.lower().encode("latin-1"), value.encode("latin-1")

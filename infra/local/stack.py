@@ -1,0 +1,369 @@
+"""``LocalStack``: the whole service in one process, on moto, from the declarations in ``videojobs.wiring``.
+
+It starts a moto server, creates every table, bucket and queue, points the process environment at them, adds a
+dev API key, serves the API over HTTP and runs the event source mappings as threads. ``python -m infra.local``
+runs it until interrupted; tests start it on port 0 as a context manager.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import boto3
+import uvicorn
+from botocore.config import Config
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.server import ThreadedMotoServer
+
+from infra.local.atomic_dynamodb import make_dynamodb_atomic
+from infra.local.functions import Functions
+from infra.local.gateway import LocalGateway
+from infra.local.pollers import SqsPoller, StreamPoller
+from infra.local.resources import Resources, create_resources
+from videojobs import aws, wiring
+from videojobs.ids import hash_api_key, new_api_key
+from videojobs.store import ApiKeyStore
+
+log = logging.getLogger(__name__)
+
+DEV_TENANT = "dev"
+DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 60
+DEFAULT_QUEUE_CONCURRENCY = 2  # concurrent batches per queue: a job keeps a core busy for minutes
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+}
+POWERTOOLS = {
+    "POWERTOOLS_SERVICE_NAME": "videojobs",
+    "POWERTOOLS_METRICS_NAMESPACE": "VideoJobs",
+    "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+}
+STARTUP_TIMEOUT_SECONDS = 10
+STOP_TIMEOUT_SECONDS = 5
+
+T = TypeVar("T")
+
+# moto's backends and os.environ belong to the whole process, so only one stack may run in it at a time.
+_running_lock = threading.Lock()
+_running: LocalStack | None = None
+
+
+class LocalStack:
+    """The service on moto, in this process.
+
+    :param host, port: where the API listens; port 0 picks a free port (see ``url``).
+    :param moto_port: the moto server's port; 0 picks a free one.
+    :param state_file: where to write ``url``, ``moto_endpoint``, ``api_key``, ``region`` and ``env`` as JSON
+        for other processes (removed on stop); None writes nothing.
+    :param visibility_timeout_seconds: the queues' visibility timeout. The CDK stack uses 6x the consumer's
+        timeout (90 min for the 15-min worker), which would make a crashed local run wait that long before its
+        retry; None keeps the deployed value.
+    :param queue_concurrency: concurrent batches per queue name (default 2); dead-letter queues get one.
+    :param handlers: function name -> handler string, replacing the declared handlers (for tests).
+    :param log_level: uvicorn's log level; "info" also logs each request.
+
+    ``start()`` changes ``os.environ`` of this process (credentials, region, endpoint, resource names: see
+    ``env``) because handlers read their settings from it; ``stop()`` restores it. Only one stack can run in a
+    process at a time.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        moto_port: int = 0,
+        state_file: str | Path | None = None,
+        visibility_timeout_seconds: int | None = DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
+        queue_concurrency: Mapping[str, int] | None = None,
+        handlers: Mapping[str, str] | None = None,
+        log_level: str = "warning",
+    ):
+        unknown = set(queue_concurrency or {}) - set(wiring.QUEUES)
+        if unknown:
+            raise ValueError(f"concurrency for unknown queues: {sorted(unknown)}")
+        self._host = host
+        self._port = port
+        self._moto_port = moto_port
+        self._state_file = Path(state_file) if state_file is not None else None
+        self._visibility_timeout = visibility_timeout_seconds
+        self._queue_concurrency = dict(queue_concurrency or {})
+        self._handlers = dict(handlers or {})
+        self._log_level = log_level
+
+        self._region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+        self._saved_env: dict[str, str | None] = {}
+        self._env: dict[str, str] = {}
+        self._stopping = threading.Event()
+        self._moto: ThreadedMotoServer | None = None
+        self._moto_endpoint: str | None = None
+        self._functions: Functions | None = None
+        self._resources: Resources | None = None
+        self._pollers: list[threading.Thread] = []
+        self._server: uvicorn.Server | None = None
+        self._server_thread: threading.Thread | None = None
+        self._url: str | None = None
+        self._api_key: str | None = None
+        self._state_written = False
+
+    # --- public -----------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The API's base URL, e.g. ``http://127.0.0.1:8080`` (also served under the stage prefix ``/v1``)."""
+        return _started(self._url)
+
+    @property
+    def api_key(self) -> str:
+        """A key of the ``dev`` tenant, created at start."""
+        return _started(self._api_key)
+
+    @property
+    def moto_endpoint(self) -> str:
+        return _started(self._moto_endpoint)
+
+    @property
+    def region(self) -> str:
+        return self._region
+
+    @property
+    def resources(self) -> Resources:
+        return _started(self._resources)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Every variable the stack set: another process with these reaches the same resources."""
+        return dict(self._env)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the stack's moto server, independent of ``os.environ``."""
+        session = boto3.session.Session(
+            region_name=self._region,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+        )
+        return session.client(service, endpoint_url=self.moto_endpoint, config=Config(retries={"mode": "standard"}))
+
+    def start(self) -> Self:
+        global _running
+        with _running_lock:
+            if _running is not None:
+                raise RuntimeError("another LocalStack is running in this process; stop it first")
+            _running = self
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and polling, then the moto server; restore the environment. Safe to call twice."""
+        self._stopping.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._server_thread is not None:
+            self._server_thread.join(STOP_TIMEOUT_SECONDS)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for poller in self._pollers:
+            poller.join(max(0.0, deadline - time.monotonic()))
+            if poller.is_alive():  # a handler still running (a long job): it is a daemon thread, left behind
+                log.warning("%s is still running a handler; not waiting for it", poller.name)
+        if self._state_file is not None and self._state_written:
+            self._state_file.unlink(missing_ok=True)
+            self._state_written = False
+        if self._functions is not None:
+            self._functions.unload()
+        if self._moto is not None:
+            try:
+                _reset_moto(self._moto_endpoint)  # moto's backends are process-wide: leave none of our state behind
+            except OSError:
+                log.warning("could not reset moto's state", exc_info=True)
+            self._moto.stop()
+            self._moto = None
+        self._functions = None
+        self._restore_env()
+        aws.reset_clients()
+        self._server = self._server_thread = None
+        self._pollers = []
+        global _running
+        with _running_lock:
+            if _running is self:
+                _running = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # --- start-up ---------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._stopping.clear()
+        self._set_env(
+            {
+                **FAKE_CREDENTIALS,
+                "AWS_DEFAULT_REGION": self._region,
+                "AWS_REGION": self._region,
+                # Without it, boto3 would try to put an account id in DynamoDB endpoints.
+                "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+                **POWERTOOLS,
+            }
+        )
+        # A profile or per-service endpoint from the user's shell must not send anything past moto.
+        self._unset_env([name for name in os.environ if name == "AWS_PROFILE" or name.startswith("AWS_ENDPOINT_URL_")])
+
+        werkzeug = logging.getLogger("werkzeug")
+        if werkzeug.level == logging.NOTSET:  # else moto's server prints a line for every AWS call
+            werkzeug.setLevel(logging.WARNING)
+        make_dynamodb_atomic()  # concurrent handlers rely on conditional writes being atomic
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self._moto_port, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self._moto_endpoint = f"http://{host}:{port}"
+        _reset_moto(self._moto_endpoint)  # a previous stack in this process may have left resources behind
+        self._set_env({"AWS_ENDPOINT_URL": self._moto_endpoint})
+        aws.reset_clients()
+
+        self._resources = create_resources(self.client, self._region, self._visibility_timeout)
+        self._set_env(self._resources.environment())
+
+        self._api_key = new_api_key()
+        ApiKeyStore(self.client("dynamodb"), self._resources.tables["api_keys"]).add(
+            hash_api_key(self._api_key), DEV_TENANT
+        )
+
+        self._functions = Functions(self._region, DEFAULT_ACCOUNT_ID, self._handlers)
+        self._start_pollers(self._functions, self._resources)
+        self._serve(LocalGateway(self._functions, self._region, DEFAULT_ACCOUNT_ID))
+        self._write_state()
+
+    def _start_pollers(self, functions: Functions, resources: Resources) -> None:
+        sqs, streams = self.client("sqs"), self.client("dynamodbstreams")
+        for name, queue in wiring.QUEUES.items():
+            ref = resources.queues[name]
+            subscriptions = [
+                (queue.consumer, ref.url, ref.arn, self._queue_concurrency.get(name, DEFAULT_QUEUE_CONCURRENCY))
+            ]
+            if queue.dead_letter_consumer:
+                subscriptions.append((queue.dead_letter_consumer, ref.dlq_url, ref.dlq_arn, 1))
+            for function, url, arn, concurrency in subscriptions:
+                for index in range(concurrency):
+                    self._pollers.append(
+                        SqsPoller(
+                            sqs=sqs,
+                            functions=functions,
+                            function=function,
+                            queue_url=url,
+                            queue_arn=arn,
+                            batch_size=queue.batch_size,
+                            region=self._region,
+                            stop=self._stopping,
+                            name=f"sqs:{arn.rsplit(':', 1)[-1]}->{function}#{index}",
+                        )
+                    )
+        for trigger in wiring.STREAM_TRIGGERS:
+            self._pollers.append(
+                StreamPoller(
+                    streams=streams,
+                    functions=functions,
+                    trigger=trigger,
+                    stream_arn=resources.stream_arns[trigger.table],
+                    region=self._region,
+                    stop=self._stopping,
+                    name=f"stream:{trigger.table}->{trigger.function}",
+                )
+            )
+        for poller in self._pollers:
+            poller.start()
+
+    def _serve(self, app: LocalGateway) -> None:
+        family, kind, proto, _, address = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)  # here, so that a busy port fails start() instead of a background thread
+        port = sock.getsockname()[1]
+        host = f"[{self._host}]" if family == socket.AF_INET6 else self._host
+        self._url = f"http://{host}:{port}"
+        config = uvicorn.Config(app, lifespan="off", log_level=self._log_level, timeout_graceful_shutdown=2)
+        self._server = uvicorn.Server(config)
+        self._server_thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True
+        )
+        self._server_thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while not self._server.started:
+            if not self._server_thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the HTTP server did not start on {self._url}")
+            time.sleep(0.01)
+
+    def _write_state(self) -> None:
+        if self._state_file is None:
+            return
+        self._state_file.parent.mkdir(parents=True, exist_ok=True)
+        self._state_file.write_text(
+            json.dumps(
+                {
+                    "url": self.url,
+                    "moto_endpoint": self.moto_endpoint,
+                    "api_key": self.api_key,
+                    "region": self._region,
+                    "env": self.env,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        self._state_written = True
+
+    # --- environment ------------------------------------------------------------------------------------
+
+    def _set_env(self, values: Mapping[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+            self._env[name] = value
+
+    def _unset_env(self, names: list[str]) -> None:
+        for name in names:
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ.pop(name, None)
+
+    def _restore_env(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+        self._env.clear()
+
+
+def _started(value: T | None) -> T:
+    if value is None:
+        raise RuntimeError("the local stack is not started")
+    return value
+
+
+def _reset_moto(endpoint: str | None) -> None:
+    if endpoint is None:
+        return
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass

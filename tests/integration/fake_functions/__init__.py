@@ -1,0 +1,1 @@
+"""Tiny handlers that stand in for the real functions, to test the local stack's machinery on its own."""

@@ -1,0 +1,270 @@
+"""The local stack's API Gateway emulation, over real HTTP, with fake handlers in place of the real functions."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from aws_lambda_powertools.utilities.parser.models import ApiGatewayAuthorizerRequest, APIGatewayProxyEventModel
+
+from infra.local import LocalStack
+from tests.integration.fake_functions import recorder as fake
+
+FAKE = "tests.integration.fake_functions.handlers"
+ALLOW = {"Authorization": "Bearer allow-gateway"}
+
+
+@pytest.fixture(scope="module")
+def state_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("local") / "nested" / "stack.json"
+
+
+@pytest.fixture(scope="module")
+def stack(state_file: Path) -> Iterator[LocalStack]:
+    with LocalStack(
+        port=0,
+        state_file=state_file,
+        handlers={
+            "authorizer": f"{FAKE}.authorizer",
+            "status": f"{FAKE}.echo",
+            "submit": f"{FAKE}.echo",
+        },
+    ) as started:
+        yield started
+
+
+@pytest.fixture
+def http(stack: LocalStack) -> Iterator[httpx.Client]:
+    fake.reset()
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        yield client
+
+
+def echoed(response: httpx.Response) -> dict:
+    return response.json()["event"]
+
+
+# First in the module: it runs its own stack before the shared one starts (one stack per process at a time).
+def test_stop_removes_the_state_file_and_restores_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBS_TABLE", "before")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    state = tmp_path / "stack.json"
+    with LocalStack(port=0, state_file=state) as other:
+        assert os.environ["JOBS_TABLE"] == "videojobs-jobs"
+        assert os.environ["AWS_ENDPOINT_URL"] == other.moto_endpoint
+        assert state.exists()
+
+    assert not state.exists()
+    assert os.environ["JOBS_TABLE"] == "before"
+    assert "AWS_ENDPOINT_URL" not in os.environ
+
+
+def test_route_path_and_query_parameters_reach_the_handler_as_a_proxy_event(http: httpx.Client) -> None:
+    response = http.get("/jobs/job%201", params=[("a", "1"), ("a", "2"), ("empty", "")], headers=ALLOW)
+
+    assert response.status_code == 201
+    event = echoed(response)
+    APIGatewayProxyEventModel.model_validate(event)
+    assert event["resource"] == "/jobs/{id}"
+    assert event["path"] == "/jobs/job 1"
+    assert event["httpMethod"] == "GET"
+    assert event["pathParameters"] == {"id": "job 1"}
+    assert event["queryStringParameters"] == {"a": "2", "empty": ""}
+    assert event["multiValueQueryStringParameters"] == {"a": ["1", "2"], "empty": [""]}
+    assert event["headers"]["Authorization"] == "Bearer allow-gateway"
+    assert event["multiValueHeaders"]["Authorization"] == ["Bearer allow-gateway"]
+    assert event["body"] is None and event["isBase64Encoded"] is False
+    context = event["requestContext"]
+    assert (context["stage"], context["apiId"], context["path"]) == ("v1", "local", "/jobs/job 1")
+    assert context["resourcePath"] == "/jobs/{id}"
+    assert context["httpMethod"] == "GET"
+    assert context["identity"]["sourceIp"] == "127.0.0.1"
+
+
+def test_handler_gets_a_lambda_context_from_the_declared_function(http: httpx.Client) -> None:
+    http.get("/jobs", headers=ALLOW)
+
+    [info] = fake.contexts("api")
+    assert info["function_name"] == "videojobs-status"
+    assert info["invoked_function_arn"].endswith(":function:videojobs-status")
+    assert info["memory_limit_in_mb"] == 512
+    assert 0 < info["remaining_ms"] <= 29_000
+
+
+def test_no_query_string_and_no_path_parameters_are_null(http: httpx.Client) -> None:
+    event = echoed(http.get("/jobs", headers=ALLOW))
+
+    assert event["queryStringParameters"] is None
+    assert event["multiValueQueryStringParameters"] is None
+    assert event["pathParameters"] is None
+
+
+def test_text_body_is_passed_as_is_and_binary_body_as_base64(http: httpx.Client) -> None:
+    text = echoed(http.post("/jobs", content='{"x": "é"}', headers=ALLOW))
+    binary = echoed(http.post("/uploads", content=b"\xff\x00\xfe", headers=ALLOW))
+
+    assert (text["body"], text["isBase64Encoded"]) == ('{"x": "é"}', False)
+    assert binary["isBase64Encoded"] is True
+    assert base64.b64decode(binary["body"]) == b"\xff\x00\xfe"
+
+
+def test_response_status_headers_and_multi_value_headers_reach_the_client(http: httpx.Client) -> None:
+    response = http.get("/jobs", headers=ALLOW)
+
+    assert response.status_code == 201
+    assert response.headers["x-single"] == "one"
+    assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
+
+
+def test_base64_response_body_is_decoded(http: httpx.Client) -> None:
+    response = http.get("/jobs", headers={**ALLOW, "X-Fake": "binary"})
+
+    assert response.content == b"\x00\xff\x10"
+
+
+def test_unauthorized_route_skips_the_authorizer(http: httpx.Client) -> None:
+    response = http.get("/health")
+
+    assert response.status_code == 201
+    assert "authorizer" not in echoed(response)["requestContext"]
+    assert fake.calls("authorizer") == []
+
+
+def test_missing_authorization_is_401_without_calling_the_authorizer(http: httpx.Client) -> None:
+    response = http.get("/jobs")
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert fake.calls("authorizer") == []
+    assert fake.calls("api") == []
+
+
+def test_authorizer_raising_unauthorized_is_401(http: httpx.Client) -> None:
+    response = http.get("/jobs", headers={"Authorization": "Bearer nobody"})
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert fake.calls("api") == []
+
+
+def test_authorizer_deny_is_401(http: httpx.Client) -> None:
+    response = http.get("/jobs", headers={"Authorization": "Bearer deny"})
+
+    assert response.status_code == 401
+    assert response.json() == {"error": {"code": "unauthorized", "message": "missing or invalid API key"}}
+    assert fake.calls("api") == []
+
+
+def test_authorizer_gets_a_request_event_with_the_method_arn(http: httpx.Client) -> None:
+    http.get("/jobs/abc", params={"q": "1"}, headers={"Authorization": "Bearer allow-arn"})
+
+    [event] = fake.calls("authorizer")
+    ApiGatewayAuthorizerRequest.model_validate(event)
+    assert event["type"] == "REQUEST"
+    assert event["methodArn"] == "arn:aws:execute-api:us-east-1:123456789012:local/v1/GET/jobs/abc"
+    assert event["resource"] == "/jobs/{id}"
+    assert event["pathParameters"] == {"id": "abc"}
+    assert event["queryStringParameters"] == {"q": "1"}
+
+
+def test_authorizer_context_reaches_the_handler_as_strings(http: httpx.Client) -> None:
+    event = echoed(http.get("/jobs", headers={"Authorization": "Bearer allow-context"}))
+
+    authorizer = event["requestContext"]["authorizer"]
+    assert authorizer["principalId"] == "user-allow-context"
+    assert authorizer["tenant_id"] == "allow-context"
+    assert (authorizer["count"], authorizer["admin"]) == ("3", "true")
+
+
+def test_authorizer_result_is_cached_per_authorization_header(http: httpx.Client) -> None:
+    token = {"Authorization": "Bearer allow-cached"}
+    first = http.get("/jobs", headers=token)
+    second = http.get("/jobs/other", headers=token)
+    other = http.get("/jobs", headers={"Authorization": "Bearer allow-other"})
+
+    assert [first.status_code, second.status_code, other.status_code] == [201, 201, 201]
+    assert len(fake.calls("authorizer")) == 2
+    assert echoed(second)["requestContext"]["authorizer"]["tenant_id"] == "allow-cached"
+
+
+def test_unknown_path_is_404_json(http: httpx.Client) -> None:
+    response = http.get("/nope/nothing")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_known_path_with_another_method_is_405_json(http: httpx.Client) -> None:
+    response = http.delete("/jobs/abc", headers=ALLOW)
+
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert response.headers["allow"] == "GET"
+
+
+def test_stage_prefix_is_served_too_and_kept_in_the_request_context(http: httpx.Client) -> None:
+    event = echoed(http.get("/v1/health"))
+
+    assert event["path"] == "/health"
+    assert event["requestContext"]["path"] == "/v1/health"
+
+
+def test_handler_exception_is_500_internal_error(http: httpx.Client) -> None:
+    response = http.get("/jobs", headers={**ALLOW, "X-Fake": "crash"})
+
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+
+
+def test_malformed_proxy_response_is_502(http: httpx.Client) -> None:
+    response = http.get("/jobs", headers={**ALLOW, "X-Fake": "malformed"})
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "internal_error"
+
+
+def test_body_over_10_mb_is_413_without_calling_the_handler(http: httpx.Client) -> None:
+    response = http.post("/jobs", content=b"x" * (10 * 1024 * 1024 + 1), headers=ALLOW)
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert fake.calls("api") == []
+
+
+def test_state_file_tells_other_processes_how_to_reach_the_stack(stack: LocalStack, state_file: Path) -> None:
+    state = json.loads(state_file.read_text())
+
+    assert state["url"] == stack.url
+    assert state["api_key"] == stack.api_key
+    assert state["env"]["JOBS_TABLE"] == "videojobs-jobs"
+    assert state["env"]["AWS_ENDPOINT_URL"] == state["moto_endpoint"]
+    assert state["env"]["JOBS_QUEUE_URL"].endswith("/videojobs-jobs")
+
+
+def test_dev_api_key_belongs_to_the_dev_tenant(stack: LocalStack) -> None:
+    from videojobs.ids import hash_api_key
+    from videojobs.store import ApiKeyStore
+
+    keys = ApiKeyStore(stack.client("dynamodb"), stack.env["API_KEYS_TABLE"])
+
+    assert keys.tenant_for(hash_api_key(stack.api_key)) == "dev"
+
+
+def test_route_handlers_run_one_at_a_time(stack: LocalStack, http: httpx.Client) -> None:
+    # Powertools' resolver keeps the current event in class state: concurrent handlers would mix requests up.
+    def slow_request(_: int) -> int:
+        return httpx.get(f"{stack.url}/health", headers={"X-Fake": "slow"}, timeout=10).status_code
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        statuses = list(pool.map(slow_request, range(3)))
+
+    assert statuses == [201, 201, 201]
+    assert fake.max_active == 1
