@@ -76,7 +76,16 @@ def resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) ->
                              message=f"the request body must be at most {MAX_BODY_BYTES} bytes")
         return {"statusCode": HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "headers": {"Content-Type": JSON},
                 "body": ErrorBody(error=detail).model_dump_json(), "isBase64Encoded": False}
-    return app.resolve(event, context)
+    return app.resolve(_read_body_as_json(event), context)
+
+
+def _read_body_as_json(event: dict[str, Any]) -> dict[str, Any]:
+    """Every body of this API is JSON, whatever Content-Type the client sent (``curl -d`` says form data):
+    the validator would otherwise parse it as a form and report confusing field errors."""
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
+    return {**event, "headers": {**headers, "Content-Type": JSON},
+            "multiValueHeaders": {**multi, "Content-Type": [JSON]}}
 
 
 def tenant_of(app: APIGatewayRestResolver) -> str:
