@@ -28,7 +28,9 @@ S3_SINGLE_UPLOAD_LIMIT = 5 * 1024**3
 Name = Annotated[str, Field(min_length=1)]
 
 
-class _FromEnv(BaseModel):
+class FunctionSettings(BaseModel):
+    """Base of every function's settings: validated once from the environment."""
+
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
     @classmethod
@@ -36,11 +38,11 @@ class _FromEnv(BaseModel):
         return cls.model_validate(dict(os.environ if environ is None else environ))
 
 
-class AuthorizerSettings(_FromEnv):
+class AuthorizerSettings(FunctionSettings):
     api_keys_table: Name = Field(alias=API_KEYS_TABLE)
 
 
-class SubmitSettings(_FromEnv):
+class SubmitSettings(FunctionSettings):
     jobs_table: Name = Field(alias=JOBS_TABLE)
     idempotency_table: Name = Field(alias=IDEMPOTENCY_TABLE)
     uploads_bucket: Name = Field(alias=UPLOADS_BUCKET)
@@ -49,24 +51,24 @@ class SubmitSettings(_FromEnv):
     upload_url_ttl_seconds: int = Field(900, alias=UPLOAD_URL_TTL_SECONDS, gt=0, le=7 * 24 * 3600)
 
 
-class StatusSettings(_FromEnv):
+class StatusSettings(FunctionSettings):
     jobs_table: Name = Field(alias=JOBS_TABLE)
     outputs_bucket: Name = Field(alias=OUTPUTS_BUCKET)
     download_url_ttl_seconds: int = Field(3600, alias=DOWNLOAD_URL_TTL_SECONDS, gt=0, le=7 * 24 * 3600)
 
 
-class WorkerSettings(_FromEnv):
+class WorkerSettings(FunctionSettings):
     jobs_table: Name = Field(alias=JOBS_TABLE)
     uploads_bucket: Name = Field(alias=UPLOADS_BUCKET)
     outputs_bucket: Name = Field(alias=OUTPUTS_BUCKET)
     scratch_dir: str = Field("/tmp", alias=SCRATCH_DIR)
 
 
-class JobsTableSettings(_FromEnv):
+class JobsTableSettings(FunctionSettings):
     """For functions that only read or finish jobs: notify and the dead-letter handler."""
 
     jobs_table: Name = Field(alias=JOBS_TABLE)
 
 
-class AdminSettings(_FromEnv):
+class AdminSettings(FunctionSettings):
     api_keys_table: Name = Field(alias=API_KEYS_TABLE)

@@ -59,6 +59,8 @@ class Function:
     """True: the container image with ffmpeg (``functions/process/Dockerfile``); False: a zip function."""
     uses: dict[str, Access] = field(default_factory=dict)
     """Resource name -> access. Decides both the IAM grants and the environment variables."""
+    settings: type[env.FunctionSettings] | None = None
+    """What the function reads from its environment: ``tests/infra`` checks ``uses`` provides all of it."""
 
     @property
     def directory(self) -> str:
@@ -109,26 +111,32 @@ FUNCTIONS: dict[str, Function] = {
     "authorizer": Function(
         handler="functions.authorizer.handler.lambda_handler", timeout_seconds=5, memory_mb=256,
         uses={"api_keys": "read"},
+        settings=env.AuthorizerSettings,
     ),
     "submit": Function(
         handler="functions.submit.handler.lambda_handler",
         uses={"jobs": "read_write", "idempotency": "read_write", "jobs_queue": "write", "uploads": "read_write"},
+        settings=env.SubmitSettings,
     ),
     "status": Function(
         handler="functions.status.handler.lambda_handler",
         uses={"jobs": "read", "outputs": "read"},
+        settings=env.StatusSettings,
     ),
     "process": Function(
         handler="functions.process.handler.lambda_handler", timeout_seconds=900, memory_mb=3008, image=True,
         uses={"jobs": "read_write", "uploads": "read", "outputs": "write"},
+        settings=env.WorkerSettings,
     ),
     "fail_dead_jobs": Function(
         handler="functions.fail_dead_jobs.handler.lambda_handler", timeout_seconds=30, memory_mb=256,
         uses={"jobs": "read_write"},
+        settings=env.JobsTableSettings,
     ),
     "notify": Function(
         handler="functions.notify.handler.lambda_handler", timeout_seconds=30, memory_mb=256,
         uses={"jobs": "read"},
+        settings=env.JobsTableSettings,
     ),
 }
 

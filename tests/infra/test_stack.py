@@ -9,20 +9,11 @@ from typing import Any
 import pytest
 from aws_cdk import Stack
 from aws_cdk.assertions import Match
-from pydantic import BaseModel
 
 from infra.construct import VideoJobs, VideoJobsProps
 from tests.infra.conftest import Synth, new_app, synthesize
 from videojobs import settings, wiring
 
-SETTINGS_OF: dict[str, type[BaseModel]] = {
-    "authorizer": settings.AuthorizerSettings,
-    "submit": settings.SubmitSettings,
-    "status": settings.StatusSettings,
-    "process": settings.WorkerSettings,
-    "notify": settings.JobsTableSettings,
-    "fail_dead_jobs": settings.JobsTableSettings,
-}
 COMMON_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
 ZIP_FUNCTIONS = [name for name, fn in wiring.FUNCTIONS.items() if not fn.image]
 IMAGE_FUNCTIONS = [name for name, fn in wiring.FUNCTIONS.items() if fn.image]
@@ -260,14 +251,11 @@ def test_function_environment_is_exactly_what_its_uses_need(synth: Synth, servic
 @pytest.mark.parametrize("name", list(wiring.FUNCTIONS))
 def test_function_environment_satisfies_its_settings_model(synth: Synth, service: VideoJobs, name: str) -> None:
     variables = synth.resource(service.functions[name])["Properties"]["Environment"]["Variables"]
-    model = SETTINGS_OF[name]
+    model = wiring.FUNCTIONS[name].settings
+    assert model is not None, f"{name} declares no settings model"
     required = {field.alias for field in model.model_fields.values() if field.is_required()}
     assert required, model
     assert required <= set(variables), f"{name} lacks {required - set(variables)}"
-
-
-def test_every_function_has_a_settings_model() -> None:
-    assert set(SETTINGS_OF) == set(wiring.FUNCTIONS)
 
 
 @pytest.mark.parametrize("name", list(wiring.FUNCTIONS))
