@@ -8,7 +8,7 @@ import sys
 import time
 
 # Each module has ``main() -> dict`` that measures its figure against a baseline in the same run.
-BENCHMARKS = ["bench.submit_overhead"]
+BENCHMARKS = ["bench.submit_overhead", "bench.worker", "bench.notify_latency"]
 
 
 def run() -> int:

@@ -14,7 +14,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
-    index = min(int(round(fraction * (len(ordered) - 1))), len(ordered) - 1)
+    index = min(round(fraction * (len(ordered) - 1)), len(ordered) - 1)
     return ordered[index]
 
 

@@ -32,12 +32,25 @@ def proxy_event(body: str, tenant: str) -> dict[str, Any]:
     """The API Gateway event POST /jobs arrives as (what the local gateway builds for each request)."""
     headers = {"Content-Type": "application/json", "Host": "bench.local"}
     return {
-        "resource": "/jobs", "path": "/jobs", "httpMethod": "POST", "headers": headers,
+        "resource": "/jobs",
+        "path": "/jobs",
+        "httpMethod": "POST",
+        "headers": headers,
         "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": None, "multiValueQueryStringParameters": None, "pathParameters": None,
-        "stageVariables": None, "body": body, "isBase64Encoded": False,
-        "requestContext": {"requestId": str(uuid.uuid4()), "stage": "v1", "path": "/jobs", "httpMethod": "POST",
-                           "resourcePath": "/jobs", "authorizer": {"principalId": tenant, "tenant_id": tenant}},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "body": body,
+        "isBase64Encoded": False,
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "stage": "v1",
+            "path": "/jobs",
+            "httpMethod": "POST",
+            "resourcePath": "/jobs",
+            "authorizer": {"principalId": tenant, "tenant_id": tenant},
+        },
     }
 
 
@@ -51,18 +64,30 @@ def main(rounds: int = 300) -> dict[str, Any]:
         dynamodb, sqs, s3 = stack.client("dynamodb"), stack.client("sqs"), stack.client("s3")
         s3.put_object(Bucket=env["UPLOADS_BUCKET"], Key=upload_key("dev", UPLOAD_ID), Body=b"x" * 1024)
         body = json.dumps({"input": {"upload_id": UPLOAD_ID}, "outputs": [{"type": "mp4", "height": 360}]})
-        http = httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {stack.api_key}",
-                                                         "Content-Type": "application/json"})
+        http = httpx.Client(
+            base_url=stack.url, headers={"Authorization": f"Bearer {stack.api_key}", "Content-Type": "application/json"}
+        )
 
         def bare_calls() -> None:
             job_id = uuid.uuid4().hex
-            dynamodb.put_item(TableName=env["JOBS_TABLE"], Item={
-                "id": {"S": job_id}, "tenant_id": {"S": "dev"}, "created_key": {"S": job_id},
-                "status": {"S": "queued"}, "version": {"N": "1"}})
+            dynamodb.put_item(
+                TableName=env["JOBS_TABLE"],
+                Item={
+                    "id": {"S": job_id},
+                    "tenant_id": {"S": "dev"},
+                    "created_key": {"S": job_id},
+                    "status": {"S": "queued"},
+                    "version": {"N": "1"},
+                },
+            )
             sqs.send_message(QueueUrl=env["JOBS_QUEUE_URL"], MessageBody=json.dumps({"job_id": job_id}))
 
-        context = LambdaContext(function_name="submit", memory_limit_in_mb=512, timeout_seconds=29,
-                                invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:submit")
+        context = LambdaContext(
+            function_name="submit",
+            memory_limit_in_mb=512,
+            timeout_seconds=29,
+            invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:submit",
+        )
 
         def handler_in_process() -> None:
             response = submit.lambda_handler(proxy_event(body, "dev"), context)
@@ -72,8 +97,9 @@ def main(rounds: int = 300) -> dict[str, Any]:
             response = http.post("/jobs", content=body)
             assert response.status_code == 202, response.text
 
-        samples = interleaved({"bare_boto3": bare_calls, "handler": handler_in_process, "http": through_http},
-                              rounds=rounds)
+        samples = interleaved(
+            {"bare_boto3": bare_calls, "handler": handler_in_process, "http": through_http}, rounds=rounds
+        )
     stats = {name: summary_ms(values) for name, values in samples.items()}
     base = stats["bare_boto3"]["p50_ms"]
     result = {

@@ -18,17 +18,30 @@ video = Path(sys.argv[1])
 
 with httpx.Client(base_url=API, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as api:
     # 1. Ask for a presigned upload, then send the file straight to S3 (never through the API).
-    upload = api.post("/uploads", json={
-        "filename": video.name, "content_type": "video/mp4", "size_bytes": video.stat().st_size,
-    }).raise_for_status().json()
+    upload = (
+        api.post(
+            "/uploads",
+            json={
+                "filename": video.name,
+                "content_type": "video/mp4",
+                "size_bytes": video.stat().st_size,
+            },
+        )
+        .raise_for_status()
+        .json()
+    )
     with video.open("rb") as file:
         httpx.post(upload["url"], data=upload["fields"], files={"file": file}).raise_for_status()
 
     # 2. Submit the job: 202 Accepted at once, with Location and Retry-After.
-    response = api.post("/jobs", json={
-        "input": {"upload_id": upload["upload_id"]},
-        "outputs": [{"type": "mp4", "height": 360}],
-    }, headers={"Idempotency-Key": f"quickstart-{upload['upload_id']}"}).raise_for_status()
+    response = api.post(
+        "/jobs",
+        json={
+            "input": {"upload_id": upload["upload_id"]},
+            "outputs": [{"type": "mp4", "height": 360}],
+        },
+        headers={"Idempotency-Key": f"quickstart-{upload['upload_id']}"},
+    ).raise_for_status()
     job = response.json()
     print("submitted", job["id"], "->", response.headers["Location"])
 

@@ -10,6 +10,7 @@ import os
 
 from aws_cdk import App, Environment, RemovalPolicy
 
+from infra import nag
 from infra.construct import ROOT, VideoJobsProps
 from infra.stack import VideoJobsStack
 
@@ -33,6 +34,8 @@ def build(app: App) -> VideoJobsStack:
 def main() -> None:
     # Run directly (not by the CLI), an App would write to a temporary folder: default to ./cdk.out instead.
     app = App(outdir=os.environ.get("CDK_OUTDIR", str(ROOT / "cdk.out")))
+    # Every synth (make synth, cdk deploy) fails on an unacknowledged cdk-nag finding.
+    nag.enable_checks(app)
     build(app)
     app.synth()
 

@@ -25,15 +25,25 @@ from aws_cdk import (
     Size,
 )
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from infra import nag
+from infra.fargate import add_fargate_workers
+from infra.monitoring import METRICS_NAMESPACE, SERVICE_NAME, Monitoring
+from infra.websocket import add_websocket_api
 from videojobs import settings as env
 from videojobs import wiring
 from videojobs.models import ErrorCode
@@ -44,23 +54,98 @@ ROOT = Path(__file__).resolve().parents[1]
 ZIP_RUNTIME = lambda_.Runtime.PYTHON_3_14
 LAYER_LOCK = "requirements-lambda.lock"
 IMAGE_DOCKERFILE = "functions/process/Dockerfile"
-LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 DLQ_RETENTION = Duration.days(14)
+API_STAGE = "v1"
 
 # The wiring names these resources; the props below tune them.
-SUBMIT, PROCESS, OUTPUTS = "submit", "process", "outputs"
+PROCESS, OUTPUTS = "process", "outputs"
+
+FARGATE_CPU_UNITS = (256, 512, 1024, 2048, 4096, 8192, 16384)
+
+
+@dataclass(frozen=True)
+class CustomDomain:
+    """Serve the API at ``https://<name>/v1`` as well as at its execute-api URL."""
+
+    name: str
+    certificate_arn: str
+    """An ACM certificate for ``name`` in the stack's region (the API's endpoint is regional)."""
+    hosted_zone_id: str | None = None
+    hosted_zone_name: str | None = None
+    """With both, an alias record for ``name`` is made in that Route 53 zone; without, point your DNS yourself."""
 
 
 @dataclass(frozen=True)
 class VideoJobsProps:
+    """What a deployment may change. None keeps the default of the wiring or of the function's settings."""
+
     removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
     """Of the data: tables, buckets (DESTROY also empties them on delete) and log groups."""
     outputs_retention_days: int | None = None
     """Overrides the outputs bucket's ``expire_after_days`` from the wiring."""
     max_upload_bytes: int | None = None
-    """Sets ``MAX_UPLOAD_BYTES`` on the submit function; None keeps the settings default (S3's 5 GB limit)."""
+    """The largest file a client may upload, in one POST or in parts; None keeps the settings' limits (5 GiB in
+    one POST, S3's 5 TiB object limit in parts)."""
     process_memory_mb: int | None = None
-    """Overrides the worker's memory (and with it its vCPUs) from the wiring."""
+    """Overrides the Lambda worker's memory (and with it its vCPUs: one per 1,769 MB) from the wiring."""
+    process_ephemeral_storage_mib: int = 10240
+    """The Lambda worker's /tmp, which holds the input and every rendition of a job."""
+    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
+    api_rate_limit: int = 100
+    """Requests per second across the stage, in steady state (API Gateway's token bucket)."""
+    api_burst_limit: int = 200
+    custom_domain: CustomDomain | None = None
+    web_acl_arn: str | None = None
+    """A regional WAFv2 web ACL to associate with the API's stage."""
+    api_logs_role: bool = True
+    """Set API Gateway's account-wide CloudWatch role (needed once per account and region for access logs);
+    False when the account already has one."""
+    alarm_topic: sns.ITopic | None = None
+    """Where alarms go; None creates a topic (its ARN is a stack output)."""
+    alarm_email: str | None = None
+    """Subscribed to the alarm topic (the address must confirm the subscription)."""
+    # The Fargate worker (infra/fargate.py) takes the jobs too long for the Lambda worker.
+    lambda_time_budget_seconds: int | None = None
+    """Jobs estimated to run longer than this go to Fargate instead of the Lambda worker."""
+    fargate_cpu: int | None = None
+    """CPU units of a Fargate worker task (1024 = 1 vCPU)."""
+    fargate_memory_mib: int | None = None
+    fargate_max_tasks: int | None = None
+    # Notifications (infra/websocket.py and the notify function).
+    webhook_retry_delays_seconds: tuple[int, ...] | None = None
+    """Wait before each retry of a failed webhook delivery; its length is the number of retries."""
+
+    def __post_init__(self) -> None:
+        # Fail at synth, with the prop's name, rather than at deploy time or in a function's cold start.
+        checks = {
+            "outputs_retention_days": self.outputs_retention_days is None or self.outputs_retention_days >= 1,
+            "max_upload_bytes": self.max_upload_bytes is None or 0 < self.max_upload_bytes <= env.S3_OBJECT_LIMIT,
+            "process_memory_mb": self.process_memory_mb is None or 128 <= self.process_memory_mb <= 10240,
+            "process_ephemeral_storage_mib": 512 <= self.process_ephemeral_storage_mib <= 10240,
+            "api_rate_limit": self.api_rate_limit > 0,
+            "api_burst_limit": self.api_burst_limit >= self.api_rate_limit,
+            "lambda_time_budget_seconds": self.lambda_time_budget_seconds is None
+            or 0 < self.lambda_time_budget_seconds < wiring.FUNCTIONS[PROCESS].timeout_seconds,
+            "fargate_cpu": self.fargate_cpu is None or self.fargate_cpu in FARGATE_CPU_UNITS,
+            "fargate_memory_mib": self.fargate_memory_mib is None or 512 <= self.fargate_memory_mib <= 122880,
+            "fargate_max_tasks": self.fargate_max_tasks is None or self.fargate_max_tasks >= 1,
+            "webhook_retry_delays_seconds": self.webhook_retry_delays_seconds is None
+            or all(delay > 0 for delay in self.webhook_retry_delays_seconds),
+        }
+        invalid = [name for name, valid in checks.items() if not valid]
+        if invalid:
+            raise ValueError(f"invalid VideoJobsProps: {', '.join(invalid)}")
+
+
+def settings_overrides(props: VideoJobsProps) -> dict[str, str]:
+    """The function settings the props change, as environment variables: each goes to every function whose
+    settings model reads it."""
+    overrides = {}
+    if props.max_upload_bytes is not None:
+        # One limit for every upload, whichever way it comes: a single POST can carry at most 5 GiB anyway.
+        overrides[env.MAX_UPLOAD_BYTES] = str(min(props.max_upload_bytes, env.S3_SINGLE_UPLOAD_LIMIT))
+        overrides[env.MAX_MULTIPART_UPLOAD_BYTES] = str(props.max_upload_bytes)
+    return overrides
 
 
 def _pip_install_args(output_dir: str) -> list[str]:
@@ -127,7 +212,18 @@ class VideoJobs(Construct):
         self.functions: dict[str, lambda_.Function] = self._functions()
         self.stream_failures_queue: sqs.Queue | None = None
         self._triggers()
+        self.domain: apigw.DomainName | None = None
         self.api: apigw.RestApi = self._api()
+        self.websocket_stage = add_websocket_api(self)
+        self.fargate_services = add_fargate_workers(self)
+
+        # Feature modules (infra/fargate.py, infra/websocket.py) add their resources above this comment, one call
+        # each. Monitoring and the cdk-nag acknowledgements below find everything in this construct by walking
+        # it, so what they add gets alarms, a place on the dashboard and the same nag scrutiny without an edit.
+        self.monitoring = Monitoring(
+            self, "Monitoring", watched=self, api=self.api, topic=self.props.alarm_topic, email=self.props.alarm_email
+        )
+        nag.acknowledge_findings(self)
 
     # -- data ---------------------------------------------------------------------------------------------
 
@@ -138,6 +234,9 @@ class VideoJobs(Construct):
                 self,
                 f"{_pascal(name)}Table",
                 partition_key=dynamodb.Attribute(name=decl.partition_key, type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name=decl.sort_key, type=dynamodb.AttributeType.STRING)
+                if decl.sort_key
+                else None,
                 billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
                 point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                     point_in_time_recovery_enabled=True
@@ -237,15 +336,20 @@ class VideoJobs(Construct):
         layer: lambda_.LayerVersion | None = None
         functions = {}
         for name, decl in wiring.FUNCTIONS.items():
+            log_group = logs.LogGroup(
+                self,
+                f"{_pascal(name)}Logs",
+                retention=self.props.log_retention,
+                removal_policy=self.props.removal_policy,
+            )
             common: dict[str, Any] = dict(
+                role=self._role(name, log_group),
                 memory_size=decl.memory_mb,
                 timeout=Duration.seconds(decl.timeout_seconds),
                 tracing=lambda_.Tracing.ACTIVE,
                 logging_format=lambda_.LoggingFormat.JSON,
-                log_group=logs.LogGroup(
-                    self, f"{_pascal(name)}Logs", retention=LOG_RETENTION, removal_policy=self.props.removal_policy
-                ),
-                environment=self._environment(name, decl),
+                log_group=log_group,
+                environment=self._environment(decl),
             )
             if decl.image:
                 if name == PROCESS and self.props.process_memory_mb is not None:
@@ -256,7 +360,7 @@ class VideoJobs(Construct):
                     f"{_pascal(name)}Function",
                     code=_image_code(decl),
                     architecture=lambda_.Architecture.X86_64,
-                    ephemeral_storage_size=Size.gibibytes(10),
+                    ephemeral_storage_size=Size.mebibytes(self.props.process_ephemeral_storage_mib),
                     **common,
                 )
             else:
@@ -275,6 +379,18 @@ class VideoJobs(Construct):
         for name, decl in wiring.FUNCTIONS.items():
             self._grant(functions[name], decl)
         return functions
+
+    def _role(self, name: str, log_group: logs.LogGroup) -> iam.Role:
+        # One role per function, with no managed policy: AWSLambdaBasicExecutionRole would let it write to any
+        # log group. It may write its own; the wiring's grants (and tracing) add the rest.
+        role = iam.Role(
+            self,
+            f"{_pascal(name)}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"videojobs {name} function",
+        )
+        log_group.grant_write(role)
+        return role
 
     def _dependencies_layer(self) -> lambda_.LayerVersion:
         # One layer for every zip function, built from the lock file alone (the exclude keeps its hash to it).
@@ -295,12 +411,15 @@ class VideoJobs(Construct):
             description=f"videojobs dependencies from {LAYER_LOCK}",
         )
 
-    def _environment(self, name: str, decl: wiring.Function) -> dict[str, str]:
-        environment = {"POWERTOOLS_SERVICE_NAME": "videojobs", "POWERTOOLS_METRICS_NAMESPACE": "VideoJobs"}
+    def _environment(self, decl: wiring.Function) -> dict[str, str]:
+        environment = {"POWERTOOLS_SERVICE_NAME": SERVICE_NAME, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
         for resource in decl.uses:
-            environment[wiring.env_var_of(resource)] = self._location(resource)
-        if name == SUBMIT and self.props.max_upload_bytes is not None:
-            environment[env.MAX_UPLOAD_BYTES] = str(self.props.max_upload_bytes)
+            if resource != wiring.WEBSOCKET:  # infra/websocket.py sets the WebSocket API's URL
+                environment[wiring.env_var_of(resource)] = self._location(resource)
+        reads = {field.alias for field in decl.settings.model_fields.values()} if decl.settings else set()
+        environment |= {
+            variable: value for variable, value in settings_overrides(self.props).items() if variable in reads
+        }
         return environment
 
     def _location(self, resource: str) -> str:
@@ -308,6 +427,9 @@ class VideoJobs(Construct):
             return self.tables[resource].table_name
         if resource in self.buckets:
             return self.buckets[resource].bucket_name
+        dead_letters = wiring.dead_letter_queue_for(resource)
+        if dead_letters is not None:
+            return self.dead_letter_queues[dead_letters].queue_url
         return self.queues[wiring.queue_for(resource) or ""].queue_url
 
     def _grant(self, fn: lambda_.Function, decl: wiring.Function) -> None:
@@ -324,8 +446,15 @@ class VideoJobs(Construct):
                 bucket = self.buckets[resource]
                 grants = {"read": bucket.grant_read, "write": bucket.grant_put, "read_write": bucket.grant_read_write}
                 grants[access](fn)
+            elif resource == wiring.WEBSOCKET:
+                continue  # granted by infra/websocket.py, which creates the API
             else:
-                queue = self.queues[wiring.queue_for(resource) or ""]
+                dead_letters = wiring.dead_letter_queue_for(resource)
+                queue = (
+                    self.dead_letter_queues[dead_letters]
+                    if dead_letters is not None
+                    else self.queues[wiring.queue_for(resource) or ""]
+                )
                 if access in ("write", "read_write"):
                     queue.grant_send_messages(fn)
                 if access in ("read", "read_write"):
@@ -334,9 +463,12 @@ class VideoJobs(Construct):
     def _triggers(self) -> None:
         # Event sources grant their own read access (SQS consume, stream read) to the function.
         for name, decl in wiring.QUEUES.items():
-            self.functions[decl.consumer].add_event_source(
-                sources.SqsEventSource(self.queues[name], batch_size=decl.batch_size, report_batch_item_failures=True)
-            )
+            if decl.consumer in self.functions:  # else a container service polls it (infra/fargate.py)
+                self.functions[decl.consumer].add_event_source(
+                    sources.SqsEventSource(
+                        self.queues[name], batch_size=decl.batch_size, report_batch_item_failures=True
+                    )
+                )
             if decl.dead_letter_consumer:
                 self.functions[decl.dead_letter_consumer].add_event_source(
                     sources.SqsEventSource(self.dead_letter_queues[name], report_batch_item_failures=True)
@@ -373,7 +505,7 @@ class VideoJobs(Construct):
 
     def _api(self) -> apigw.RestApi:
         access_logs = logs.LogGroup(
-            self, "ApiAccessLogs", retention=LOG_RETENTION, removal_policy=self.props.removal_policy
+            self, "ApiAccessLogs", retention=self.props.log_retention, removal_policy=self.props.removal_policy
         )
         api = apigw.RestApi(
             self,
@@ -381,10 +513,10 @@ class VideoJobs(Construct):
             rest_api_name=Names.unique_resource_name(self, max_length=128, separator="-"),
             description="videojobs: long-running media jobs",
             # Access logging needs the account's CloudWatch role; kept on stack deletion (other APIs use it).
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            cloud_watch_role=self.props.api_logs_role,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN if self.props.api_logs_role else None,
             deploy_options=apigw.StageOptions(
-                stage_name="v1",
+                stage_name=API_STAGE,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
                     caller=False,
@@ -400,11 +532,20 @@ class VideoJobs(Construct):
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,
                 tracing_enabled=True,
-                throttling_rate_limit=100,
-                throttling_burst_limit=200,
+                throttling_rate_limit=self.props.api_rate_limit,
+                throttling_burst_limit=self.props.api_burst_limit,
             ),
         )
         self._gateway_responses(api)
+        if self.props.custom_domain is not None:
+            self.domain = self._custom_domain(api, self.props.custom_domain)
+        if self.props.web_acl_arn is not None:
+            wafv2.CfnWebACLAssociation(
+                self,
+                "WebAclAssociation",
+                resource_arn=api.deployment_stage.stage_arn,
+                web_acl_arn=self.props.web_acl_arn,
+            )
 
         authorizer = None
         if any(route.authorized for route in wiring.ROUTES):
@@ -426,6 +567,29 @@ class VideoJobs(Construct):
                 authorization_type=apigw.AuthorizationType.CUSTOM if route.authorized else apigw.AuthorizationType.NONE,
             )
         return api
+
+    def _custom_domain(self, api: apigw.RestApi, domain: CustomDomain) -> apigw.DomainName:
+        # The base path repeats the stage name, so URLs read the same on both hosts: https://<host>/v1/jobs.
+        name = api.add_domain_name(
+            "Domain",
+            domain_name=domain.name,
+            certificate=acm.Certificate.from_certificate_arn(self, "Certificate", domain.certificate_arn),
+            endpoint_type=apigw.EndpointType.REGIONAL,
+            security_policy=apigw.SecurityPolicy.TLS_1_2,
+            base_path=API_STAGE,
+        )
+        if domain.hosted_zone_id and domain.hosted_zone_name:
+            zone = route53.HostedZone.from_hosted_zone_attributes(
+                self, "HostedZone", hosted_zone_id=domain.hosted_zone_id, zone_name=domain.hosted_zone_name
+            )
+            route53.ARecord(
+                self,
+                "DomainRecord",
+                zone=zone,
+                record_name=domain.name,
+                target=route53.RecordTarget.from_alias(route53_targets.ApiGatewayDomain(name)),
+            )
+        return name
 
     @staticmethod
     def _gateway_responses(api: apigw.RestApi) -> None:

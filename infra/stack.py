@@ -22,6 +22,21 @@ class VideoJobsStack(Stack):
         self.service = VideoJobs(self, "VideoJobs", props=props)
 
         CfnOutput(self, "ApiUrl", value=self.service.api.url, description="Base URL of the API (stage v1)")
+        if self.service.domain is not None:
+            CfnOutput(
+                self,
+                "CustomDomainTarget",
+                value=self.service.domain.domain_name_alias_domain_name,
+                description="Point the custom domain's DNS (CNAME or alias) here",
+            )
+        monitoring = self.service.monitoring
+        CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn, description="Alarms notify this topic")
+        CfnOutput(
+            self,
+            "DashboardUrl",
+            value=f"https://console.aws.amazon.com/cloudwatch/home?region={self.region}"
+            f"#dashboards:name={monitoring.dashboard.dashboard_name}",
+        )
         for name, table in self.service.tables.items():
             CfnOutput(self, f"{_pascal(name)}TableName", value=table.table_name)
         for name, bucket in self.service.buckets.items():

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 from pathlib import Path
 
 from videojobs.media import ffmpeg_exe
 
 
-def make_clip(path: Path, *, seconds: float = 2, width: int = 320, height: int = 240, audio: bool = True,
-              rate: int = 25) -> Path:
+def make_clip(
+    path: Path, *, seconds: float = 2, width: int = 320, height: int = 240, audio: bool = True, rate: int = 25
+) -> Path:
     """An H.264/AAC MP4 test pattern with a tone."""
     inputs = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={rate}:duration={seconds}"]
     if audio:
@@ -22,6 +24,33 @@ def make_clip(path: Path, *, seconds: float = 2, width: int = 320, height: int =
 
 def make_tone(path: Path, *, seconds: float = 2) -> Path:
     """An audio-only MP3."""
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    f"sine=frequency=440:duration={seconds}", "-c:a", "libmp3lame", str(path)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:duration={seconds}",
+            "-c:a",
+            "libmp3lame",
+            str(path),
+        ],
+        check=True,
+    )
+    return path
+
+
+def pad_media(path: Path, total_bytes: int) -> Path:
+    """Grow an MP4 to ``total_bytes`` with a top-level ``free`` box, ISO BMFF's own padding: every reader skips
+    it, so the file probes and transcodes as before while it uploads like a big file."""
+    padding = total_bytes - path.stat().st_size - 8
+    with path.open("ab") as file:
+        file.write(struct.pack(">I4s", padding + 8, b"free"))
+        zeros = bytes(8 * 1024 * 1024)
+        while padding:
+            padding -= file.write(zeros[: min(len(zeros), padding)])
     return path

@@ -67,15 +67,22 @@ def new_resolver() -> APIGatewayRestResolver:
     return app
 
 
-def resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+def resolve(
+    app: APIGatewayRestResolver, event: dict[str, Any], context: Any, *, max_body_bytes: int = MAX_BODY_BYTES
+) -> dict[str, Any]:
     """Route the event. The body limit is checked first: validating a huge body would be wasted work
     (and would answer 422 where the client needs to hear 413)."""
     body = event.get("body") or ""
-    if len(body.encode()) > MAX_BODY_BYTES:
-        detail = ErrorDetail(code=ErrorCode.PAYLOAD_TOO_LARGE,
-                             message=f"the request body must be at most {MAX_BODY_BYTES} bytes")
-        return {"statusCode": HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "headers": {"Content-Type": JSON},
-                "body": ErrorBody(error=detail).model_dump_json(), "isBase64Encoded": False}
+    if len(body.encode()) > max_body_bytes:
+        detail = ErrorDetail(
+            code=ErrorCode.PAYLOAD_TOO_LARGE, message=f"the request body must be at most {max_body_bytes} bytes"
+        )
+        return {
+            "statusCode": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "headers": {"Content-Type": JSON},
+            "body": ErrorBody(error=detail).model_dump_json(),
+            "isBase64Encoded": False,
+        }
     return app.resolve(_read_body_as_json(event), context)
 
 
@@ -84,8 +91,11 @@ def _read_body_as_json(event: dict[str, Any]) -> dict[str, Any]:
     the validator would otherwise parse it as a form and report confusing field errors."""
     headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
     multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
-    return {**event, "headers": {**headers, "Content-Type": JSON},
-            "multiValueHeaders": {**multi, "Content-Type": [JSON]}}
+    return {
+        **event,
+        "headers": {**headers, "Content-Type": JSON},
+        "multiValueHeaders": {**multi, "Content-Type": [JSON]},
+    }
 
 
 def tenant_of(app: APIGatewayRestResolver) -> str:

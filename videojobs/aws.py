@@ -19,6 +19,16 @@ def client(service: str) -> Any:
     return boto3.session.Session().client(service, config=_CONFIG)
 
 
+@cache
+def websocket_management_client(websocket_url: str) -> Any:
+    """A client of the management API (post to and close connections) of the WebSocket stage at
+    ``websocket_url``: the stage's own URL over https (http for a local ``ws://`` stage). It overrides
+    ``AWS_ENDPOINT_URL``, which points elsewhere (moto) in the local stack."""
+    endpoint = "http" + websocket_url.removeprefix("ws") if websocket_url.startswith("ws") else websocket_url
+    return boto3.session.Session().client("apigatewaymanagementapi", endpoint_url=endpoint, config=_CONFIG)
+
+
 def reset_clients() -> None:
     """Forget cached clients, e.g. after a test changed the endpoint or credentials."""
     client.cache_clear()
+    websocket_management_client.cache_clear()

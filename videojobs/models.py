@@ -7,11 +7,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, model_validator
 
 MIN_HEIGHT, MAX_HEIGHT = 144, 4320
 MAX_OUTPUTS = 10
+MAX_RENDITIONS = 8
+MAX_THUMBNAILS = 100
+MAX_THUMBNAIL_WIDTH = 7680
+MAX_SECONDS = 24 * 3600
 MAX_METADATA_BYTES = 2048
+MAX_UPLOAD_PARTS = 10_000  # S3's limit for one multipart upload
 
 
 def utcnow() -> datetime:
@@ -28,22 +33,48 @@ class JobStatus(StrEnum):
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_STATUSES
 
 
-TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 # Which status may follow which: the store turns each arrow into a conditional write.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.FAILED}),
+    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.FAILED, JobStatus.CANCELLED}),
     # processing -> processing is a reclaim after an expired lease (a worker died mid-job).
-    JobStatus.PROCESSING: frozenset({JobStatus.PROCESSING, JobStatus.COMPLETED, JobStatus.FAILED}),
+    JobStatus.PROCESSING: frozenset({JobStatus.PROCESSING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
 }
+
+
+class JobStage(StrEnum):
+    """What a processing job is doing now."""
+
+    PROBING = "probing"
+    TRANSCODING = "transcoding"
+    UPLOADING = "uploading"
+
+
+# Job events: one per status (so a new status brings its event along) and one for progress within a status.
+JobEventType = StrEnum(  # type: ignore[misc]
+    "JobEventType", {status.name: f"job.{status.value}" for status in JobStatus} | {"PROGRESS": "job.progress"}
+)
+
+
+def status_event_type(status: JobStatus) -> JobEventType:
+    """The event that announces a job entering ``status``."""
+    return JobEventType(f"job.{status.value}")
+
+
+def default_webhook_events() -> list[str]:
+    """What a webhook receives when the job names no ``webhook_events``: how the job ended."""
+    return sorted(status_event_type(status).value for status in TERMINAL_STATUSES)
 
 
 class ErrorCode(StrEnum):
@@ -54,6 +85,8 @@ class ErrorCode(StrEnum):
     VALIDATION_ERROR = "validation_error"
     UPLOAD_NOT_FOUND = "upload_not_found"
     UPLOAD_TOO_LARGE = "upload_too_large"
+    UPLOAD_INCOMPLETE = "upload_incomplete"
+    INVALID_UPLOAD_PARTS = "invalid_upload_parts"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
@@ -62,8 +95,13 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     SERVICE_UNAVAILABLE = "service_unavailable"
     INTERNAL_ERROR = "internal_error"
+    INVALID_WEBHOOK_URL = "invalid_webhook_url"
+    JOB_FINISHED = "job_finished"
+    FORBIDDEN = "forbidden"
     # Job errors: why a job ended failed.
     INVALID_MEDIA = "invalid_media"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    INPUT_TOO_LARGE = "input_too_large"
     PROCESSING_FAILED = "processing_failed"
 
 
@@ -89,12 +127,71 @@ class CreateUploadRequest(_Strict):
     size_bytes: Annotated[int, Field(gt=0)]
 
 
+class CompletedPart(_Strict):
+    part_number: Annotated[int, Field(ge=1, le=MAX_UPLOAD_PARTS)]
+    etag: Annotated[str, Field(min_length=1, max_length=128)]
+    """The ``ETag`` header S3 answered to the part's PUT."""
+
+
+class CompleteUploadRequest(_Strict):
+    parts: Annotated[list[CompletedPart], Field(min_length=1, max_length=MAX_UPLOAD_PARTS)]
+
+
+# Even: H.264 in 4:2:0 needs even dimensions.
+Height = Annotated[int, Field(ge=MIN_HEIGHT, le=MAX_HEIGHT, multiple_of=2)]
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    if len(set(values)) != len(values):
+        raise ValueError("values must be unique")
+    return values
+
+
 class Mp4Output(_Strict):
+    """H.264/AAC MP4 at ``height`` (never above the input's height)."""
+
     type: Literal["mp4"]
-    height: Annotated[int, Field(ge=MIN_HEIGHT, le=MAX_HEIGHT)]
+    height: Height
+    quality: Literal["low", "medium", "high"] = "medium"
 
 
-OutputSpec = Annotated[Mp4Output, Field(discriminator="type")]
+class HlsOutput(_Strict):
+    """One adaptive-bitrate ladder: a rendition per height the input reaches, and a master playlist."""
+
+    type: Literal["hls"]
+    heights: Annotated[list[Height], Field(min_length=1, max_length=MAX_RENDITIONS), AfterValidator(_unique)]
+
+
+class ThumbnailsOutput(_Strict):
+    """JPEGs: ``count`` evenly spaced, or one at each of ``at_seconds``."""
+
+    type: Literal["thumbnails"]
+    count: Annotated[int, Field(ge=1, le=MAX_THUMBNAILS)] | None = None
+    at_seconds: (
+        Annotated[
+            list[Annotated[float, Field(ge=0, le=MAX_SECONDS)]],
+            Field(min_length=1, max_length=MAX_THUMBNAILS),
+            AfterValidator(_unique),
+        ]
+        | None
+    ) = None
+    width: Annotated[int, Field(ge=16, le=MAX_THUMBNAIL_WIDTH)] | None = None
+
+    @model_validator(mode="after")
+    def _count_or_times(self) -> ThumbnailsOutput:
+        if (self.count is None) == (self.at_seconds is None):
+            raise ValueError("give either count or at_seconds")
+        return self
+
+
+class AudioOutput(_Strict):
+    """The first audio track: MP3, or AAC in an MPEG-4 (``.m4a``) file."""
+
+    type: Literal["audio"]
+    format: Literal["mp3", "aac"]
+
+
+OutputSpec = Annotated[Mp4Output | HlsOutput | ThumbnailsOutput | AudioOutput, Field(discriminator="type")]
 
 
 def _small_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -111,6 +208,8 @@ class CreateJobRequest(_Strict):
     input: JobInputRequest
     outputs: Annotated[list[OutputSpec], Field(min_length=1, max_length=MAX_OUTPUTS)]
     webhook_url: Annotated[HttpUrl, Field(max_length=2048)] | None = None
+    webhook_events: Annotated[list[JobEventType], Field(min_length=1, max_length=len(JobEventType))] | None = None
+    """Which events the webhook receives; default: ``default_webhook_events()``."""
     metadata: Annotated[dict[str, Any] | None, AfterValidator(_small_json)] = None
 
 
@@ -126,6 +225,29 @@ class UploadResponse(BaseModel):
     max_bytes: int
 
 
+class UploadPart(BaseModel):
+    part_number: int
+    url: str
+    """A presigned ``PUT`` for this part; S3 answers its ``ETag``, which completing the upload needs."""
+
+
+class MultipartUploadResponse(BaseModel):
+    """Files above the multipart threshold: PUT each part (bytes ``(n-1)*part_size`` up to ``n*part_size``)
+    to its URL, then ``POST /uploads/{upload_id}/complete`` with every part's ETag."""
+
+    upload_id: str
+    method: Literal["MULTIPART"] = "MULTIPART"
+    part_size: int
+    parts: list[UploadPart]
+    expires_at: str
+    max_bytes: int
+
+
+class CompletedUpload(BaseModel):
+    upload_id: str
+    size_bytes: int
+
+
 class MediaMetadata(BaseModel):
     """What probing found in the input."""
 
@@ -138,6 +260,11 @@ class MediaMetadata(BaseModel):
     audio_codec: str | None = None
     bitrate: int | None = None
     size_bytes: int | None = None
+    rotation: int | None = None
+    """Degrees the player turns the picture; ``width`` and ``height`` are as displayed (already turned)."""
+    audio_channels: int | None = None
+    audio_sample_rate: int | None = None
+    stream_count: int | None = None
 
 
 class JobInput(BaseModel):
@@ -170,11 +297,30 @@ class JobResource(BaseModel):
     webhook_url: str | None
     metadata: dict[str, Any] | None
     version: int
+    webhook_events: list[str] | None = None
+    stage: JobStage | None = None
+    """While processing: probing, transcoding or uploading."""
+    eta_seconds: int | None = None
+    """While transcoding or uploading: the estimated seconds left."""
+    cancel_requested_at: str | None = None
 
 
 class JobList(BaseModel):
     jobs: list[JobResource]
     next_cursor: str | None
+
+
+class JobEvent(BaseModel):
+    """One change of a job, as every channel (webhook, WebSocket, SSE) carries it. ``data.version`` orders
+    events, identifies duplicates and is where a client resumes."""
+
+    type: JobEventType
+    timestamp: str
+    data: JobResource
+
+    @property
+    def version(self) -> int:
+        return self.data.version
 
 
 # --- Stored job and queue message -----------------------------------------------------------------------
@@ -185,8 +331,19 @@ class StoredOutput(BaseModel):
 
     spec: dict[str, Any]
     key: str | None = None
+    """The main object: the MP4, the audio file, the HLS master playlist."""
+    keys: list[str] | None = None
+    """Every thumbnail, in the order requested."""
     size_bytes: int | None = None
     content_type: str | None = None
+    details: dict[str, Any] | None = None
+    """What the worker made, shown with the output (e.g. the resolution, the HLS renditions)."""
+    secret: str | None = None
+    """Signs the output's playback links (HLS); never shown."""
+
+
+OUTPUT_SPEC: TypeAdapter[Mp4Output | HlsOutput | ThumbnailsOutput | AudioOutput] = TypeAdapter(OutputSpec)
+"""Parses a stored ``spec`` back into its output model."""
 
 
 class Job(BaseModel):
@@ -207,11 +364,17 @@ class Job(BaseModel):
     outputs: list[StoredOutput]
     error: ErrorDetail | None = None
     webhook_url: str | None = None
+    webhook_events: list[str] | None = None
     metadata: dict[str, Any] | None = None
     attempts: int = 0
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     request_hash: str | None = None
+    stage: JobStage | None = None
+    eta_seconds: int | None = None
+    cancel_requested_at: datetime | None = None
+    long_job: bool = False
+    """Handed to the long-jobs queue: the Lambda worker estimated it would not finish in its time."""
 
 
 class JobMessage(BaseModel):

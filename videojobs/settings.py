@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 JOBS_TABLE = "JOBS_TABLE"
 API_KEYS_TABLE = "API_KEYS_TABLE"
@@ -19,11 +19,43 @@ OUTPUTS_BUCKET = "OUTPUTS_BUCKET"
 JOBS_QUEUE_URL = "JOBS_QUEUE_URL"
 MAX_UPLOAD_BYTES = "MAX_UPLOAD_BYTES"
 UPLOAD_URL_TTL_SECONDS = "UPLOAD_URL_TTL_SECONDS"
+MULTIPART_THRESHOLD_BYTES = "MULTIPART_THRESHOLD_BYTES"
+MULTIPART_PART_BYTES = "MULTIPART_PART_BYTES"
+MAX_MULTIPART_UPLOAD_BYTES = "MAX_MULTIPART_UPLOAD_BYTES"
+MULTIPART_URL_TTL_SECONDS = "MULTIPART_URL_TTL_SECONDS"
 DOWNLOAD_URL_TTL_SECONDS = "DOWNLOAD_URL_TTL_SECONDS"
 SCRATCH_DIR = "SCRATCH_DIR"
+# The media worker (Lambda and the long-jobs container consumer).
+LONG_JOBS_QUEUE_URL = "LONG_JOBS_QUEUE_URL"
+LAMBDA_TIME_BUDGET_SECONDS = "LAMBDA_TIME_BUDGET_SECONDS"
+WORK_PIXELS_PER_SECOND = "WORK_PIXELS_PER_SECOND"
+LEASE_SECONDS = "LEASE_SECONDS"
+MAX_ATTEMPTS = "MAX_ATTEMPTS"
+JOB_TIME_LIMIT_SECONDS = "JOB_TIME_LIMIT_SECONDS"
+MAX_INPUT_DIMENSION = "MAX_INPUT_DIMENSION"
+MAX_INPUT_PIXELS = "MAX_INPUT_PIXELS"
+MAX_INPUT_DURATION_SECONDS = "MAX_INPUT_DURATION_SECONDS"
+MAX_INPUT_STREAMS = "MAX_INPUT_STREAMS"
+INPUT_READ_RATE = "INPUT_READ_RATE"
+# Notifications: webhooks, WebSockets and Server-Sent Events.
+JOB_EVENTS_TABLE = "JOB_EVENTS_TABLE"
+WEBHOOK_SECRETS_TABLE = "WEBHOOK_SECRETS_TABLE"
+WEBHOOK_DELIVERIES_TABLE = "WEBHOOK_DELIVERIES_TABLE"
+WS_CONNECTIONS_TABLE = "WS_CONNECTIONS_TABLE"
+WS_TICKETS_TABLE = "WS_TICKETS_TABLE"
+DELIVERIES_QUEUE_URL = "DELIVERIES_QUEUE_URL"
+DELIVERIES_DLQ_URL = "DELIVERIES_DLQ_URL"
+WEBSOCKET_URL = "WEBSOCKET_URL"
+WEBHOOK_ALLOW_LOOPBACK_HTTP = "WEBHOOK_ALLOW_LOOPBACK_HTTP"
+WEBHOOK_RETRY_DELAYS = "WEBHOOK_RETRY_DELAYS"
+WEBHOOK_TIMEOUT_SECONDS = "WEBHOOK_TIMEOUT_SECONDS"
+SSE_WAIT_SECONDS = "SSE_WAIT_SECONDS"
+WS_TICKET_TTL_SECONDS = "WS_TICKET_TTL_SECONDS"
 
 # A single presigned POST is limited to 5 GB by S3; larger files need multipart uploads.
 S3_SINGLE_UPLOAD_LIMIT = 5 * 1024**3
+S3_OBJECT_LIMIT = 5 * 1024**4
+S3_MIN_PART_BYTES = 5 * 1024**2
 
 Name = Annotated[str, Field(min_length=1)]
 
@@ -49,6 +81,19 @@ class SubmitSettings(FunctionSettings):
     jobs_queue_url: Name = Field(alias=JOBS_QUEUE_URL)
     max_upload_bytes: int = Field(S3_SINGLE_UPLOAD_LIMIT, alias=MAX_UPLOAD_BYTES, gt=0, le=S3_SINGLE_UPLOAD_LIMIT)
     upload_url_ttl_seconds: int = Field(900, alias=UPLOAD_URL_TTL_SECONDS, gt=0, le=7 * 24 * 3600)
+    # Files above the threshold are uploaded in parts (presigned PUTs), up to S3's 5 TiB object limit.
+    multipart_threshold_bytes: int = Field(
+        100 * 1024**2, alias=MULTIPART_THRESHOLD_BYTES, ge=S3_MIN_PART_BYTES, le=S3_SINGLE_UPLOAD_LIMIT
+    )
+    multipart_part_bytes: int = Field(
+        64 * 1024**2, alias=MULTIPART_PART_BYTES, ge=S3_MIN_PART_BYTES, le=S3_SINGLE_UPLOAD_LIMIT
+    )
+    max_multipart_upload_bytes: int = Field(S3_OBJECT_LIMIT, alias=MAX_MULTIPART_UPLOAD_BYTES, gt=0, le=S3_OBJECT_LIMIT)
+    # Longer than a single POST's: a big file takes hours. URLs signed with a role's temporary credentials stop
+    # working when those credentials expire, which can be sooner.
+    multipart_url_ttl_seconds: int = Field(12 * 3600, alias=MULTIPART_URL_TTL_SECONDS, gt=0, le=7 * 24 * 3600)
+    # A developer setting (the local stack turns it on): webhooks to http://127.0.0.1 pass the SSRF guard.
+    webhook_allow_loopback_http: bool = Field(False, alias=WEBHOOK_ALLOW_LOOPBACK_HTTP)
 
 
 class StatusSettings(FunctionSettings):
@@ -62,6 +107,38 @@ class WorkerSettings(FunctionSettings):
     uploads_bucket: Name = Field(alias=UPLOADS_BUCKET)
     outputs_bucket: Name = Field(alias=OUTPUTS_BUCKET)
     scratch_dir: str = Field("/tmp", alias=SCRATCH_DIR)
+    long_jobs_queue_url: Name = Field(alias=LONG_JOBS_QUEUE_URL)
+    # Routing: the Lambda worker hands a job to the long-jobs queue when its estimated work (pixels decoded
+    # and encoded, at this rate) would take longer than the budget.
+    lambda_time_budget_seconds: float = Field(600, alias=LAMBDA_TIME_BUDGET_SECONDS, gt=0)
+    work_pixels_per_second: float = Field(60e6, alias=WORK_PIXELS_PER_SECOND, gt=0)
+    # A worker holds a job for this long without a heartbeat (it beats every quarter of it); then another may
+    # take it over. The queue message is kept invisible for twice as long.
+    lease_seconds: float = Field(60, alias=LEASE_SECONDS, ge=2, le=3600)
+    max_attempts: int = Field(3, alias=MAX_ATTEMPTS, ge=1)
+    # The long-jobs consumer's wall-clock limit for one job (the Lambda worker stops at its own timeout).
+    job_time_limit_seconds: float = Field(12 * 3600, alias=JOB_TIME_LIMIT_SECONDS, gt=0)
+    # Inputs above these fail with input_too_large before any decoding.
+    max_input_dimension: int = Field(8192, alias=MAX_INPUT_DIMENSION, gt=0)
+    max_input_pixels: int = Field(8192 * 4320, alias=MAX_INPUT_PIXELS, gt=0)
+    max_input_duration_seconds: float = Field(4 * 3600, alias=MAX_INPUT_DURATION_SECONDS, gt=0)
+    max_input_streams: int = Field(16, alias=MAX_INPUT_STREAMS, gt=0)
+    # Read the input at most this many times faster than real time (ffmpeg's -readrate); unset: as fast as
+    # possible. The tests use it to make short clips take long enough to cancel or kill mid-encode.
+    input_read_rate: float | None = Field(None, alias=INPUT_READ_RATE, gt=0)
+
+
+class CancelSettings(FunctionSettings):
+    jobs_table: Name = Field(alias=JOBS_TABLE)
+    outputs_bucket: Name = Field(alias=OUTPUTS_BUCKET)
+
+
+class PlaybackSettings(FunctionSettings):
+    """Serves HLS playlists behind signed links; segment URLs are presigned GETs valid this long."""
+
+    jobs_table: Name = Field(alias=JOBS_TABLE)
+    outputs_bucket: Name = Field(alias=OUTPUTS_BUCKET)
+    download_url_ttl_seconds: int = Field(3600, alias=DOWNLOAD_URL_TTL_SECONDS, gt=0, le=7 * 24 * 3600)
 
 
 class JobsTableSettings(FunctionSettings):
@@ -72,3 +149,65 @@ class JobsTableSettings(FunctionSettings):
 
 class AdminSettings(FunctionSettings):
     api_keys_table: Name = Field(alias=API_KEYS_TABLE)
+
+
+# --- notifications ----------------------------------------------------------------------------------------
+
+# Seconds to wait after each failed attempt (Standard Webhooks' schedule, extended to about three days).
+DEFAULT_WEBHOOK_RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+
+
+def _seconds_list(value: object) -> object:
+    """``"5,300,1800"`` (an environment variable) -> a tuple of numbers."""
+    if isinstance(value, str):
+        return tuple(float(item) for item in value.split(",") if item.strip())
+    return value
+
+
+RetryDelays = Annotated[tuple[Annotated[float, Field(ge=0)], ...], BeforeValidator(_seconds_list)]
+
+
+class NotifySettings(FunctionSettings):
+    """The stream's fan-out: the event log, webhook deliveries and WebSocket pushes."""
+
+    job_events_table: Name = Field(alias=JOB_EVENTS_TABLE)
+    webhook_deliveries_table: Name = Field(alias=WEBHOOK_DELIVERIES_TABLE)
+    ws_connections_table: Name = Field(alias=WS_CONNECTIONS_TABLE)
+    deliveries_queue_url: Name = Field(alias=DELIVERIES_QUEUE_URL)
+    websocket_url: Name = Field(alias=WEBSOCKET_URL)
+
+
+class DeliverSettings(FunctionSettings):
+    webhook_deliveries_table: Name = Field(alias=WEBHOOK_DELIVERIES_TABLE)
+    webhook_secrets_table: Name = Field(alias=WEBHOOK_SECRETS_TABLE)
+    deliveries_queue_url: Name = Field(alias=DELIVERIES_QUEUE_URL)
+    deliveries_dlq_url: Name = Field(alias=DELIVERIES_DLQ_URL)
+    webhook_allow_loopback_http: bool = Field(False, alias=WEBHOOK_ALLOW_LOOPBACK_HTTP)
+    retry_delays: RetryDelays = Field(DEFAULT_WEBHOOK_RETRY_DELAYS, alias=WEBHOOK_RETRY_DELAYS)
+    timeout_seconds: float = Field(10, alias=WEBHOOK_TIMEOUT_SECONDS, gt=0, le=30)
+
+
+class EventsSettings(FunctionSettings):
+    """Server-Sent Events: how long one request waits for news (under API Gateway's 29 s)."""
+
+    jobs_table: Name = Field(alias=JOBS_TABLE)
+    job_events_table: Name = Field(alias=JOB_EVENTS_TABLE)
+    sse_wait_seconds: float = Field(25, alias=SSE_WAIT_SECONDS, gt=0, le=28)
+
+
+class WebSocketSettings(FunctionSettings):
+    ws_tickets_table: Name = Field(alias=WS_TICKETS_TABLE)
+    ws_connections_table: Name = Field(alias=WS_CONNECTIONS_TABLE)
+    job_events_table: Name = Field(alias=JOB_EVENTS_TABLE)
+
+
+class NotificationsApiSettings(FunctionSettings):
+    """Webhook secrets, the delivery ledger and WebSocket tickets."""
+
+    jobs_table: Name = Field(alias=JOBS_TABLE)
+    webhook_secrets_table: Name = Field(alias=WEBHOOK_SECRETS_TABLE)
+    webhook_deliveries_table: Name = Field(alias=WEBHOOK_DELIVERIES_TABLE)
+    ws_tickets_table: Name = Field(alias=WS_TICKETS_TABLE)
+    deliveries_queue_url: Name = Field(alias=DELIVERIES_QUEUE_URL)
+    websocket_url: Name = Field(alias=WEBSOCKET_URL)
+    ws_ticket_ttl_seconds: int = Field(60, alias=WS_TICKET_TTL_SECONDS, gt=0, le=3600)

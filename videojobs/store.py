@@ -23,6 +23,7 @@ from videojobs.models import (
     TRANSITIONS,
     ErrorDetail,
     Job,
+    JobStage,
     JobStatus,
     MediaMetadata,
     StoredOutput,
@@ -32,6 +33,11 @@ from videojobs.models import (
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+
+# No live worker holds the job: its lease was released, or ran out.
+_LEASE_FREE = "(attribute_not_exists(lease_owner) OR lease_expires_at < :now_iso)"
+# What only a job being worked on has.
+_WORKING = ("lease_owner", "lease_expires_at", "stage", "eta_seconds")
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 MAX_PAGE_SIZE = 100
@@ -95,22 +101,35 @@ class JobStore:
             self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(id)")
             return job
         now = utcnow()
-        record = to_item({
-            "id": idempotency.record_id,
-            "job_id": job.id,
-            "request_hash": idempotency.request_hash,
-            "expires_at": int((now + IDEMPOTENCY_TTL).timestamp()),
-        })
+        record = to_item(
+            {
+                "id": idempotency.record_id,
+                "job_id": job.id,
+                "request_hash": idempotency.request_hash,
+                "expires_at": int((now + IDEMPOTENCY_TTL).timestamp()),
+            }
+        )
         try:
-            self._client.transact_write_items(TransactItems=[
-                {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(id)"}},
-                {"Put": {
-                    "TableName": self._idempotency_table, "Item": record,
-                    # TTL deletes lazily: an expired record counts as absent.
-                    "ConditionExpression": "attribute_not_exists(id) OR expires_at < :now",
-                    "ExpressionAttributeValues": {":now": {"N": str(int(now.timestamp()))}},
-                }},
-            ])
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": item,
+                            "ConditionExpression": "attribute_not_exists(id)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._idempotency_table,
+                            "Item": record,
+                            # TTL deletes lazily: an expired record counts as absent.
+                            "ConditionExpression": "attribute_not_exists(id) OR expires_at < :now",
+                            "ExpressionAttributeValues": {":now": {"N": str(int(now.timestamp()))}},
+                        }
+                    },
+                ]
+            )
             return job
         except ClientError as error:
             if error.response["Error"]["Code"] != "TransactionCanceledException":
@@ -175,8 +194,8 @@ class JobStore:
     # --- transitions -----------------------------------------------------------------------------------
 
     def claim(self, job_id: str, worker_id: str, lease: timedelta) -> Job | None:
-        """Take the job for processing: a queued job, or one whose previous worker's lease ran out.
-        Returns None when it cannot be claimed (finished, or held by a live worker)."""
+        """Take the job for processing: a queued job, or one whose previous worker's lease ran out (or was
+        released). Returns None when it cannot be claimed (finished, or held by a live worker)."""
         now = utcnow()
         return self._update(
             job_id,
@@ -186,8 +205,8 @@ class JobStore:
                 "lease_expires_at": isoformat(now + lease),
             },
             extra_set="attempts = if_not_exists(attempts, :zero) + :one, "
-                      "started_at = if_not_exists(started_at, :now_iso)",
-            condition="#status = :queued OR (#status = :processing AND lease_expires_at < :now_iso)",
+            "started_at = if_not_exists(started_at, :now_iso)",
+            condition=f"#status = :queued OR (#status = :processing AND {_LEASE_FREE})",
             values={":queued": JobStatus.QUEUED.value, ":processing": JobStatus.PROCESSING.value, ":zero": 0},
             now=now,
         )
@@ -195,55 +214,165 @@ class JobStore:
     def record_probe(self, job_id: str, worker_id: str, metadata: MediaMetadata) -> Job | None:
         return self._held_update(job_id, worker_id, {"input_metadata": metadata.model_dump(mode="json")})
 
-    def record_progress(self, job_id: str, worker_id: str, progress: int, lease: timedelta) -> Job | None:
-        """Write progress and extend the lease: progress doubles as the worker's heartbeat."""
-        return self._held_update(job_id, worker_id, {
-            "progress": progress,
-            "lease_expires_at": isoformat(utcnow() + lease),
-        })
+    def record_progress(
+        self,
+        job_id: str,
+        worker_id: str,
+        progress: int,
+        lease: timedelta,
+        *,
+        stage: JobStage | None = None,
+        eta_seconds: int | None = None,
+    ) -> Job | None:
+        """Write progress and extend the lease: progress doubles as the worker's heartbeat. Fails (None) once
+        a cancel was requested, which is how the worker learns of it."""
+        values: dict[str, Any] = {"progress": progress, "lease_expires_at": isoformat(utcnow() + lease)}
+        if stage is not None:
+            values["stage"] = stage.value
+        if eta_seconds is not None:
+            values["eta_seconds"] = eta_seconds
+        return self._held_update(job_id, worker_id, values, remove=() if eta_seconds is not None else ("eta_seconds",))
 
     def complete(self, job_id: str, worker_id: str, outputs: list[StoredOutput]) -> Job | None:
         now = utcnow()
-        return self._held_update(job_id, worker_id, {
-            "status": JobStatus.COMPLETED.value,
-            "progress": 100,
-            "outputs": [output.model_dump(mode="json") for output in outputs],
-            "completed_at": isoformat(now),
-        }, remove=("lease_owner", "lease_expires_at"), now=now)
+        return self._held_update(
+            job_id,
+            worker_id,
+            {
+                "status": JobStatus.COMPLETED.value,
+                "progress": 100,
+                "outputs": [output.model_dump(mode="json") for output in outputs],
+                "completed_at": isoformat(now),
+            },
+            remove=_WORKING,
+            now=now,
+        )
 
     def fail(self, job_id: str, error: ErrorDetail, worker_id: str | None = None) -> Job | None:
-        """End the job ``failed``. With ``worker_id``, only while that worker holds it; without, from any
-        status that is not terminal (the dead-letter path, or a job that could not be queued)."""
+        """End the job ``failed``. With ``worker_id``, only while that worker holds it (and no cancel was
+        requested); without, from any status that is not terminal (a job that could not be queued)."""
         now = utcnow()
         values = {
             "status": JobStatus.FAILED.value,
             "error": error.model_dump(mode="json"),
             "completed_at": isoformat(now),
         }
-        remove = ("lease_owner", "lease_expires_at")
         if worker_id is not None:
-            return self._held_update(job_id, worker_id, values, remove=remove, now=now)
+            return self._held_update(job_id, worker_id, values, remove=_WORKING, now=now)
         sources = sorted(status.value for status in JobStatus if JobStatus.FAILED in TRANSITIONS[status])
         placeholders = {f":from{index}": status for index, status in enumerate(sources)}
         return self._update(
-            job_id, set_values=values, remove=remove,
-            condition=f"#status IN ({', '.join(placeholders)})", values=placeholders, now=now,
+            job_id,
+            set_values=values,
+            remove=_WORKING,
+            condition=f"#status IN ({', '.join(placeholders)})",
+            values=placeholders,
+            now=now,
+        )
+
+    def fail_abandoned(self, job_id: str, error: ErrorDetail) -> Job | None:
+        """End the job ``failed`` unless a live worker holds it (its lease has not run out)."""
+        now = utcnow()
+        return self._update(
+            job_id,
+            set_values={
+                "status": JobStatus.FAILED.value,
+                "error": error.model_dump(mode="json"),
+                "completed_at": isoformat(now),
+            },
+            remove=_WORKING,
+            condition=f"#status = :queued OR (#status = :processing AND {_LEASE_FREE})",
+            values={":queued": JobStatus.QUEUED.value, ":processing": JobStatus.PROCESSING.value},
+            now=now,
+        )
+
+    def release(self, job_id: str, worker_id: str, *, to_long_queue: bool = False) -> Job | None:
+        """Give the job up so that the next delivery may claim it at once (a retry, or a shutdown). Handed to
+        the long-jobs queue, the try does not count: the job was only probed."""
+        extra = "attempts = attempts - :one" if to_long_queue else ""
+        return self._held_update(
+            job_id,
+            worker_id,
+            {"long_job": True} if to_long_queue else {},
+            remove=_WORKING,
+            extra_set=extra,
+            allow_cancel_requested=True,
+        )
+
+    # --- cancel ----------------------------------------------------------------------------------------
+
+    def cancel_queued(self, job_id: str) -> Job | None:
+        """A queued job ends ``cancelled`` at once: no worker has it yet."""
+        now = utcnow()
+        return self._update(
+            job_id,
+            set_values={"status": JobStatus.CANCELLED.value, "completed_at": isoformat(now)},
+            condition="#status = :queued",
+            values={":queued": JobStatus.QUEUED.value},
+            now=now,
+        )
+
+    def request_cancel(self, job_id: str) -> Job | None:
+        """Ask the worker of a processing job to stop: its next write fails, and it ends the job ``cancelled``
+        once ffmpeg is stopped and the partial outputs are removed."""
+        return self._update(
+            job_id,
+            set_values={},
+            extra_set="cancel_requested_at = if_not_exists(cancel_requested_at, :now_iso)",
+            condition="#status = :processing",
+            values={":processing": JobStatus.PROCESSING.value},
+        )
+
+    def cancel(self, job_id: str, worker_id: str | None = None) -> Job | None:
+        """End a processing job ``cancelled``: by the worker holding it, or (no ``worker_id``) when no live
+        worker holds it."""
+        now = utcnow()
+        values = {"status": JobStatus.CANCELLED.value, "completed_at": isoformat(now)}
+        if worker_id is not None:
+            return self._held_update(job_id, worker_id, values, remove=_WORKING, now=now, allow_cancel_requested=True)
+        return self._update(
+            job_id,
+            set_values=values,
+            remove=_WORKING,
+            condition=f"#status = :processing AND {_LEASE_FREE}",
+            values={":processing": JobStatus.PROCESSING.value},
+            now=now,
         )
 
     def _held_update(
-        self, job_id: str, worker_id: str, set_values: dict[str, Any], *,
-        remove: tuple[str, ...] = (), now: datetime | None = None,
+        self,
+        job_id: str,
+        worker_id: str,
+        set_values: dict[str, Any],
+        *,
+        remove: tuple[str, ...] = (),
+        now: datetime | None = None,
+        extra_set: str = "",
+        allow_cancel_requested: bool = False,
     ) -> Job | None:
+        condition = "#status = :processing AND lease_owner = :worker"
+        if not allow_cancel_requested:
+            condition += " AND attribute_not_exists(cancel_requested_at)"
         return self._update(
-            job_id, set_values=set_values, remove=remove,
-            condition="#status = :processing AND lease_owner = :worker",
+            job_id,
+            set_values=set_values,
+            remove=remove,
+            extra_set=extra_set,
+            condition=condition,
             values={":processing": JobStatus.PROCESSING.value, ":worker": worker_id},
             now=now,
         )
 
     def _update(
-        self, job_id: str, *, set_values: dict[str, Any], condition: str, values: dict[str, Any],
-        extra_set: str = "", remove: tuple[str, ...] = (), now: datetime | None = None,
+        self,
+        job_id: str,
+        *,
+        set_values: dict[str, Any],
+        condition: str,
+        values: dict[str, Any],
+        extra_set: str = "",
+        remove: tuple[str, ...] = (),
+        now: datetime | None = None,
     ) -> Job | None:
         """One conditional write that also stamps ``updated_at`` and bumps ``version``.
         Returns the new job, or None when the condition did not hold."""
@@ -270,8 +399,9 @@ class JobStore:
                 UpdateExpression=expression,
                 ConditionExpression=f"attribute_exists(id) AND ({condition})",
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues={key: _serializer.serialize(_dynamo_value(value))
-                                           for key, value in used_values.items()},
+                ExpressionAttributeValues={
+                    key: _serializer.serialize(_dynamo_value(value)) for key, value in used_values.items()
+                },
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:

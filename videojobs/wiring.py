@@ -29,16 +29,19 @@ class Table:
     indexes: tuple[Index, ...] = ()
     ttl_attribute: str | None = None
     stream: bool = False
+    sort_key: str | None = None
 
 
 @dataclass(frozen=True)
 class Queue:
     env_var: str
     consumer: str
-    """The function that consumes it; its timeout sets the visibility timeout."""
+    """The function that consumes it (its timeout sets the visibility timeout), or a container ``Service``."""
     max_receive_count: int = 3
     batch_size: int = 1
     dead_letter_consumer: str | None = None
+    dead_letter_env_var: str | None = None
+    """Set when a function moves messages to the dead-letter queue itself (``uses`` names it ``<queue>_dlq``)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,43 @@ class Route:
     path: str
     function: str
     authorized: bool = True
+    long_poll: bool = False
+    """The handler may hold the request up to the integration timeout (Server-Sent Events). Such a handler is a
+    plain function, not a Powertools resolver (whose current request is process-wide), so the local gateway
+    runs it alongside other requests."""
+
+
+@dataclass(frozen=True)
+class WebSocketApi:
+    """An API Gateway WebSocket API whose routes (``$connect``, ``$disconnect`` and actions chosen by the
+    message's ``action``) all go to one function. A function that ``uses`` it gets ``env_var`` (the
+    ``wss://`` URL of the stage); with write access it may also post to and close connections."""
+
+    function: str
+    routes: tuple[str, ...]
+    env_var: str
+    reply_routes: tuple[str, ...] = ()
+    """Routes whose handler's answer is sent back to the client as a message."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """A long-running container consumer of a queue: an ECS Fargate service in AWS (``infra/fargate.py``) and a
+    supervised subprocess in the local stack. It runs the worker image with ``python -m <module>`` as command."""
+
+    module: str
+    queue: str
+    """The queue it polls; the consumer heartbeats each message's visibility while it works on it."""
+    uses: dict[str, Access] = field(default_factory=dict)
+    settings: type[env.FunctionSettings] | None = None
+    visibility_timeout_seconds: int = 300
+    """Until the consumer's first heartbeat; a crashed task's message comes back after at most this."""
+    cpu: int = 2048
+    """Fargate CPU units (1024 = 1 vCPU)."""
+    memory_mb: int = 8192
+    ephemeral_storage_gib: int = 200
+    """Scratch disk for the input and every rendition (Fargate's maximum)."""
+    max_tasks: int = 4
 
 
 @dataclass(frozen=True)
@@ -85,6 +125,16 @@ class StreamTrigger:
     max_record_age_seconds: int = 3600
 
 
+WEBSOCKET = "websocket"
+"""The WebSocket API, as a resource a function ``uses``."""
+
+WEBSOCKET_API = WebSocketApi(
+    function="websocket",
+    routes=("$connect", "$disconnect", "subscribe"),
+    env_var=env.WEBSOCKET_URL,
+    reply_routes=("subscribe",),
+)
+
 TABLES: dict[str, Table] = {
     "jobs": Table(
         partition_key="id",
@@ -94,6 +144,22 @@ TABLES: dict[str, Table] = {
     ),
     "api_keys": Table(partition_key="key_hash", env_var=env.API_KEYS_TABLE),
     "idempotency": Table(partition_key="id", env_var=env.IDEMPOTENCY_TABLE, ttl_attribute="expires_at"),
+    # Notifications. Every job event by version: what SSE serves and WebSocket subscribers catch up from.
+    "job_events": Table(
+        partition_key="job_id", sort_key="seq", env_var=env.JOB_EVENTS_TABLE, ttl_attribute="expires_at"
+    ),
+    "webhook_secrets": Table(partition_key="tenant_id", env_var=env.WEBHOOK_SECRETS_TABLE),
+    "webhook_deliveries": Table(
+        partition_key="job_id", sort_key="delivery_id", env_var=env.WEBHOOK_DELIVERIES_TABLE, ttl_attribute="expires_at"
+    ),
+    "ws_connections": Table(
+        partition_key="job_id",
+        sort_key="connection_id",
+        env_var=env.WS_CONNECTIONS_TABLE,
+        ttl_attribute="expires_at",
+        indexes=(Index("by_connection", partition_key="connection_id", sort_key="job_id"),),
+    ),
+    "ws_tickets": Table(partition_key="ticket_hash", env_var=env.WS_TICKETS_TABLE, ttl_attribute="expires_at"),
 }
 
 BUCKETS: dict[str, Bucket] = {
@@ -103,13 +169,42 @@ BUCKETS: dict[str, Bucket] = {
 }
 
 QUEUES: dict[str, Queue] = {
-    "jobs": Queue(env_var=env.JOBS_QUEUE_URL, consumer="process", max_receive_count=3,
-                  dead_letter_consumer="fail_dead_jobs"),
+    "jobs": Queue(
+        env_var=env.JOBS_QUEUE_URL, consumer="process", max_receive_count=3, dead_letter_consumer="fail_dead_jobs"
+    ),
+    # Retries are scheduled by the deliverer (ChangeMessageVisibility), which also moves a delivery whose
+    # schedule is spent to the DLQ; the redrive catches only messages the deliverer itself keeps failing on
+    # (10 attempts and 3 hops past SQS's 12 h visibility limit take 13 receives).
+    "deliveries": Queue(
+        env_var=env.DELIVERIES_QUEUE_URL,
+        consumer="deliver",
+        max_receive_count=20,
+        dead_letter_env_var=env.DELIVERIES_DLQ_URL,
+    ),
+    # Jobs the Lambda worker estimates too long for its 15 minutes. A receive that finds the job held by a live
+    # worker puts the message back until that lease could have run out: more receives than tries.
+    "long_jobs": Queue(
+        env_var=env.LONG_JOBS_QUEUE_URL,
+        consumer="long_worker",
+        max_receive_count=10,
+        dead_letter_consumer="fail_dead_jobs",
+    ),
+}
+
+SERVICES: dict[str, Service] = {
+    "long_worker": Service(
+        module="functions.process.consumer",
+        queue="long_jobs",
+        uses={"jobs": "read_write", "uploads": "read", "outputs": "write", "long_jobs_queue": "read_write"},
+        settings=env.WorkerSettings,
+    ),
 }
 
 FUNCTIONS: dict[str, Function] = {
     "authorizer": Function(
-        handler="functions.authorizer.handler.lambda_handler", timeout_seconds=5, memory_mb=256,
+        handler="functions.authorizer.handler.lambda_handler",
+        timeout_seconds=5,
+        memory_mb=256,
         uses={"api_keys": "read"},
         settings=env.AuthorizerSettings,
     ),
@@ -124,28 +219,105 @@ FUNCTIONS: dict[str, Function] = {
         settings=env.StatusSettings,
     ),
     "process": Function(
-        handler="functions.process.handler.lambda_handler", timeout_seconds=900, memory_mb=3008, image=True,
-        uses={"jobs": "read_write", "uploads": "read", "outputs": "write"},
+        handler="functions.process.handler.lambda_handler",
+        timeout_seconds=900,
+        memory_mb=3008,
+        image=True,
+        # infra/fargate.py also lets it delete outputs: a worker removes the partial outputs it wrote.
+        uses={"jobs": "read_write", "uploads": "read", "outputs": "write", "long_jobs_queue": "write"},
         settings=env.WorkerSettings,
     ),
+    "cancel": Function(
+        handler="functions.cancel.handler.lambda_handler",
+        memory_mb=256,
+        uses={"jobs": "read_write", "outputs": "read_write"},
+        settings=env.CancelSettings,
+    ),
+    # HLS playlists behind signed links: players fetch them without an Authorization header.
+    "playback": Function(
+        handler="functions.playback.handler.lambda_handler",
+        memory_mb=512,
+        uses={"jobs": "read", "outputs": "read"},
+        settings=env.PlaybackSettings,
+    ),
     "fail_dead_jobs": Function(
-        handler="functions.fail_dead_jobs.handler.lambda_handler", timeout_seconds=30, memory_mb=256,
+        handler="functions.fail_dead_jobs.handler.lambda_handler",
+        timeout_seconds=30,
+        memory_mb=256,
         uses={"jobs": "read_write"},
         settings=env.JobsTableSettings,
     ),
+    # Fans each job event out; it reads the change from the stream, not the table.
     "notify": Function(
-        handler="functions.notify.handler.lambda_handler", timeout_seconds=30, memory_mb=256,
-        uses={"jobs": "read"},
-        settings=env.JobsTableSettings,
+        handler="functions.notify.handler.lambda_handler",
+        timeout_seconds=30,
+        memory_mb=256,
+        uses={
+            "job_events": "read_write",
+            "webhook_deliveries": "read_write",
+            "deliveries_queue": "write",
+            "ws_connections": "read_write",
+            WEBSOCKET: "write",
+        },
+        settings=env.NotifySettings,
+    ),
+    # One webhook attempt per message: a 10 s POST, signing and the ledger.
+    "deliver": Function(
+        handler="functions.deliver.handler.lambda_handler",
+        timeout_seconds=20,
+        memory_mb=256,
+        uses={
+            "webhook_deliveries": "read_write",
+            "webhook_secrets": "read_write",
+            "deliveries_queue": "read",
+            "deliveries_dlq": "write",
+        },
+        settings=env.DeliverSettings,
+    ),
+    "websocket": Function(
+        handler="functions.websocket.handler.lambda_handler",
+        timeout_seconds=10,
+        memory_mb=256,
+        uses={"ws_tickets": "read_write", "ws_connections": "read_write", "job_events": "read"},
+        settings=env.WebSocketSettings,
+    ),
+    "events": Function(
+        handler="functions.events.handler.lambda_handler",
+        memory_mb=256,
+        uses={"jobs": "read", "job_events": "read"},
+        settings=env.EventsSettings,
+    ),
+    "notifications": Function(
+        handler="functions.notifications.handler.lambda_handler",
+        memory_mb=256,
+        uses={
+            "jobs": "read",
+            "webhook_secrets": "read_write",
+            "webhook_deliveries": "read_write",
+            "ws_tickets": "write",
+            "deliveries_queue": "write",
+            WEBSOCKET: "read",
+        },
+        settings=env.NotificationsApiSettings,
     ),
 }
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", "status", authorized=False),
     Route("POST", "/uploads", "submit"),
+    Route("POST", "/uploads/{id}/complete", "submit"),
+    Route("DELETE", "/uploads/{id}", "submit"),
     Route("POST", "/jobs", "submit"),
     Route("GET", "/jobs", "status"),
     Route("GET", "/jobs/{id}", "status"),
+    Route("POST", "/jobs/{id}/cancel", "cancel"),
+    Route("GET", "/playback/{token}/{name}", "playback", authorized=False),
+    Route("GET", "/jobs/{id}/events", "events", long_poll=True),
+    Route("POST", "/jobs/{id}/ws-ticket", "notifications"),
+    Route("GET", "/jobs/{id}/deliveries", "notifications"),
+    Route("POST", "/jobs/{id}/deliveries/{delivery_id}/redeliver", "notifications"),
+    Route("GET", "/account/webhook-secret", "notifications"),
+    Route("POST", "/account/webhook-secret/rotate", "notifications"),
 )
 
 STREAM_TRIGGERS: tuple[StreamTrigger, ...] = (StreamTrigger(table="jobs", function="notify"),)
@@ -158,6 +330,11 @@ def queue_for(resource: str) -> str | None:
     return resource.removesuffix("_queue") if resource.endswith("_queue") else None
 
 
+def dead_letter_queue_for(resource: str) -> str | None:
+    """``deliveries_dlq`` -> ``deliveries``: a queue's dead-letter queue, for a function that sends to it."""
+    return resource.removesuffix("_dlq") if resource.endswith("_dlq") else None
+
+
 def env_var_of(resource: str) -> str:
     """The environment variable that tells a function where ``resource`` is."""
     if resource in TABLES:
@@ -167,11 +344,19 @@ def env_var_of(resource: str) -> str:
     queue = queue_for(resource)
     if queue in QUEUES:
         return QUEUES[queue].env_var
+    dead_letters = dead_letter_queue_for(resource)
+    if dead_letters in QUEUES and QUEUES[dead_letters].dead_letter_env_var:
+        return QUEUES[dead_letters].dead_letter_env_var  # type: ignore[return-value]
+    if resource == WEBSOCKET:
+        return WEBSOCKET_API.env_var
     raise KeyError(f"unknown resource {resource!r}")
 
 
 def visibility_timeout_seconds(queue: Queue) -> int:
-    """AWS advises six times the consumer's timeout, so a slow run is not delivered twice."""
+    """AWS advises six times the consumer's timeout, so a slow run is not delivered twice. A service's consumer
+    heartbeats instead: its queue's visibility only covers the moment before the first heartbeat."""
+    if queue.consumer in SERVICES:
+        return SERVICES[queue.consumer].visibility_timeout_seconds
     return 6 * FUNCTIONS[queue.consumer].timeout_seconds
 
 

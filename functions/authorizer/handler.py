@@ -42,8 +42,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         raise Exception("Unauthorized")
     arn = request.parsed_arn
     policy = APIGatewayAuthorizerResponse(
-        principal_id=tenant, region=arn.region, aws_account_id=arn.aws_account_id,
-        api_id=arn.api_id, stage=arn.stage, context={"tenant_id": tenant},
+        principal_id=tenant,
+        region=arn.region,
+        aws_account_id=arn.aws_account_id,
+        api_id=arn.api_id,
+        stage=arn.stage,
+        context={"tenant_id": tenant},
     )
     policy.allow_all_routes()
     return policy.asdict()

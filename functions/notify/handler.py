@@ -1,32 +1,75 @@
-"""DynamoDB stream -> job events. For now it logs each status/version change; the notifications work
-(webhooks, WebSockets, SSE) fans these events out."""
+"""DynamoDB stream of the jobs table -> job events, fanned out to the event log, the webhook delivery queue
+and the job's WebSockets. It never calls a customer's endpoint (the deliver function does).
+
+A record that cannot be read as a job is logged and skipped: retrying cannot fix it, and failing it would
+hold up every record behind it on the shard. Anything else that fails (a throttled write, say) is reported as a
+batch item failure, so Lambda retries from that record (bounded, then the on-failure destination).
+"""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
+from videojobs.aws import client, websocket_management_client
+from videojobs.models import Job
+from videojobs.notification_store import ConnectionStore, DeliveryLedger, EventLog
 from videojobs.observability import logger
+from videojobs.queue import DeliveryQueue
+from videojobs.service.notifications import NotifyDeps, handle_change
+from videojobs.settings import NotifySettings
 from videojobs.store import from_item
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-def log_change(record: DynamoDBRecord) -> None:
-    raw = record.raw_event["dynamodb"]
-    new = from_item(raw.get("NewImage") or {})
-    old = from_item(raw.get("OldImage") or {})
-    if new.get("version") == old.get("version"):
-        return  # nothing a client could observe changed
-    logger.info("job changed", extra={
-        "job_id": new.get("id"), "status": new.get("status"), "version": new.get("version"),
-        "previous_status": old.get("status"), "progress": new.get("progress"),
-    })
+@cache
+def get_deps() -> NotifyDeps:
+    settings = NotifySettings.from_env()
+    dynamodb = client("dynamodb")
+    return NotifyDeps(
+        events=EventLog(dynamodb, settings.job_events_table),
+        ledger=DeliveryLedger(dynamodb, settings.webhook_deliveries_table),
+        deliveries=DeliveryQueue(client("sqs"), settings.deliveries_queue_url),
+        connections=ConnectionStore(dynamodb, settings.ws_connections_table),
+        sockets=websocket_management_client(settings.websocket_url),
+    )
+
+
+def fan_out(record: DynamoDBRecord) -> None:
+    try:
+        change = record.raw_event["dynamodb"]
+        old, new = from_item(change.get("OldImage") or {}), from_item(change["NewImage"])
+        Job.model_validate(new)
+    except (KeyError, TypeError, ValueError, ValidationError):
+        logger.exception("unreadable stream record skipped", extra={"event_id": record.event_id})
+        return
+    event = handle_change(old, new, get_deps())
+    if event is not None:
+        logger.info("job event", extra={"job_id": event.data.id, "type": event.type.value, "version": event.version})
+
+
+class EarlierRecordFailed(Exception):
+    """Lambda retries a shard from its first failed record: later ones wait for it, so events keep their order."""
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=log_change, processor=processor, context=context)
+    failed = False
+
+    def in_order(record: DynamoDBRecord) -> None:
+        nonlocal failed
+        if failed:
+            raise EarlierRecordFailed(record.event_id)
+        try:
+            fan_out(record)
+        except Exception:
+            failed = True
+            raise
+
+    return process_partial_response(event=event, record_handler=in_order, processor=processor, context=context)

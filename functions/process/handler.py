@@ -1,33 +1,43 @@
-"""SQS -> one job per message: claim, probe, encode with ffmpeg, upload outputs, complete.
+"""SQS -> one job per message: claim, probe, route, encode with ffmpeg, upload outputs, complete.
 
-Runs as a container-image Lambda (``Dockerfile`` beside this file) and in the local stack's poller.
-Permanent failures end the job and ack the message; anything else is reported as a batch item failure so
-SQS redelivers it, and after the last attempt the dead-letter handler ends the job ``failed``.
+Runs as a container-image Lambda (``Dockerfile`` beside this file) and in the local stack's poller. A job whose
+estimated work does not fit this function's time goes to the long-jobs queue (``consumer.py``, same image).
+Permanent failures end the job and ack the message; anything else is reported as a batch item failure, with the
+message's visibility set to when it should come back; after the last delivery the dead-letter handler ends the
+job ``failed``.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
+import av  # noqa: F401  (the worker's heavy imports belong in Lambda's init phase, not in the first job)
+import imageio_ffmpeg  # noqa: F401
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videojobs.aws import client
+from videojobs.inflight import InFlightMessage, queue_url_of
 from videojobs.models import JobMessage
 from videojobs.observability import logger, metrics
-from videojobs.service.processing import WorkerDeps, process_job
+from videojobs.queue import JobQueue
+from videojobs.service.processing import Attempt, WorkerDeps, process_job, record_job_metrics
 from videojobs.settings import WorkerSettings
 from videojobs.storage import ObjectStore
 from videojobs.store import JobStore
 
-# Leave time to record a failure and to clean up before Lambda stops the invocation.
+# Leave time to record a failure, hand the job on and clean up before Lambda stops the invocation.
 SAFETY_MARGIN_SECONDS = 30
 
 processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class Redeliver(Exception):
+    """Not done with this message: SQS delivers it again once its visibility timeout (set just before) ends."""
 
 
 @cache
@@ -37,19 +47,28 @@ def get_deps() -> WorkerDeps:
         settings=settings,
         jobs=JobStore(client("dynamodb"), settings.jobs_table),
         objects=ObjectStore(client("s3")),
-        worker_id=f"worker-{uuid.uuid4().hex[:12]}",
+        worker_id=f"lambda-{uuid.uuid4().hex[:12]}",
+        long_jobs=JobQueue(client("sqs"), settings.long_jobs_queue_url),
     )
+
+
+@cache
+def queue_url(queue_arn: str) -> str:
+    return queue_url_of(client("sqs"), queue_arn)
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    time_limit = max(context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS, 1)
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
 
     def run(record: SQSRecord) -> None:
         message = JobMessage.model_validate_json(record.body)
-        job = process_job(message.job_id, get_deps(), time_limit_seconds=time_limit)
-        if job is not None:
-            metrics.add_metric(name=f"Jobs{job.status.value.title()}", unit=MetricUnit.Count, value=1)
+        inflight = InFlightMessage(client("sqs"), queue_url(record.event_source_arn), record.receipt_handle)
+        outcome = process_job(message.job_id, get_deps(), Attempt(deadline=deadline, message=inflight))
+        record_job_metrics(outcome.job)
+        if outcome.retry_in_seconds is not None:
+            inflight.hide_for(outcome.retry_in_seconds)
+            raise Redeliver(f"job {message.job_id} again in {outcome.retry_in_seconds:.0f} s")
 
     return process_partial_response(event=event, record_handler=run, processor=processor, context=context)

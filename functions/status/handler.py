@@ -11,8 +11,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videojobs import api
 from videojobs.aws import client
-from videojobs.models import JobStatus
+from videojobs.models import JobList, JobResource, JobStatus
 from videojobs.observability import logger, tracer
+from videojobs.openapi import operation
 from videojobs.service import jobs
 from videojobs.settings import StatusSettings
 from videojobs.storage import ObjectStore
@@ -31,24 +32,33 @@ def get_deps() -> jobs.StatusDeps:
     )
 
 
-@app.get("/health")
+@app.get("/health", summary="Health check")
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.get("/jobs")
+@app.get("/jobs", **operation("List jobs", HTTPStatus.OK, JobList, "The caller's jobs, newest first."))
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
     status: Annotated[JobStatus | None, Query()] = None,
 ):
-    page = jobs.list_jobs(api.tenant_of(app), limit, cursor, status, get_deps())
+    page = jobs.list_jobs(api.tenant_of(app), limit, cursor, status, get_deps(), base_url=api.base_url(app))
     return api.json_response(HTTPStatus.OK, page)
 
 
-@app.get("/jobs/<job_id>")
+@app.get(
+    "/jobs/<job_id>",
+    **operation(
+        "Get a job",
+        HTTPStatus.OK,
+        JobResource,
+        "Output URLs are presigned GETs, made fresh on every read.",
+        headers={"Retry-After": "while the job is not finished: seconds to wait before asking again"},
+    ),
+)
 def get_job(job_id: Annotated[str, Path(max_length=64)]):
-    job = jobs.get_job(job_id, api.tenant_of(app), get_deps())
+    job = jobs.get_job(job_id, api.tenant_of(app), get_deps(), base_url=api.base_url(app))
     retry_after = jobs.retry_after_seconds(job)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return api.json_response(HTTPStatus.OK, job, headers=headers)

@@ -1,4 +1,5 @@
-"""POST /uploads and POST /jobs: validate, store, queue, answer 202. No media work happens here."""
+"""POST /uploads (and completing or aborting multipart uploads) and POST /jobs: validate, store, queue, answer 202.
+No media work happens here."""
 
 from __future__ import annotations
 
@@ -6,14 +7,25 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler.openapi.params import Header
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videojobs import api
 from videojobs.aws import client
-from videojobs.models import CreateJobRequest, CreateUploadRequest
+from videojobs.models import (
+    CompletedUpload,
+    CompleteUploadRequest,
+    CreateJobRequest,
+    CreateUploadRequest,
+    ErrorCode,
+    JobResource,
+    MultipartUploadResponse,
+    UploadResponse,
+)
 from videojobs.observability import logger, metrics, tracer
+from videojobs.openapi import operation
 from videojobs.queue import JobQueue
 from videojobs.service import jobs
 from videojobs.settings import SubmitSettings
@@ -21,6 +33,10 @@ from videojobs.storage import ObjectStore
 from videojobs.store import JobStore
 
 app = api.new_resolver()
+
+UploadId = Annotated[str, Path(pattern=r"^upl_[0-9a-f]{32}$")]
+# A 2,000-part completion is ~120 KB of JSON: more than the API's usual body limit.
+COMPLETE_UPLOAD_MAX_BODY_BYTES = 512 * 1024
 
 
 @cache
@@ -34,13 +50,67 @@ def get_deps() -> jobs.SubmitDeps:
     )
 
 
-@app.post("/uploads")
+@app.post(
+    "/uploads",
+    **operation(
+        "Start an upload",
+        HTTPStatus.CREATED,
+        UploadResponse | MultipartUploadResponse,
+        "A presigned POST (`method: POST`), or above the multipart threshold a presigned PUT per part "
+        "(`method: MULTIPART`).",
+    ),
+)
 def create_upload(body: CreateUploadRequest):
     upload = jobs.create_upload(body, api.tenant_of(app), get_deps())
     return api.json_response(HTTPStatus.CREATED, upload)
 
 
-@app.post("/jobs")
+@app.post(
+    "/uploads/<upload_id>/complete",
+    **operation(
+        "Complete a multipart upload",
+        HTTPStatus.OK,
+        CompletedUpload,
+        "The parts are joined into the input file; completing again answers the same.",
+        errors=(ErrorCode.INVALID_UPLOAD_PARTS, ErrorCode.UPLOAD_TOO_LARGE),
+    ),
+)
+def complete_upload(upload_id: UploadId, body: CompleteUploadRequest):
+    completed = jobs.complete_upload(upload_id, body, api.tenant_of(app), get_deps())
+    return api.json_response(HTTPStatus.OK, completed)
+
+
+@app.delete(
+    "/uploads/<upload_id>",
+    **operation(
+        "Abort a multipart upload",
+        HTTPStatus.NO_CONTENT,
+        None,
+        "S3 drops the parts received so far.",
+    ),
+)
+def abort_upload(upload_id: UploadId):
+    jobs.abort_upload(upload_id, api.tenant_of(app), get_deps())
+    return Response(status_code=HTTPStatus.NO_CONTENT)
+
+
+@app.post(
+    "/jobs",
+    **operation(
+        "Submit a job",
+        HTTPStatus.ACCEPTED,
+        JobResource,
+        "The job, queued (or the first one, for a replayed key).",
+        errors=(
+            ErrorCode.UPLOAD_NOT_FOUND,
+            ErrorCode.UPLOAD_TOO_LARGE,
+            ErrorCode.UPLOAD_INCOMPLETE,
+            ErrorCode.IDEMPOTENCY_CONFLICT,
+            ErrorCode.SERVICE_UNAVAILABLE,
+        ),
+        headers={"Location": "the job's URL", "Retry-After": "seconds to wait before the first poll"},
+    ),
+)
 def create_job(
     body: CreateJobRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
@@ -48,14 +118,21 @@ def create_job(
     job = jobs.submit_job(body, api.tenant_of(app), idempotency_key, get_deps())
     metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
     resource = jobs.to_resource(job)
-    return api.json_response(HTTPStatus.ACCEPTED, resource, headers={
-        "Location": f"{api.base_url(app)}/jobs/{job.id}",
-        "Retry-After": str(jobs.retry_after_seconds(job)),
-    })
+    return api.json_response(
+        HTTPStatus.ACCEPTED,
+        resource,
+        headers={
+            "Location": f"{api.base_url(app)}/jobs/{job.id}",
+            "Retry-After": str(jobs.retry_after_seconds(job)),
+        },
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return api.resolve(app, event, context)
+    completing = event.get("resource") == "/uploads/{id}/complete"
+    return api.resolve(
+        app, event, context, max_body_bytes=COMPLETE_UPLOAD_MAX_BODY_BYTES if completing else api.MAX_BODY_BYTES
+    )

@@ -9,7 +9,7 @@ import sys
 import threading
 
 from infra.local.stack import DEFAULT_QUEUE_CONCURRENCY, DEFAULT_VISIBILITY_TIMEOUT_SECONDS, LocalStack
-from videojobs import wiring
+from videojobs import settings, wiring
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,6 +40,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_QUEUE_CONCURRENCY,
         help="concurrent batches per queue, i.e. jobs processed at once (default: %(default)s)",
     )
+    parser.add_argument(
+        "--webhook-retry-delays",
+        type=lambda text: [float(item) for item in text.split(",") if item.strip()],
+        metavar="S1,S2,...",
+        help="seconds before each retry of a failed webhook delivery, e.g. 1,2,5 (default: the deployed schedule, "
+        "5 s, 5 min, 30 min, ... about three days)",
+    )
+    parser.add_argument(
+        "--no-loopback-webhooks",
+        action="store_true",
+        help="refuse webhook URLs on http://127.0.0.1 as AWS does (by default the local stack allows them, so "
+        "that a receiver on this machine can be used)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -59,11 +72,15 @@ def main(argv: list[str] | None = None) -> int:
         visibility_timeout_seconds=None if args.visibility_timeout < 0 else args.visibility_timeout,
         queue_concurrency={name: args.workers for name in wiring.QUEUES},
         log_level=args.log_level,
+        allow_loopback_webhooks=not args.no_loopback_webhooks,
+        webhook_retry_delays=args.webhook_retry_delays,
     )
     with stack:
         print(f"videojobs local stack ready: {stack.url}")
         print(f"dev API key: {stack.api_key}")
+        print(f"web page: {stack.url}/   API docs: {stack.url}/docs")
         print(f"moto endpoint: {stack.moto_endpoint} (state in {args.state_file})")
+        print(f"WebSocket API: {stack.env[settings.WEBSOCKET_URL]}")
         print(f'try: curl -s -H "Authorization: Bearer {stack.api_key}" {stack.url}/jobs')
         sys.stdout.flush()
         while not stopping.wait(0.5):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import re
 import threading
@@ -26,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from infra.local.functions import Functions
+from infra.local.websocket import LocalWebSocketApi
 from videojobs import wiring
 
 log = logging.getLogger(__name__)
@@ -129,8 +131,12 @@ class LocalGateway:
         self._routes = sorted((compile_route(route) for route in wiring.ROUTES), key=lambda r: -r.static_segments)
         self._policies: dict[str, _CachedPolicy] = {}  # only touched on the event loop: no lock
         self._route_lock = threading.Lock()
+        self._websocket = LocalWebSocketApi(functions, region, account_id)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._websocket.handles(scope):  # the WebSocket API and its management endpoint
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":  # uvicorn runs with lifespan off; nothing else is served
             return
         request = Request(scope, receive)
@@ -170,7 +176,8 @@ class LocalGateway:
             if denied is not None:
                 return denied
 
-        call = asyncio.ensure_future(run_in_threadpool(self._invoke_route, route.function, event))
+        run = _in_daemon_thread if route.long_poll else run_in_threadpool
+        call = asyncio.ensure_future(run(self._invoke_route, route, event))
         done, _ = await asyncio.wait({call}, timeout=self._integration_timeout)
         if not done:  # the handler thread runs on (nothing can stop it); the client gets API Gateway's answer
             log.error(
@@ -184,12 +191,14 @@ class LocalGateway:
             return error(500, "internal_error", "internal server error")
         return _to_response(route.function, result)
 
-    def _invoke_route(self, function: str, event: dict[str, Any]) -> Any:
+    def _invoke_route(self, route: wiring.Route, event: dict[str, Any]) -> Any:
         # One at a time: Powertools' REST resolver keeps the current event in a class attribute shared by every
         # resolver in the process, so two handlers resolving at once would read each other's request. In AWS
-        # each invocation has its own process.
+        # each invocation has its own process. Long polls are plain handlers and may wait: they run alongside.
+        if route.long_poll:
+            return self._functions.invoke(route.function, event)
         with self._route_lock:
-            return self._functions.invoke(function, event)
+            return self._functions.invoke(route.function, event)
 
     def _match(self, path: str) -> tuple[list[wiring.Route], dict[str, str]] | None:
         """The routes of the most specific matching resource (static segments win, as in API Gateway)."""
@@ -310,6 +319,27 @@ class LocalGateway:
             "integrationLatency": 0,
         }
         return None
+
+
+async def _in_daemon_thread(function: Any, *args: Any) -> Any:
+    """Run a long poll in a thread of its own that does not hold up the process's exit (the thread pool's do)."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(outcome: Any, failed: bool) -> None:
+        if not future.done():
+            (future.set_exception if failed else future.set_result)(outcome)
+
+    def run() -> None:
+        try:
+            outcome, failed = function(*args), False
+        except Exception as failure:
+            outcome, failed = failure, True
+        with contextlib.suppress(RuntimeError):  # the server stopped meanwhile: nobody waits for the answer
+            loop.call_soon_threadsafe(settle, outcome, failed)
+
+    threading.Thread(target=run, name="long-poll", daemon=True).start()
+    return await future
 
 
 def _parse_authorizer_result(result: Any) -> _CachedPolicy:

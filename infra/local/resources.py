@@ -57,6 +57,9 @@ class Resources:
         queue = wiring.queue_for(resource)
         if queue in self.queues:
             return self.queues[queue].url
+        dead_letters = wiring.dead_letter_queue_for(resource)
+        if dead_letters in self.queues:
+            return self.queues[dead_letters].dlq_url
         raise KeyError(f"unknown resource {resource!r}")
 
     def environment(self) -> dict[str, str]:
@@ -65,6 +68,8 @@ class Resources:
         env: dict[str, str] = {}
         for name, function in wiring.FUNCTIONS.items():
             for resource in function.uses:
+                if resource == wiring.WEBSOCKET:  # served by the gateway: the stack sets its URL once it listens
+                    continue
                 variable, value = wiring.env_var_of(resource), self.physical(resource)
                 if env.setdefault(variable, value) != value:
                     raise ValueError(f"{name}: {variable} would be both {env[variable]!r} and {value!r}")
@@ -122,11 +127,13 @@ def create_resources(client: ClientFactory, region: str, visibility_timeout_seco
 
 def _table_spec(name: str, table: wiring.Table) -> dict[str, Any]:
     keys = {table.partition_key} | {key for index in table.indexes for key in (index.partition_key, index.sort_key)}
+    keys |= {table.sort_key} if table.sort_key else set()
     spec: dict[str, Any] = {
         "TableName": name,
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [{"AttributeName": key, "AttributeType": "S"} for key in sorted(keys)],
-        "KeySchema": [{"AttributeName": table.partition_key, "KeyType": "HASH"}],
+        "KeySchema": [{"AttributeName": table.partition_key, "KeyType": "HASH"}]
+        + ([{"AttributeName": table.sort_key, "KeyType": "RANGE"}] if table.sort_key else []),
     }
     if table.indexes:
         spec["GlobalSecondaryIndexes"] = [

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -30,7 +30,10 @@ from infra.local.functions import Functions
 from infra.local.gateway import LocalGateway
 from infra.local.pollers import SqsPoller, StreamPoller
 from infra.local.resources import Resources, create_resources
-from videojobs import aws, wiring
+from infra.local.services import ServiceTasks
+from infra.local.web import StaticSite
+from infra.local.websocket import PATH as WEBSOCKET_PATH
+from videojobs import aws, settings, wiring
 from videojobs.ids import hash_api_key, new_api_key
 from videojobs.store import ApiKeyStore
 
@@ -72,7 +75,12 @@ class LocalStack:
         retry; None keeps the deployed value.
     :param queue_concurrency: concurrent batches per queue name (default 2); dead-letter queues get one.
     :param handlers: function name -> handler string, replacing the declared handlers (for tests).
+    :param service_tasks: subprocesses per container service of the wiring (the long-jobs consumer); 0 runs none.
     :param log_level: uvicorn's log level; "info" also logs each request.
+    :param allow_loopback_webhooks: let webhooks go to ``http://127.0.0.1`` (a receiver on the developer's
+        machine), which the SSRF guard refuses in AWS (``WEBHOOK_ALLOW_LOOPBACK_HTTP``). On by default here.
+    :param webhook_retry_delays: seconds before each retry of a failed webhook delivery; None keeps the
+        deployed schedule (5 s, 5 min, 30 min, … about three days in all).
 
     ``start()`` changes ``os.environ`` of this process (credentials, region, endpoint, resource names: see
     ``env``) because handlers read their settings from it; ``stop()`` restores it. Only one stack can run in a
@@ -90,6 +98,9 @@ class LocalStack:
         queue_concurrency: Mapping[str, int] | None = None,
         handlers: Mapping[str, str] | None = None,
         log_level: str = "warning",
+        service_tasks: int = 1,
+        allow_loopback_webhooks: bool = True,
+        webhook_retry_delays: Sequence[float] | None = None,
     ):
         unknown = set(queue_concurrency or {}) - set(wiring.QUEUES)
         if unknown:
@@ -102,6 +113,10 @@ class LocalStack:
         self._queue_concurrency = dict(queue_concurrency or {})
         self._handlers = dict(handlers or {})
         self._log_level = log_level
+        self._services = ServiceTasks(service_tasks)
+        self._notification_env = {settings.WEBHOOK_ALLOW_LOOPBACK_HTTP: str(allow_loopback_webhooks).lower()}
+        if webhook_retry_delays is not None:
+            self._notification_env[settings.WEBHOOK_RETRY_DELAYS] = ",".join(str(d) for d in webhook_retry_delays)
 
         self._region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
         self._saved_env: dict[str, str | None] = {}
@@ -182,6 +197,7 @@ class LocalStack:
             poller.join(max(0.0, deadline - time.monotonic()))
             if poller.is_alive():  # a handler still running (a long job): it is a daemon thread, left behind
                 log.warning("%s is still running a handler; not waiting for it", poller.name)
+        self._services.stop(STOP_TIMEOUT_SECONDS)
         if self._state_file is not None and self._state_written:
             self._state_file.unlink(missing_ok=True)
             self._state_written = False
@@ -251,16 +267,26 @@ class LocalStack:
 
         self._functions = Functions(self._region, DEFAULT_ACCOUNT_ID, self._handlers)
         self._start_pollers(self._functions, self._resources)
-        self._serve(LocalGateway(self._functions, self._region, DEFAULT_ACCOUNT_ID))
+        # The web page and the API docs in front of the API (the page reads its dev key from /config.json).
+        self._serve(
+            StaticSite(
+                LocalGateway(self._functions, self._region, DEFAULT_ACCOUNT_ID), config={"api_key": self._api_key}
+            )
+        )
+        # Known once the port is: the WebSocket API is served by the gateway (infra/local/websocket.py).
+        websocket_url = "ws" + self.url.removeprefix("http") + WEBSOCKET_PATH
+        self._set_env({**self._notification_env, settings.WEBSOCKET_URL: websocket_url})
+        self._services.start(os.environ)  # once the environment is complete: the tasks inherit it
         self._write_state()
 
     def _start_pollers(self, functions: Functions, resources: Resources) -> None:
         sqs, streams = self.client("sqs"), self.client("dynamodbstreams")
         for name, queue in wiring.QUEUES.items():
             ref = resources.queues[name]
-            subscriptions = [
-                (queue.consumer, ref.url, ref.arn, self._queue_concurrency.get(name, DEFAULT_QUEUE_CONCURRENCY))
-            ]
+            subscriptions = []
+            if queue.consumer in wiring.FUNCTIONS:  # a service's queue is polled by its tasks (ServiceTasks)
+                concurrency = self._queue_concurrency.get(name, DEFAULT_QUEUE_CONCURRENCY)
+                subscriptions.append((queue.consumer, ref.url, ref.arn, concurrency))
             if queue.dead_letter_consumer:
                 subscriptions.append((queue.dead_letter_consumer, ref.dlq_url, ref.dlq_arn, 1))
             for function, url, arn, concurrency in subscriptions:
@@ -293,7 +319,7 @@ class LocalStack:
         for poller in self._pollers:
             poller.start()
 
-    def _serve(self, app: LocalGateway) -> None:
+    def _serve(self, app: StaticSite) -> None:
         family, kind, proto, _, address = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -10,11 +10,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 import httpx
 import pytest
+
+from videojobs import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = "videojobs local stack ready: "
@@ -33,12 +38,41 @@ class RunningStack:
         headers = {"Authorization": f"Bearer {api_key or self.api_key}"}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
+    def aws(self, service: str) -> Any:
+        """A boto3 client of the stack's moto server: for checks no API client could make (what is in S3)."""
+        state = json.loads(self.state_file.read_text())
+        return boto3.client(
+            service,
+            endpoint_url=state["moto_endpoint"],
+            region_name=state["region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The stack's resource names and settings, as its functions see them."""
+        return json.loads(self.state_file.read_text())["env"]
+
     def create_key(self, tenant: str) -> str:
         """A new key through the admin CLI, exactly as the README tells an operator."""
         result = subprocess.run(
-            [sys.executable, "-m", "videojobs.cli", "admin", "create-key", "--tenant", tenant,
-             "--local-state", str(self.state_file)],
-            capture_output=True, text=True, check=True, cwd=ROOT, env=_clean_env(),
+            [
+                sys.executable,
+                "-m",
+                "videojobs.cli",
+                "admin",
+                "create-key",
+                "--tenant",
+                tenant,
+                "--local-state",
+                str(self.state_file),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env=_clean_env(),
         )
         return result.stdout.splitlines()[0]
 
@@ -50,12 +84,43 @@ def _clean_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    state_file = tmp_path_factory.mktemp("stack") / "stack.json"
+    with running_stack(tmp_path_factory.mktemp("stack") / "stack.json") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def small_parts_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """A second stack whose multipart threshold and part size are 8 MiB (the defaults: 100 and 64 MiB)."""
+    lowered = {settings.MULTIPART_THRESHOLD_BYTES: str(8 * 1024**2), settings.MULTIPART_PART_BYTES: str(8 * 1024**2)}
+    with running_stack(tmp_path_factory.mktemp("multipart") / "stack.json", lowered) as running:
+        yield running
+
+
+@contextmanager
+def running_stack(state_file: Path, env: dict[str, str] | None = None) -> Iterator[RunningStack]:
+    """``python -m infra.local`` in its own process until the block ends; ``env`` adds settings to its
+    environment (e.g. a lower multipart threshold)."""
     process = subprocess.Popen(
         # A short visibility timeout so that failed deliveries come back within the test's patience.
-        [sys.executable, "-m", "infra.local", "--port", "0", "--state-file", str(state_file),
-         "--visibility-timeout", "5"],
-        cwd=ROOT, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "infra.local",
+            "--port",
+            "0",
+            "--state-file",
+            str(state_file),
+            "--visibility-timeout",
+            "5",
+            # Webhook retries at test speed (the deployed schedule waits 5 s, then 5 min, ...).
+            "--webhook-retry-delays",
+            "1,1,1,1",
+        ],
+        cwd=ROOT,
+        env=_clean_env() | (env or {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output: list[str] = []
     url = api_key = None
@@ -63,9 +128,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     for line in process.stdout:
         output.append(line)
         if line.startswith(READY):
-            url = line[len(READY):].strip()
+            url = line[len(READY) :].strip()
         elif line.startswith(KEY):
-            api_key = line[len(KEY):].strip()
+            api_key = line[len(KEY) :].strip()
         if url and api_key:
             break
     if not (url and api_key):
@@ -92,9 +157,14 @@ def api(stack: RunningStack) -> Iterator[httpx.Client]:
 
 def upload(api: httpx.Client, path: Path, content_type: str = "video/mp4") -> str:
     """The client's side of an upload: ask for a presigned POST, send the file straight to S3."""
-    response = api.post("/uploads", json={
-        "filename": path.name, "content_type": content_type, "size_bytes": path.stat().st_size,
-    })
+    response = api.post(
+        "/uploads",
+        json={
+            "filename": path.name,
+            "content_type": content_type,
+            "size_bytes": path.stat().st_size,
+        },
+    )
     assert response.status_code == 201, response.text
     presigned = response.json()
     with path.open("rb") as file:
@@ -115,7 +185,7 @@ def wait_for(api: httpx.Client, job_id: str, *, patience_seconds: float = 120) -
         response = api.get(f"/jobs/{job_id}")
         assert response.status_code == 200, response.text
         job = response.json()
-        if job["status"] in ("completed", "failed"):
+        if job["status"] in ("completed", "failed", "cancelled"):
             assert "Retry-After" not in response.headers
             return job
         assert int(response.headers["Retry-After"]) >= 1

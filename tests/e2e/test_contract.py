@@ -37,29 +37,48 @@ def test_body_that_is_not_json_is_400_invalid_json(api: httpx.Client):
     assert_error(response, 400, "invalid_json")
 
 
-@pytest.mark.parametrize("body", [
-    {"outputs": [{"type": "mp4", "height": 360}]},
-    {"input": {"upload_id": "upl_" + "0" * 32}, "outputs": []},
-    {"input": {"upload_id": "upl_" + "0" * 32}, "outputs": [{"type": "gif", "height": 360}]},
-    {"input": {"upload_id": "upl_" + "0" * 32}, "outputs": [{"type": "mp4", "height": 100}]},
-    {"input": {"upload_id": "upl_" + "0" * 32}, "outputs": [{"type": "mp4", "height": 5000}]},
-    {"input": {"upload_id": "upl_" + "0" * 32}, "outputs": [{"type": "mp4", "height": 360}],
-     "metadata": {"blob": "x" * 3000}},
-    {"input": {"upload_id": "upl_" + "0" * 32}, "outputs": [{"type": "mp4", "height": 360}], "webhook_url": "nope"},
-    {"input": {"upload_id": "../../etc/passwd"}, "outputs": [{"type": "mp4", "height": 360}]},
-    [],
-], ids=["no-input", "no-outputs", "unknown-type", "height-low", "height-high", "metadata-2kb", "bad-webhook",
-        "bad-upload-id", "array"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"outputs": [{"type": "mp4", "height": 360}]},
+        {"input": {"upload_id": "upl_" + "0" * 32}, "outputs": []},
+        {"input": {"upload_id": "upl_" + "0" * 32}, "outputs": [{"type": "gif", "height": 360}]},
+        {"input": {"upload_id": "upl_" + "0" * 32}, "outputs": [{"type": "mp4", "height": 100}]},
+        {"input": {"upload_id": "upl_" + "0" * 32}, "outputs": [{"type": "mp4", "height": 5000}]},
+        {
+            "input": {"upload_id": "upl_" + "0" * 32},
+            "outputs": [{"type": "mp4", "height": 360}],
+            "metadata": {"blob": "x" * 3000},
+        },
+        {"input": {"upload_id": "upl_" + "0" * 32}, "outputs": [{"type": "mp4", "height": 360}], "webhook_url": "nope"},
+        {"input": {"upload_id": "../../etc/passwd"}, "outputs": [{"type": "mp4", "height": 360}]},
+        [],
+    ],
+    ids=[
+        "no-input",
+        "no-outputs",
+        "unknown-type",
+        "height-low",
+        "height-high",
+        "metadata-2kb",
+        "bad-webhook",
+        "bad-upload-id",
+        "array",
+    ],
+)
 def test_schema_violations_are_422_validation_error(api: httpx.Client, body):
     assert_error(api.post("/jobs", json=body), 422, "validation_error")
 
 
-@pytest.mark.parametrize("body", [
-    {"filename": "a.txt", "content_type": "text/plain", "size_bytes": 10},
-    {"filename": "a.mp4", "content_type": "video/mp4", "size_bytes": 0},
-    {"filename": "a.mp4", "content_type": "video/mp4", "size_bytes": 6 * 1024**3},
-    {"filename": "", "content_type": "video/mp4", "size_bytes": 10},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"filename": "a.txt", "content_type": "text/plain", "size_bytes": 10},
+        {"filename": "a.mp4", "content_type": "video/mp4", "size_bytes": 0},
+        {"filename": "a.mp4", "content_type": "video/mp4", "size_bytes": 5 * 1024**4 + 1},  # over S3's object limit
+        {"filename": "", "content_type": "video/mp4", "size_bytes": 10},
+    ],
+)
 def test_bad_upload_requests_are_422_validation_error(api: httpx.Client, body):
     assert_error(api.post("/uploads", json=body), 422, "validation_error")
 
@@ -69,10 +88,16 @@ def test_unknown_upload_is_422_upload_not_found(api: httpx.Client):
 
 
 def test_body_over_64_kb_is_413(api: httpx.Client, upload_id: str):
-    body = json.dumps({"input": {"upload_id": upload_id}, "outputs": [{"type": "mp4", "height": 360}],
-                       "metadata": {"pad": "x" * 70_000}})
-    assert_error(api.post("/jobs", content=body, headers={"Content-Type": "application/json"}), 413,
-                 "payload_too_large")
+    body = json.dumps(
+        {
+            "input": {"upload_id": upload_id},
+            "outputs": [{"type": "mp4", "height": 360}],
+            "metadata": {"pad": "x" * 70_000},
+        }
+    )
+    assert_error(
+        api.post("/jobs", content=body, headers={"Content-Type": "application/json"}), 413, "payload_too_large"
+    )
 
 
 def test_unknown_job_and_unknown_route_are_404(api: httpx.Client):
@@ -138,11 +163,13 @@ def test_same_idempotency_key_and_body_gives_one_job_even_when_racing(api: httpx
 
 def test_same_idempotency_key_with_another_body_is_409(api: httpx.Client, upload_id: str):
     headers = {"Idempotency-Key": "conflict-1"}
-    first = api.post("/jobs", json={"input": {"upload_id": upload_id}, "outputs": [{"type": "mp4", "height": 144}]},
-                     headers=headers)
+    first = api.post(
+        "/jobs", json={"input": {"upload_id": upload_id}, "outputs": [{"type": "mp4", "height": 144}]}, headers=headers
+    )
     assert first.status_code == 202
-    second = api.post("/jobs", json={"input": {"upload_id": upload_id}, "outputs": [{"type": "mp4", "height": 240}]},
-                      headers=headers)
+    second = api.post(
+        "/jobs", json={"input": {"upload_id": upload_id}, "outputs": [{"type": "mp4", "height": 240}]}, headers=headers
+    )
     assert_error(second, 409, "idempotency_conflict")
 
 

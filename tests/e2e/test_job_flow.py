@@ -75,8 +75,13 @@ def test_several_outputs_come_from_one_job(api: httpx.Client, clip: Path):
 def test_the_readme_quickstart_runs_as_written(stack: RunningStack, tmp_path: Path):
     clip = make_clip(tmp_path / "clip.mp4", seconds=2, width=640, height=360)
     env = {**os.environ, "VIDEOJOBS_URL": stack.url, "VIDEOJOBS_API_KEY": stack.api_key}
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py"), str(clip)],
-                            capture_output=True, text=True, env=env, timeout=180)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), str(clip)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "completed 100%" in result.stdout
     assert (tmp_path / "clip-0-360p.mp4").stat().st_size > 0

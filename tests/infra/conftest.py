@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,11 +18,14 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
 from aws_cdk import App, Stack  # noqa: E402
+from aws_cdk import aws_logs as logs  # noqa: E402
+from aws_cdk import aws_sns as sns  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 from constructs import IConstruct  # noqa: E402
 
 from infra import construct as infra_construct  # noqa: E402
 from infra.app import build  # noqa: E402
+from infra.construct import CustomDomain, VideoJobs, VideoJobsProps  # noqa: E402
 from infra.stack import VideoJobsStack  # noqa: E402
 
 # Synth must need no AWS account, credentials or environment.
@@ -93,3 +97,62 @@ def synth(offline_synth: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFa
 def service(synth: Synth) -> infra_construct.VideoJobs:
     assert isinstance(synth.stack, VideoJobsStack)
     return synth.stack.service
+
+
+# Every prop away from its default, to prove each one reaches the template (and passes nag and cfn-lint).
+CUSTOM = VideoJobsProps(
+    outputs_retention_days=3,
+    max_upload_bytes=1024**3,
+    process_memory_mb=4096,
+    process_ephemeral_storage_mib=4096,
+    log_retention=logs.RetentionDays.THREE_MONTHS,
+    api_rate_limit=20,
+    api_burst_limit=40,
+    custom_domain=CustomDomain(
+        name="media.example.com",
+        certificate_arn="arn:aws:acm:eu-west-1:111122223333:certificate/0a1b2c3d-0000-4000-8000-000000000000",
+        hosted_zone_id="Z0123456789EXAMPLE",
+        hosted_zone_name="example.com",
+    ),
+    web_acl_arn="arn:aws:wafv2:eu-west-1:111122223333:regional/webacl/edge/0a1b2c3d-0000-4000-8000-000000000000",
+    api_logs_role=False,
+    alarm_email="ops@example.com",
+)
+
+
+@dataclass(frozen=True)
+class Twice(Synth):
+    defaults: VideoJobs
+    custom: VideoJobs
+    ops_topic: sns.Topic
+
+
+@pytest.fixture(scope="session")
+def twice(offline_synth: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Twice:
+    """One stack holding the construct twice: once with default props, once with ``CUSTOM`` (and its own topic)."""
+    outdir = tmp_path_factory.mktemp("twice")
+    stack = Stack(new_app(outdir), "Twice")
+    ops_topic = sns.Topic(stack, "OpsTopic", enforce_ssl=True)
+    defaults = VideoJobs(stack, "Defaults")
+    custom = VideoJobs(stack, "Custom", props=dataclasses.replace(CUSTOM, alarm_topic=ops_topic))
+    synthesized = synthesize(stack, outdir)
+    return Twice(**vars(synthesized), defaults=defaults, custom=custom, ops_topic=ops_topic)
+
+
+def policy_documents(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every policy document in a template (IAM, bucket, queue, topic, key…) with its resource's logical ID."""
+    found: list[tuple[str, dict[str, Any]]] = []
+
+    def walk(lid: str, value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("Statement"), list):
+                found.append((lid, value))
+            for item in value.values():
+                walk(lid, item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(lid, item)
+
+    for lid, res in raw["Resources"].items():
+        walk(lid, res.get("Properties", {}))
+    return found

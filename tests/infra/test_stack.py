@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import Stack
 from aws_cdk.assertions import Match
 
-from infra.construct import VideoJobs, VideoJobsProps
-from tests.infra.conftest import Synth, new_app, synthesize
-from videojobs import settings, wiring
+from infra.construct import VideoJobs
+from tests.infra.conftest import Synth, policy_documents
+from videojobs import wiring
 
 COMMON_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
 ZIP_FUNCTIONS = [name for name, fn in wiring.FUNCTIONS.items() if not fn.image]
@@ -34,16 +33,6 @@ def _event_source_mappings(synth: Synth, function: str, source: dict[str, Any]) 
         for res in synth.of_type("AWS::Lambda::EventSourceMapping").values()
         if res["Properties"]["FunctionName"] == _ref(fn) and res["Properties"]["EventSourceArn"] == source
     ]
-
-
-def _policy_statements(synth: Synth) -> list[dict[str, Any]]:
-    statements = []
-    for res in synth.of_type("AWS::IAM::Policy").values():
-        statements += res["Properties"]["PolicyDocument"]["Statement"]
-    for res in synth.of_type("AWS::IAM::Role").values():
-        for policy in res["Properties"].get("Policies", []):
-            statements += policy["PolicyDocument"]["Statement"]
-    return statements
 
 
 def _actions_of(statement: dict[str, Any]) -> list[str]:
@@ -82,6 +71,8 @@ def _route_paths(synth: Synth) -> dict[str, str]:
 
 def test_jobs_queue_trigger_reports_batch_item_failures(synth: Synth, service: VideoJobs) -> None:
     for name, queue in wiring.QUEUES.items():
+        if queue.consumer in wiring.SERVICES:  # polled by Fargate tasks: tests/infra/test_fargate.py
+            continue
         mappings = _event_source_mappings(synth, queue.consumer, _arn(synth.logical_id(service.queues[name])))
         assert len(mappings) == 1, name
         assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -112,7 +103,8 @@ def test_every_queue_redrives_to_its_own_dlq_after_declared_receives(synth: Synt
 
 def test_queue_visibility_is_at_least_six_times_its_consumers_timeout(synth: Synth, service: VideoJobs) -> None:
     for name, queue in wiring.QUEUES.items():
-        pairs = [(service.queues[name], queue.consumer)]
+        # A service's consumer heartbeats the visibility instead (tests/infra/test_fargate.py).
+        pairs = [(service.queues[name], queue.consumer)] if queue.consumer in wiring.FUNCTIONS else []
         if queue.dead_letter_consumer:
             pairs.append((service.dead_letter_queues[name], queue.dead_letter_consumer))
         for sqs_queue, consumer in pairs:
@@ -154,7 +146,9 @@ def test_tables_are_on_demand_encrypted_with_point_in_time_recovery(synth: Synth
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["SSESpecification"] == {"SSEEnabled": True}
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-        assert props["KeySchema"] == [{"AttributeName": table.partition_key, "KeyType": "HASH"}]
+        assert props["KeySchema"] == [{"AttributeName": table.partition_key, "KeyType": "HASH"}] + (
+            [{"AttributeName": table.sort_key, "KeyType": "RANGE"}] if table.sort_key else []
+        )
         if table.ttl_attribute:
             assert props["TimeToLiveSpecification"] == {"AttributeName": table.ttl_attribute, "Enabled": True}
         else:
@@ -244,6 +238,10 @@ def test_function_environment_is_exactly_what_its_uses_need(synth: Synth, servic
             assert value == _ref(synth.logical_id(service.tables[resource]))
         elif resource in service.buckets:
             assert value == _ref(synth.logical_id(service.buckets[resource]))
+        elif resource == wiring.WEBSOCKET:  # the stage's wss:// URL (tests/infra/test_notifications_stack.py)
+            assert "Fn::Join" in value
+        elif wiring.dead_letter_queue_for(resource):
+            assert value == _ref(synth.logical_id(service.dead_letter_queues[wiring.dead_letter_queue_for(resource)]))
         else:  # a queue's URL is its Ref
             assert value == _ref(synth.logical_id(service.queues[wiring.queue_for(resource) or ""]))
 
@@ -271,6 +269,10 @@ def test_function_policy_matches_declared_access(synth: Synth, service: VideoJob
             kind, construct = "table", service.tables[resource]
         elif resource in service.buckets:
             kind, construct = "bucket", service.buckets[resource]
+        elif resource == wiring.WEBSOCKET:
+            continue  # execute-api:ManageConnections: tests/infra/test_notifications_stack.py
+        elif wiring.dead_letter_queue_for(resource):
+            kind, construct = "queue", service.dead_letter_queues[wiring.dead_letter_queue_for(resource) or ""]
         else:
             kind, construct = "queue", service.queues[wiring.queue_for(resource) or ""]
         actions = _actions_on(synth, name, synth.logical_id(construct))
@@ -278,12 +280,18 @@ def test_function_policy_matches_declared_access(synth: Synth, service: VideoJob
             assert (action in actions) == (level in access), (name, resource, access, action)
 
 
-def test_no_policy_statement_allows_wildcard_actions(synth: Synth) -> None:
-    statements = _policy_statements(synth)
-    assert statements
-    for statement in statements:
-        for action in _actions_of(statement):
-            assert action != "*" and not action.endswith(":*"), statement
+@pytest.mark.parametrize("template", ["synth", "twice"])
+def test_no_policy_document_allows_a_wildcard_action(template: str, request: pytest.FixtureRequest) -> None:
+    # Every document: IAM policies and roles, bucket, queue and topic policies. Deny statements may (and the
+    # enforceSSL ones do) deny "s3:*"; an Allow never grants "*" or "<service>:*".
+    documents = policy_documents(request.getfixturevalue(template).raw)
+    kinds = {request.getfixturevalue(template).raw["Resources"][lid]["Type"] for lid, _ in documents}
+    assert {"AWS::IAM::Policy", "AWS::IAM::Role", "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"} <= kinds
+    for lid, document in documents:
+        for statement in document["Statement"]:
+            if statement["Effect"] == "Allow":
+                for action in _actions_of(statement):
+                    assert action != "*" and not action.endswith(":*"), (lid, statement)
 
 
 # -- buckets ----------------------------------------------------------------------------------------------
@@ -446,48 +454,3 @@ def test_image_asset_context_holds_only_what_the_dockerfile_copies(synth: Synth,
     assert {path for path in files if not path.startswith(allowed)} == set()
     size = sum((context / path).stat().st_size for path in files)
     assert size < 5 * 1024**2, "the image context should be a few hundred KB, not the .venv"
-
-
-# -- reuse ------------------------------------------------------------------------------------------------
-
-CUSTOM = VideoJobsProps(outputs_retention_days=3, max_upload_bytes=1024**3, process_memory_mb=4096)
-PHYSICAL_NAMES = ("TableName", "BucketName", "QueueName", "FunctionName", "LogGroupName", "RoleName", "LayerName")
-
-
-@pytest.fixture(scope="module")
-def twice(offline_synth: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    outdir = tmp_path_factory.mktemp("twice")
-    stack = Stack(new_app(outdir), "Twice")
-    VideoJobs(stack, "Defaults")
-    VideoJobs(stack, "Custom", props=CUSTOM)
-    return synthesize(stack, outdir)
-
-
-def test_construct_can_be_instantiated_twice_without_name_clashes(twice: Synth) -> None:
-    assert len(twice.of_type("AWS::DynamoDB::Table")) == 2 * len(wiring.TABLES)
-    assert len(twice.of_type("AWS::Lambda::Function")) == 2 * len(wiring.FUNCTIONS)
-    for lid, res in twice.raw["Resources"].items():
-        # A literal string is a hard-coded name; a Ref or GetAtt is a reference to another resource.
-        named = [key for key in PHYSICAL_NAMES if isinstance(res.get("Properties", {}).get(key), str)]
-        assert not named, f"{lid} sets a physical name: {named}"
-    api_names = [res["Properties"]["Name"] for res in twice.of_type("AWS::ApiGateway::RestApi").values()]
-    assert len(api_names) == len(set(api_names)) == 2
-
-
-def test_props_set_upload_limit_worker_memory_and_outputs_retention(twice: Synth) -> None:
-    custom: VideoJobs = twice.stack.node.find_child("Custom")  # type: ignore[assignment]
-    submit = twice.resource(custom.functions["submit"])["Properties"]["Environment"]["Variables"]
-    assert submit[settings.MAX_UPLOAD_BYTES] == str(1024**3)
-    assert twice.resource(custom.functions["process"])["Properties"]["MemorySize"] == 4096
-    (rule,) = twice.resource(custom.buckets["outputs"])["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert rule["ExpirationInDays"] == 3
-
-
-def test_data_is_retained_by_default_and_destroyed_in_the_dev_app(synth: Synth, twice: Synth) -> None:
-    default: VideoJobs = twice.stack.node.find_child("Defaults")  # type: ignore[assignment]
-    assert twice.resource(default.tables["jobs"])["DeletionPolicy"] == "Retain"
-    assert twice.resource(default.buckets["uploads"])["DeletionPolicy"] == "Retain"
-    assert not twice.of_type("Custom::S3AutoDeleteObjects")
-    dev = synth.stack.service  # type: ignore[attr-defined]
-    assert synth.resource(dev.tables["jobs"])["DeletionPolicy"] == "Delete"
-    assert synth.of_type("Custom::S3AutoDeleteObjects")

@@ -1,8 +1,10 @@
-"""The worker against moto S3/DynamoDB with the real ffmpeg: one job, start to finish, and its failure paths."""
+"""The worker against moto (S3, DynamoDB, SQS) with the real ffmpeg: the Lambda handler's paths, retries, dead
+letters, and the hand-off to the long-jobs consumer."""
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import av
@@ -10,119 +12,179 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from functions.fail_dead_jobs import handler as dead_letters
+from functions.process import consumer
 from functions.process import handler as process_handler
-from infra.local.lambda_context import LambdaContext
 from infra.local.resources import Resources
+from tests.integration.workers import (
+    attempt,
+    context,
+    delivered,
+    output_keys,
+    queued_job,
+    sqs_event,
+    visible_in,
+    worker_deps,
+)
 from tests.media import make_tone
 from videojobs.aws import client
-from videojobs.models import Job, StoredOutput, utcnow
-from videojobs.service.processing import LEASE, WorkerDeps, process_job
-from videojobs.settings import WorkerSettings
-from videojobs.storage import ObjectStore, upload_key
-from videojobs.store import JobStore
+from videojobs.models import JobStatus
+from videojobs.service.processing import WorkerDeps, process_job
 
 
 @pytest.fixture
 def deps(aws: Resources, tmp_path: Path) -> WorkerDeps:
-    settings = WorkerSettings.from_env({**aws.environment(), "SCRATCH_DIR": str(tmp_path)})
-    return WorkerDeps(settings, JobStore(client("dynamodb"), aws.tables["jobs"]), ObjectStore(client("s3")), "w1")
+    return worker_deps(aws, tmp_path)
 
 
-def queued_job(deps: WorkerDeps, source: Path, outputs: list[dict], job_id: str = "job_1") -> Job:
-    key = upload_key("t1", "upl_1")
-    client("s3").upload_file(str(source), deps.settings.uploads_bucket, key)
-    now = utcnow()
-    job = Job(id=job_id, tenant_id="t1", created_at=now, updated_at=now, upload_id="upl_1", input_key=key,
-              outputs=[StoredOutput(spec=spec) for spec in outputs])
-    return deps.jobs.create(job)
-
-
-def context(timeout_seconds: int = 900) -> LambdaContext:
-    return LambdaContext(function_name="process", memory_limit_in_mb=3008,
-                         invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:process",
-                         timeout_seconds=timeout_seconds)
-
-
-def sqs_event(*bodies: str) -> dict:
-    return {"Records": [
-        {"messageId": f"m{index}", "receiptHandle": f"r{index}", "body": body, "attributes": {
-            "ApproximateReceiveCount": "1", "SentTimestamp": "0", "SenderId": "x",
-            "ApproximateFirstReceiveTimestamp": "0"},
-         "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobs", "awsRegion": "us-east-1"}
-        for index, body in enumerate(bodies)
-    ]}
-
-
-def test_a_job_runs_to_completion_with_outputs_in_s3(deps: WorkerDeps, clip: Path, tmp_path: Path):
-    queued_job(deps, clip, [{"type": "mp4", "height": 144}])
-    done = process_job("job_1", deps, time_limit_seconds=120)
+def test_a_job_runs_to_completion_with_outputs_under_its_attempt(deps: WorkerDeps, clip: Path, tmp_path: Path):
+    job = queued_job(deps, clip, [{"type": "mp4", "height": 144}])
+    done = process_job(job.id, deps, attempt()).job
 
     assert (done.status, done.progress, done.attempts, done.lease_owner) == ("completed", 100, 1, None)
+    assert (done.stage, done.eta_seconds) == (None, None)
     assert done.input_metadata.duration_seconds == pytest.approx(2, abs=0.1)
     [output] = done.outputs
-    assert output.key == "outputs/t1/job_1/0-mp4-144p.mp4"
+    assert output.key == f"outputs/t1/{job.id}/a1/0-mp4-144p.mp4"
     local = tmp_path / "result.mp4"
     client("s3").download_file(deps.settings.outputs_bucket, output.key, str(local))
     assert local.stat().st_size == output.size_bytes
     with av.open(str(local)) as result:
         assert result.streams.video[0].codec_context.height == 144
-    assert list(tmp_path.glob("job-*")) == []  # the scratch directory is gone
+    assert list(tmp_path.glob("job_*")) == []  # the scratch directory is gone
 
 
 def test_a_second_delivery_of_a_finished_job_changes_nothing(deps: WorkerDeps, clip: Path):
-    queued_job(deps, clip, [{"type": "mp4", "height": 144}])
-    first = process_job("job_1", deps, time_limit_seconds=120)
-    assert process_job("job_1", deps, time_limit_seconds=120) is None
-    assert deps.jobs.get("job_1").version == first.version
+    job = queued_job(deps, clip, [{"type": "mp4", "height": 144}])
+    first = process_job(job.id, deps, attempt()).job
+    again = process_job(job.id, deps, attempt())
+    assert again.retry_in_seconds is None and again.job.version == first.version
 
 
-def test_text_input_fails_the_job_at_once_and_acks_the_message(deps: WorkerDeps, tmp_path: Path, monkeypatch):
+def test_text_input_fails_the_job_at_once_and_acks_the_message(
+    aws: Resources, deps: WorkerDeps, tmp_path: Path, monkeypatch
+):
     text = tmp_path / "input.txt"
     text.write_text("not a video")
-    queued_job(deps, text, [{"type": "mp4", "height": 144}])
+    job = queued_job(deps, text, [{"type": "mp4", "height": 144}])
     monkeypatch.setattr(process_handler, "get_deps", lambda: deps)
 
-    result = process_handler.lambda_handler(sqs_event(json.dumps({"job_id": "job_1"})), context())
+    result = process_handler.lambda_handler(sqs_event(delivered(aws, job.id)), context())
     assert result == {"batchItemFailures": []}
-    job = deps.jobs.get("job_1")
-    assert (job.status, job.error.code) == ("failed", "invalid_media")
+    failed = deps.jobs.get(job.id)
+    assert (failed.status, failed.error.code) == ("failed", "invalid_media")
 
 
 def test_audio_only_input_for_a_video_output_fails_with_invalid_media(deps: WorkerDeps, tmp_path: Path):
-    queued_job(deps, make_tone(tmp_path / "tone.mp3"), [{"type": "mp4", "height": 144}])
-    job = process_job("job_1", deps, time_limit_seconds=60)
-    assert (job.status, job.error.code) == ("failed", "invalid_media")
+    job = queued_job(deps, make_tone(tmp_path / "tone.mp3"), [{"type": "mp4", "height": 144}])
+    failed = process_job(job.id, deps, attempt()).job
+    assert (failed.status, failed.error.code) == ("failed", "invalid_media")
 
 
-def test_transient_errors_are_reported_as_batch_item_failures(deps: WorkerDeps, clip: Path, monkeypatch):
-    queued_job(deps, clip, [{"type": "mp4", "height": 144}], job_id="job_ok")
+def test_a_transient_error_gives_the_job_back_and_delivers_it_again_later(
+    aws: Resources, deps: WorkerDeps, clip: Path, monkeypatch
+):
+    job = queued_job(deps, clip, [{"type": "mp4", "height": 144}])
     monkeypatch.setattr(process_handler, "get_deps", lambda: deps)
-    event = sqs_event(json.dumps({"job_id": "job_ok"}), "{not json")
-    result = process_handler.lambda_handler(event, context())
-    assert result == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
-    assert deps.jobs.get("job_ok").status == "completed"
-
-
-def test_a_batch_that_fails_entirely_raises_so_nothing_is_deleted(deps: WorkerDeps, clip: Path, monkeypatch):
-    queued_job(deps, clip, [{"type": "mp4", "height": 144}])
-    monkeypatch.setattr(process_handler, "get_deps", lambda: deps)
+    real_download = deps.objects.download
 
     def broken_download(*_args, **_kwargs):
         raise ConnectionError("S3 went away")
 
     monkeypatch.setattr(deps.objects, "download", broken_download)
-    with pytest.raises(BatchProcessingError):
-        process_handler.lambda_handler(sqs_event(json.dumps({"job_id": "job_1"})), context())
-    assert deps.jobs.get("job_1").status == "processing"  # the lease runs out and a redelivery reclaims it
+    with pytest.raises(BatchProcessingError):  # the whole batch failed: nothing is deleted
+        process_handler.lambda_handler(sqs_event(delivered(aws, job.id)), context())
+    given_back = deps.jobs.get(job.id)
+    assert (given_back.status, given_back.lease_owner, given_back.attempts) == ("processing", None, 1)
+    assert visible_in(aws) == 0  # hidden for the retry's back-off, not the queue's 90 minutes
+
+    monkeypatch.setattr(deps.objects, "download", real_download)
+    retried = process_job(job.id, deps, attempt()).job
+    assert (retried.status, retried.attempts) == ("completed", 2)
 
 
-def test_a_dead_letter_ends_the_job_failed_with_processing_failed(deps: WorkerDeps, clip: Path, monkeypatch):
-    queued_job(deps, clip, [{"type": "mp4", "height": 144}])
-    deps.jobs.claim("job_1", "w-dead", LEASE)
+def test_after_its_last_attempt_a_job_ends_processing_failed(aws: Resources, tmp_path: Path, clip: Path, monkeypatch):
+    deps = worker_deps(aws, tmp_path, MAX_ATTEMPTS="1")
+    job = queued_job(deps, clip, [{"type": "mp4", "height": 144}])
+    monkeypatch.setattr(deps.objects, "download", lambda *_a, **_k: (_ for _ in ()).throw(TimeoutError("slow")))
+    assert process_job(job.id, deps, attempt()).retry_in_seconds is not None
+    failed = process_job(job.id, deps, attempt()).job
+    assert (failed.status, failed.error.code, failed.attempts) == ("failed", "processing_failed", 2)
+
+
+def test_a_delivery_that_finds_a_live_worker_comes_back_when_its_lease_could_end(
+    aws: Resources, deps: WorkerDeps, clip: Path, monkeypatch
+):
+    job = queued_job(deps, clip, [{"type": "mp4", "height": 144}])
+    assert deps.jobs.claim(job.id, "w-live", deps.lease) is not None
+    monkeypatch.setattr(process_handler, "get_deps", lambda: deps)
+
+    with pytest.raises(BatchProcessingError):  # kept, not run
+        process_handler.lambda_handler(sqs_event(delivered(aws, job.id)), context())
+    assert visible_in(aws) == 0  # hidden until the live worker's lease could have run out
+    held = deps.jobs.get(job.id)
+    assert (held.lease_owner, held.attempts, held.version) == ("w-live", 1, 2)
+
+
+def test_a_dead_letter_ends_an_abandoned_job_failed(deps: WorkerDeps, clip: Path, monkeypatch):
+    job = queued_job(deps, clip, [{"type": "mp4", "height": 144}])
+    deps.jobs.claim(job.id, "w-dead", -deps.lease)  # its lease ran out: the worker died
     monkeypatch.setattr(dead_letters, "get_jobs", lambda: deps.jobs)
 
-    result = dead_letters.lambda_handler(sqs_event(json.dumps({"job_id": "job_1"}), "garbage"), context(30))
+    body = json.dumps({"job_id": job.id})
+    result = dead_letters.lambda_handler({"Records": [_dead_letter(body), _dead_letter("garbage", "m1")]}, context(30))
     assert result == {"batchItemFailures": []}
-    job = deps.jobs.get("job_1")
-    assert (job.status, job.error.code, job.lease_owner) == ("failed", "processing_failed", None)
+    failed = deps.jobs.get(job.id)
+    assert (failed.status, failed.error.code, failed.lease_owner) == ("failed", "processing_failed", None)
+
+
+def test_a_dead_letter_waits_while_a_live_worker_holds_the_job(deps: WorkerDeps, clip: Path, monkeypatch):
+    job = queued_job(deps, clip, [{"type": "mp4", "height": 144}])
+    deps.jobs.claim(job.id, "w-slow", deps.lease)  # a duplicate's copy went dead while the job runs fine
+    monkeypatch.setattr(dead_letters, "get_jobs", lambda: deps.jobs)
+
+    records = [_dead_letter(json.dumps({"job_id": job.id})), _dead_letter("garbage", "m1")]
+    result = dead_letters.lambda_handler({"Records": records}, context(30))
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m0"}]}  # comes back; the garbage is dropped
+    assert deps.jobs.get(job.id).status == "processing"
+
+
+def test_a_job_too_long_for_the_lambda_is_finished_by_the_long_jobs_consumer(
+    aws: Resources, tmp_path: Path, clip: Path
+):
+    lambda_deps = worker_deps(aws, tmp_path, "lambda", LAMBDA_TIME_BUDGET_SECONDS="0.001")
+    job = queued_job(lambda_deps, clip, [{"type": "mp4", "height": 144}])
+
+    handed = process_job(job.id, lambda_deps, attempt()).job
+    assert (handed.status, handed.long_job, handed.lease_owner, handed.attempts) == ("processing", True, None, 0)
+    assert handed.input_metadata is not None  # probed first: routing needs the duration and size
+    assert output_keys(lambda_deps, job) == []
+
+    sqs = client("sqs")
+    (message,) = sqs.receive_message(QueueUrl=aws.queues["long_jobs"].url)["Messages"]
+    consumer_deps = worker_deps(aws, tmp_path, "consumer", long_jobs=False)
+    consumer.handle(message, consumer_deps, sqs, threading.Event())
+
+    done = consumer_deps.jobs.get(job.id)
+    assert (done.status, done.attempts, done.progress) == (JobStatus.COMPLETED, 1, 100)
+    assert visible_in(aws, "long_jobs") == 0 and not sqs.receive_message(QueueUrl=aws.queues["long_jobs"].url).get(
+        "Messages"
+    )
+
+
+def _dead_letter(body: str, message_id: str = "m0") -> dict:
+    return {
+        "messageId": message_id,
+        "receiptHandle": "r",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "0",
+            "SenderId": "x",
+            "ApproximateFirstReceiveTimestamp": "0",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobs-dlq",
+        "awsRegion": "us-east-1",
+    }

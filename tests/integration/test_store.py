@@ -22,8 +22,15 @@ def store(aws: Resources) -> JobStore:
 
 def new_job(job_id: str = "job_1", tenant: str = "t1") -> Job:
     now = utcnow()
-    return Job(id=job_id, tenant_id=tenant, created_at=now, updated_at=now, upload_id="upl_x",
-               input_key="uploads/t1/upl_x", outputs=[StoredOutput(spec={"type": "mp4", "height": 360})])
+    return Job(
+        id=job_id,
+        tenant_id=tenant,
+        created_at=now,
+        updated_at=now,
+        upload_id="upl_x",
+        input_key="uploads/t1/upl_x",
+        outputs=[StoredOutput(spec={"type": "mp4", "height": 360})],
+    )
 
 
 def test_every_change_bumps_the_version(store: JobStore):

@@ -39,7 +39,8 @@ def put_upload(aws: Resources, size: int) -> None:
 
 
 REQUEST = CreateJobRequest.model_validate(
-    {"input": {"upload_id": UPLOAD_ID}, "outputs": [{"type": "mp4", "height": 360}]})
+    {"input": {"upload_id": UPLOAD_ID}, "outputs": [{"type": "mp4", "height": 360}]}
+)
 
 
 def test_an_upload_larger_than_allowed_is_refused_even_if_s3_accepted_it(aws: Resources):

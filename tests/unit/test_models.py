@@ -45,7 +45,8 @@ def test_upload_content_type_must_be_video_or_audio():
 
 def test_request_hash_ignores_key_order_but_not_content():
     first = CreateJobRequest.model_validate_json(
-        f'{{"outputs": [{{"height": 360, "type": "mp4"}}], "input": {{"upload_id": "{UPLOAD_ID}"}}}}')
+        f'{{"outputs": [{{"height": 360, "type": "mp4"}}], "input": {{"upload_id": "{UPLOAD_ID}"}}}}'
+    )
     assert request_hash(first) == request_hash(job_request())
     assert request_hash(first) != request_hash(job_request(outputs=[{"type": "mp4", "height": 480}]))
 

@@ -11,6 +11,8 @@ from http import HTTPStatus
 from videojobs.errors import ApiError, not_found
 from videojobs.ids import new_job_id, new_upload_id
 from videojobs.models import (
+    CompletedUpload,
+    CompleteUploadRequest,
     CreateJobRequest,
     CreateUploadRequest,
     ErrorCode,
@@ -21,18 +23,29 @@ from videojobs.models import (
     JobMessage,
     JobResource,
     JobStatus,
-    OutputResult,
+    MultipartUploadResponse,
     StoredOutput,
+    UploadPart,
     UploadResponse,
     isoformat,
     utcnow,
 )
 from videojobs.queue import JobQueue
+from videojobs.service.playback import output_result
 from videojobs.settings import StatusSettings, SubmitSettings
-from videojobs.storage import ObjectStore, upload_key
+from videojobs.ssrf import UnsafeUrl, check_url
+from videojobs.storage import ObjectStore, PartsRejected, upload_key
 from videojobs.store import IdempotencyConflict, IdempotencyKey, InvalidCursor, JobStore
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+MIN_RETRY_AFTER_SECONDS, MAX_RETRY_AFTER_SECONDS = 1, 30
+# Object metadata of multipart uploads: the size declared when the upload began (S3 checks no size on parts).
+DECLARED_SIZE = "declared-size"
+# One answer lists a presigned URL per part. URLs signed with a Lambda role's session token are ~1.7 KB and a
+# Lambda answers at most 6 MB, so parts grow rather than exceed this count (5 TiB / 2,000 = 2.6 GiB per part,
+# under S3's 5 GiB part limit; S3's own limit is 10,000 parts).
+MAX_PARTS_PER_UPLOAD = 2_000
+MIB = 1024**2
 
 
 @dataclass(frozen=True)
@@ -50,22 +63,125 @@ class StatusDeps:
     objects: ObjectStore
 
 
-def create_upload(request: CreateUploadRequest, tenant_id: str, deps: SubmitDeps) -> UploadResponse:
-    """A presigned POST for one file, bound to the caller's tenant prefix and the declared size."""
+def create_upload(
+    request: CreateUploadRequest, tenant_id: str, deps: SubmitDeps
+) -> UploadResponse | MultipartUploadResponse:
+    """A presigned POST for one file, bound to the caller's tenant prefix and the declared size; above the
+    multipart threshold, a multipart upload with a presigned PUT per part."""
+    if request.size_bytes > deps.settings.multipart_threshold_bytes:
+        return _create_multipart_upload(request, tenant_id, deps)
     limit = deps.settings.max_upload_bytes
     if request.size_bytes > limit:
-        raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.VALIDATION_ERROR,
-                       f"size_bytes must be at most {limit}")
+        raise ApiError(
+            HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.VALIDATION_ERROR, f"size_bytes must be at most {limit}"
+        )
     upload_id = new_upload_id()
     ttl = deps.settings.upload_url_ttl_seconds
     post = deps.objects.presigned_upload(
-        deps.settings.uploads_bucket, upload_key(tenant_id, upload_id),
-        content_type=request.content_type, max_bytes=request.size_bytes, expires_in=ttl,
+        deps.settings.uploads_bucket,
+        upload_key(tenant_id, upload_id),
+        content_type=request.content_type,
+        max_bytes=request.size_bytes,
+        expires_in=ttl,
     )
     return UploadResponse(
-        upload_id=upload_id, url=post["url"], fields=post["fields"],
-        expires_at=isoformat(utcnow() + timedelta(seconds=ttl)), max_bytes=request.size_bytes,
+        upload_id=upload_id,
+        url=post["url"],
+        fields=post["fields"],
+        expires_at=isoformat(utcnow() + timedelta(seconds=ttl)),
+        max_bytes=request.size_bytes,
     )
+
+
+def part_size_for(size_bytes: int, preferred_bytes: int) -> int:
+    """The preferred part size, or a larger one (whole MiB) where that would need too many parts."""
+    smallest = -(-size_bytes // MAX_PARTS_PER_UPLOAD)
+    return max(preferred_bytes, -(-smallest // MIB) * MIB)
+
+
+def _create_multipart_upload(request: CreateUploadRequest, tenant_id: str, deps: SubmitDeps) -> MultipartUploadResponse:
+    settings = deps.settings
+    if request.size_bytes > settings.max_multipart_upload_bytes:
+        raise ApiError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ErrorCode.VALIDATION_ERROR,
+            f"size_bytes must be at most {settings.max_multipart_upload_bytes}",
+        )
+    upload_id = new_upload_id()
+    key = upload_key(tenant_id, upload_id)
+    multipart_id = deps.objects.start_multipart(
+        settings.uploads_bucket,
+        key,
+        content_type=request.content_type,
+        metadata={DECLARED_SIZE: str(request.size_bytes)},
+    )
+    part_size = part_size_for(request.size_bytes, settings.multipart_part_bytes)
+    ttl = settings.multipart_url_ttl_seconds
+    parts = [
+        UploadPart(
+            part_number=number, url=deps.objects.presigned_part(settings.uploads_bucket, key, multipart_id, number, ttl)
+        )
+        for number in range(1, -(-request.size_bytes // part_size) + 1)
+    ]
+    return MultipartUploadResponse(
+        upload_id=upload_id,
+        part_size=part_size,
+        parts=parts,
+        expires_at=isoformat(utcnow() + timedelta(seconds=ttl)),
+        max_bytes=request.size_bytes,
+    )
+
+
+def complete_upload(
+    upload_id: str, request: CompleteUploadRequest, tenant_id: str, deps: SubmitDeps
+) -> CompletedUpload:
+    """Join the uploaded parts into the input file. Completing again (a retried request) answers the same."""
+    bucket, key = deps.settings.uploads_bucket, upload_key(tenant_id, upload_id)
+    multipart_id = deps.objects.multipart_in_progress(bucket, key)
+    if multipart_id is None:
+        done = deps.objects.head(bucket, key)
+        if done is not None and DECLARED_SIZE in done.metadata:
+            return CompletedUpload(upload_id=upload_id, size_bytes=done.size_bytes)
+        raise not_found("multipart upload")
+    numbers = [part.part_number for part in request.parts]
+    if numbers != sorted(set(numbers)):
+        raise ApiError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ErrorCode.INVALID_UPLOAD_PARTS,
+            "parts must be listed once each, in ascending part_number order",
+        )
+    try:
+        deps.objects.complete_multipart(bucket, key, multipart_id, [(p.part_number, p.etag) for p in request.parts])
+    except PartsRejected as error:
+        raise ApiError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ErrorCode.INVALID_UPLOAD_PARTS,
+            f"S3 refused the parts ({error}); upload the missing parts or send their ETags",
+        ) from error
+
+    # S3 checks no size against the declaration: check here, and drop a file that is not what was declared.
+    joined = deps.objects.head(bucket, key)
+    declared = int(joined.metadata.get(DECLARED_SIZE, "0")) if joined else 0
+    if joined is None or joined.size_bytes != declared:
+        if joined is not None:
+            deps.objects.delete(bucket, key)
+        size = joined.size_bytes if joined else 0
+        code = ErrorCode.UPLOAD_TOO_LARGE if size > declared else ErrorCode.INVALID_UPLOAD_PARTS
+        raise ApiError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            code,
+            f"the parts add up to {size} bytes but the upload declared {declared}; start a new upload",
+        )
+    return CompletedUpload(upload_id=upload_id, size_bytes=joined.size_bytes)
+
+
+def abort_upload(upload_id: str, tenant_id: str, deps: SubmitDeps) -> None:
+    """Abort an unfinished multipart upload: S3 drops the parts received so far."""
+    bucket, key = deps.settings.uploads_bucket, upload_key(tenant_id, upload_id)
+    multipart_id = deps.objects.multipart_in_progress(bucket, key)
+    if multipart_id is None:
+        raise not_found("multipart upload in progress")
+    deps.objects.abort_multipart(bucket, key, multipart_id)
 
 
 def request_hash(request: CreateJobRequest) -> str:
@@ -74,40 +190,68 @@ def request_hash(request: CreateJobRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def submit_job(
-    request: CreateJobRequest, tenant_id: str, idempotency_key: str | None, deps: SubmitDeps
-) -> Job:
+def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str | None, deps: SubmitDeps) -> Job:
     """Validate the input, store the job and queue it. No media work happens here."""
+    if request.webhook_url is not None:
+        _check_webhook_url(str(request.webhook_url), deps.settings)
     key = upload_key(tenant_id, request.input.upload_id)
     upload = deps.objects.head(deps.settings.uploads_bucket, key)
     if upload is None:
-        raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.UPLOAD_NOT_FOUND,
-                       f"upload {request.input.upload_id} was not found; upload the file before submitting")
+        if deps.objects.multipart_in_progress(deps.settings.uploads_bucket, key):
+            raise ApiError(
+                HTTPStatus.UNPROCESSABLE_ENTITY,
+                ErrorCode.UPLOAD_INCOMPLETE,
+                f"upload {request.input.upload_id} is not complete: upload every part, then "
+                f"POST /uploads/{request.input.upload_id}/complete",
+            )
+        raise ApiError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ErrorCode.UPLOAD_NOT_FOUND,
+            f"upload {request.input.upload_id} was not found; upload the file before submitting",
+        )
     # S3 enforces the presigned POST's size range in AWS; moto does not, so the limit is checked here too.
-    if upload.size_bytes > deps.settings.max_upload_bytes:
-        raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.UPLOAD_TOO_LARGE,
-                       f"the upload is {upload.size_bytes} bytes; the limit is {deps.settings.max_upload_bytes}")
+    limit = (
+        deps.settings.max_multipart_upload_bytes if DECLARED_SIZE in upload.metadata else deps.settings.max_upload_bytes
+    )
+    if upload.size_bytes > limit:
+        raise ApiError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ErrorCode.UPLOAD_TOO_LARGE,
+            f"the upload is {upload.size_bytes} bytes; the limit is {limit}",
+        )
 
     now = utcnow()
     digest = request_hash(request)
     job = Job(
-        id=new_job_id(), tenant_id=tenant_id, created_at=now, updated_at=now,
-        upload_id=request.input.upload_id, input_key=key,
-        outputs=[StoredOutput(spec=output.model_dump(mode="json")) for output in request.outputs],
+        id=new_job_id(),
+        tenant_id=tenant_id,
+        created_at=now,
+        updated_at=now,
+        upload_id=request.input.upload_id,
+        input_key=key,
+        outputs=[StoredOutput(spec=output.model_dump(mode="json", exclude_none=True)) for output in request.outputs],
         webhook_url=str(request.webhook_url) if request.webhook_url else None,
-        metadata=request.metadata, request_hash=digest,
+        webhook_events=[event.value for event in request.webhook_events] if request.webhook_events else None,
+        metadata=request.metadata,
+        request_hash=digest,
     )
     idempotency = None
     if idempotency_key is not None:
         if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
-            raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.VALIDATION_ERROR,
-                           f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+            raise ApiError(
+                HTTPStatus.UNPROCESSABLE_ENTITY,
+                ErrorCode.VALIDATION_ERROR,
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
+            )
         idempotency = IdempotencyKey(tenant_id, idempotency_key, digest)
     try:
         stored = deps.jobs.create(job, idempotency)
     except IdempotencyConflict as error:
-        raise ApiError(HTTPStatus.CONFLICT, ErrorCode.IDEMPOTENCY_CONFLICT,
-                       "this Idempotency-Key was already used with a different request") from error
+        raise ApiError(
+            HTTPStatus.CONFLICT,
+            ErrorCode.IDEMPOTENCY_CONFLICT,
+            "this Idempotency-Key was already used with a different request",
+        ) from error
     if stored.id != job.id:
         return stored  # a replay: the first request queued it
 
@@ -118,52 +262,91 @@ def submit_job(
         deps.jobs.fail(job.id, ErrorDetail(code=ErrorCode.SERVICE_UNAVAILABLE, message="the job could not be queued"))
         if idempotency is not None:
             deps.jobs.forget_idempotency(idempotency)
-        raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, ErrorCode.SERVICE_UNAVAILABLE,
-                       "the job could not be queued; retry the request") from error
+        raise ApiError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "the job could not be queued; retry the request",
+        ) from error
     return job
 
 
-def get_job(job_id: str, tenant_id: str, deps: StatusDeps) -> JobResource:
+def _check_webhook_url(url: str, settings: SubmitSettings) -> None:
+    """The SSRF guard at submission (the deliverer checks again before every attempt)."""
+    try:
+        check_url(url, allow_loopback_http=settings.webhook_allow_loopback_http)
+    except UnsafeUrl as error:
+        raise ApiError(
+            HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.INVALID_WEBHOOK_URL, f"webhook_url is not allowed: {error}"
+        ) from error
+
+
+def get_job(job_id: str, tenant_id: str, deps: StatusDeps, base_url: str | None = None) -> JobResource:
     job = deps.jobs.get_for_tenant(tenant_id, job_id)
     if job is None:
         raise not_found()
-    return to_resource(job, deps)
+    return to_resource(job, deps, base_url)
 
 
 def list_jobs(
-    tenant_id: str, limit: int, cursor: str | None, status: JobStatus | None, deps: StatusDeps
+    tenant_id: str,
+    limit: int,
+    cursor: str | None,
+    status: JobStatus | None,
+    deps: StatusDeps,
+    base_url: str | None = None,
 ) -> JobList:
     try:
         jobs, next_cursor = deps.jobs.list_for_tenant(tenant_id, limit=limit, cursor=cursor, status=status)
     except InvalidCursor as error:
         raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.VALIDATION_ERROR, str(error)) from error
-    return JobList(jobs=[to_resource(job, deps) for job in jobs], next_cursor=next_cursor)
+    return JobList(jobs=[to_resource(job, deps, base_url) for job in jobs], next_cursor=next_cursor)
 
 
-def to_resource(job: Job, deps: StatusDeps | None = None) -> JobResource:
-    """The public view of a job. With ``deps``, completed outputs get presigned download URLs."""
-    outputs = []
-    for output in job.outputs:
-        url = None
-        if deps is not None and output.key and job.status is JobStatus.COMPLETED:
-            url = deps.objects.presigned_download(
-                deps.settings.outputs_bucket, output.key, deps.settings.download_url_ttl_seconds
-            )
-        outputs.append(OutputResult(**output.spec, url=url, size_bytes=output.size_bytes,
-                                    content_type=output.content_type))
+def to_resource(job: Job, deps: StatusDeps | None = None, base_url: str | None = None) -> JobResource:
+    """The public view of a job. With ``deps``, completed outputs get presigned download URLs, and with
+    ``base_url`` (the API's, as the client called it) HLS outputs get their signed playback link."""
+    outputs = [
+        output_result(
+            job,
+            index,
+            output,
+            deps.objects if deps else None,
+            deps.settings.outputs_bucket if deps else "",
+            deps.settings.download_url_ttl_seconds if deps else 0,
+            base_url,
+        )
+        for index, output in enumerate(job.outputs)
+    ]
     return JobResource(
-        id=job.id, status=job.status, progress=job.progress,
-        created_at=isoformat(job.created_at), updated_at=isoformat(job.updated_at),
+        id=job.id,
+        status=job.status,
+        progress=job.progress,
+        created_at=isoformat(job.created_at),
+        updated_at=isoformat(job.updated_at),
         started_at=isoformat(job.started_at) if job.started_at else None,
         completed_at=isoformat(job.completed_at) if job.completed_at else None,
         input=JobInput(upload_id=job.upload_id, metadata=job.input_metadata),
-        outputs=outputs, error=job.error, webhook_url=job.webhook_url, metadata=job.metadata,
+        outputs=outputs,
+        error=job.error,
+        webhook_url=job.webhook_url,
+        metadata=job.metadata,
         version=job.version,
+        webhook_events=job.webhook_events,
+        stage=job.stage,
+        eta_seconds=job.eta_seconds,
+        cancel_requested_at=isoformat(job.cancel_requested_at) if job.cancel_requested_at else None,
     )
 
 
 def retry_after_seconds(job: Job | JobResource) -> int | None:
-    """How long a poller should wait before asking again; None once the job is finished."""
+    """How long a poller should wait before asking again; None once the job is finished. While processing
+    it follows the ETA, within 1..30 s: soon for a job about to finish, rarely for a long one."""
     if job.status.terminal:
         return None
-    return 5 if job.status is JobStatus.QUEUED else 2
+    if job.status is JobStatus.QUEUED:
+        return 5
+    if job.cancel_requested_at is not None:
+        return 1
+    if job.eta_seconds is None:
+        return 2
+    return max(MIN_RETRY_AFTER_SECONDS, min(job.eta_seconds, MAX_RETRY_AFTER_SECONDS))

@@ -1,0 +1,57 @@
+"""POST /jobs/{id}/cancel: stop a job. 202 with the job: ``cancelled`` at once when it was queued; still
+``processing`` (with ``cancel_requested_at``) until its worker has stopped ffmpeg and removed the partial outputs."""
+
+from __future__ import annotations
+
+from functools import cache
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from videojobs import api
+from videojobs.aws import client
+from videojobs.models import ErrorCode, JobResource
+from videojobs.observability import logger, tracer
+from videojobs.openapi import operation
+from videojobs.service import jobs
+from videojobs.service.cancel import CancelDeps, cancel_job
+from videojobs.settings import CancelSettings
+from videojobs.storage import ObjectStore
+from videojobs.store import JobStore
+
+app = api.new_resolver()
+
+
+@cache
+def get_deps() -> CancelDeps:
+    settings = CancelSettings.from_env()
+    return CancelDeps(
+        settings=settings, jobs=JobStore(client("dynamodb"), settings.jobs_table), objects=ObjectStore(client("s3"))
+    )
+
+
+@app.post(
+    "/jobs/<job_id>/cancel",
+    **operation(
+        "Cancel a job",
+        HTTPStatus.ACCEPTED,
+        JobResource,
+        "A queued job is `cancelled` at once. A processing job stays `processing` (with `cancel_requested_at`) for "
+        "the second or two its worker takes to stop and remove the partial outputs, then is `cancelled`.",
+        errors=(ErrorCode.JOB_FINISHED,),
+        headers={"Retry-After": "while the job is not finished: seconds to wait before asking again"},
+    ),
+)
+def cancel(job_id: Annotated[str, Path(max_length=64)]):
+    job = cancel_job(job_id, api.tenant_of(app), get_deps())
+    retry_after = jobs.retry_after_seconds(job)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return api.json_response(HTTPStatus.ACCEPTED, jobs.to_resource(job), headers=headers)
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return api.resolve(app, event, context)

@@ -1,0 +1,57 @@
+"""The delivery queue -> one signed webhook attempt per message; the next is scheduled on the message itself.
+
+A failed attempt hides the message until its next attempt (``ChangeMessageVisibility``) and reports it as a
+batch item failure, so SQS keeps it; a delivered, stopped or spent delivery's message is deleted.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from videojobs.aws import client
+from videojobs.notification_store import DeliveryLedger, SecretStore
+from videojobs.observability import logger, metrics
+from videojobs.queue import DeliveryQueue
+from videojobs.service.notifications import DeliverDeps, deliver
+from videojobs.settings import DeliverSettings
+from videojobs.webhooks import DeliveryMessage
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class Deferred(Exception):
+    """The message waits for its next attempt: not deleted (a batch item failure), already hidden."""
+
+
+@cache
+def get_deps() -> DeliverDeps:
+    settings = DeliverSettings.from_env()
+    dynamodb = client("dynamodb")
+    return DeliverDeps(
+        settings=settings,
+        ledger=DeliveryLedger(dynamodb, settings.webhook_deliveries_table),
+        secrets=SecretStore(dynamodb, settings.webhook_secrets_table),
+        queue=DeliveryQueue(client("sqs"), settings.deliveries_queue_url, settings.deliveries_dlq_url),
+    )
+
+
+def attempt(record: SQSRecord) -> None:
+    try:
+        message = DeliveryMessage.model_validate_json(record.body)
+    except ValidationError:
+        logger.error("unreadable delivery message dropped", extra={"message_id": record.message_id})
+        return
+    if not deliver(message, record.receipt_handle, get_deps()):
+        raise Deferred(message.delivery_id)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=attempt, processor=processor, context=context)

@@ -1,0 +1,84 @@
+"""GET /jobs/{id}/events: the job's events as Server-Sent Events, one long poll per request.
+
+API Gateway buffers a Lambda's answer and gives it 29 s, so each request waits (up to ``SSE_WAIT_SECONDS``)
+for the first event after ``Last-Event-ID``, answers everything new up to the terminal event, and ends; the
+``retry:`` field makes an ``EventSource`` reconnect at once with the last ``id``. Once the client has the
+terminal event the answer is 204, which tells an ``EventSource`` to stop.
+
+A plain handler rather than a Powertools resolver: it may hold its request for seconds, and the resolver's
+current request is process-wide state (see ``wiring.Route.long_poll``).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from videojobs.aws import client
+from videojobs.errors import ApiError
+from videojobs.events import sse_body
+from videojobs.models import ErrorCode
+from videojobs.notification_store import EventLog
+from videojobs.observability import logger
+from videojobs.service import notifications
+from videojobs.settings import EventsSettings
+from videojobs.store import JobStore
+
+MAX_JOB_ID_LENGTH = 64
+
+
+@cache
+def get_settings() -> EventsSettings:
+    return EventsSettings.from_env()
+
+
+@cache
+def get_deps() -> notifications.EventsDeps:
+    settings = get_settings()
+    dynamodb = client("dynamodb")
+    return notifications.EventsDeps(
+        jobs=JobStore(dynamodb, settings.jobs_table), events=EventLog(dynamodb, settings.job_events_table)
+    )
+
+
+def _error(error: ApiError) -> dict[str, Any]:
+    body = {"error": {"code": error.code.value, "message": error.message}}
+    return {
+        "statusCode": int(error.status),
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def _header(event: dict[str, Any], name: str) -> str | None:
+    return next((value for key, value in (event.get("headers") or {}).items() if key.lower() == name), None)
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        tenant = ((event.get("requestContext") or {}).get("authorizer") or {}).get("tenant_id")
+        if not tenant:
+            raise notifications.unauthorized()
+        job_id = (event.get("pathParameters") or {}).get("id") or ""
+        if not 0 < len(job_id) <= MAX_JOB_ID_LENGTH:
+            raise ApiError(HTTPStatus.NOT_FOUND, ErrorCode.NOT_FOUND, "job not found")
+        # EventSource sends the header; a client that cannot set headers may pass ?last_event_id=.
+        query = event.get("queryStringParameters") or {}
+        since = notifications.last_event_id(_header(event, "last-event-id") or query.get("last_event_id"))
+        events = notifications.wait_for_events(job_id, tenant, since, get_settings().sse_wait_seconds, get_deps())
+    except ApiError as error:
+        return _error(error)
+    if events is None:
+        return {"statusCode": HTTPStatus.NO_CONTENT, "headers": {}, "body": "", "isBase64Encoded": False}
+    return {
+        "statusCode": HTTPStatus.OK,
+        "headers": {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"},
+        "body": sse_body(events),
+        "isBase64Encoded": False,
+    }

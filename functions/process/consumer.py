@@ -1,0 +1,135 @@
+"""``python -m functions.process.consumer``: the long-jobs consumer, for jobs longer than a Lambda may run.
+
+The same image and the same service code as the Lambda worker (``handler.py``), run as an ECS Fargate task in
+AWS (``infra/fargate.py``) and as a subprocess of the local stack. It polls the long-jobs queue one message at
+a time; while a job runs, the heartbeat keeps the message invisible and ECS task scale-in protection keeps the
+autoscaler from stopping this task. SIGTERM (a deployment, or a scale-in after protection ran out) stops
+ffmpeg, gives the job back and makes its message visible at once, so another task takes it over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+from pydantic import ValidationError
+
+from videojobs.aws import client
+from videojobs.inflight import InFlightMessage
+from videojobs.models import JobMessage
+from videojobs.observability import logger, metrics
+from videojobs.service.processing import Attempt, WorkerDeps, process_job, record_job_metrics
+from videojobs.settings import WorkerSettings
+from videojobs.storage import ObjectStore
+from videojobs.store import JobStore
+
+RECEIVE_WAIT_SECONDS = 20  # SQS long polling's maximum: an idle task costs one request per 20 s
+# ECS allows scale-in protection for up to 48 hours at a time.
+MAX_PROTECTION_MINUTES = 2880
+
+
+@cache
+def get_deps() -> WorkerDeps:
+    settings = WorkerSettings.from_env()
+    return WorkerDeps(
+        settings=settings,
+        jobs=JobStore(client("dynamodb"), settings.jobs_table),
+        objects=ObjectStore(client("s3")),
+        # The host and process: which task holds a job is visible in the job's lease.
+        worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+    )
+
+
+@contextmanager
+def scale_in_protection(minutes: float) -> Iterator[None]:
+    """ECS task scale-in protection while a job runs (only where the ECS agent's endpoint is set)."""
+    agent = os.environ.get("ECS_AGENT_URI")
+    if agent is None:
+        yield
+        return
+    _protect(agent, {"ProtectionEnabled": True, "ExpiresInMinutes": min(math.ceil(minutes), MAX_PROTECTION_MINUTES)})
+    try:
+        yield
+    finally:
+        _protect(agent, {"ProtectionEnabled": False})
+
+
+def _protect(agent: str, state: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        f"{agent}/task-protection/v1/state",
+        data=json.dumps(state).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+    except OSError:  # without protection a scale-in may stop us: the job is then handed back on SIGTERM
+        logger.warning("could not set ECS task protection", exc_info=True)
+
+
+def handle(message: dict[str, Any], deps: WorkerDeps, sqs: Any, shutdown: threading.Event) -> None:
+    """One received message: run its job, then delete the message or make it visible again when asked."""
+    inflight = InFlightMessage(sqs, deps.settings.long_jobs_queue_url, message["ReceiptHandle"])
+    try:
+        job_id = JobMessage.model_validate_json(message["Body"]).job_id
+    except ValidationError:
+        logger.error("unreadable message left for the dead-letter queue", extra={"message_id": message["MessageId"]})
+        return
+    limit = deps.settings.job_time_limit_seconds
+    with scale_in_protection(limit / 60):
+        outcome = process_job(job_id, deps, Attempt(time.monotonic() + limit, message=inflight, shutdown=shutdown))
+    if record_job_metrics(outcome.job):
+        metrics.flush_metrics()
+    if outcome.retry_in_seconds is None:
+        inflight.delete()
+    else:
+        inflight.hide_for(outcome.retry_in_seconds)
+
+
+def main() -> int:
+    deps = get_deps()
+    sqs = client("sqs")
+    shutdown, busy = threading.Event(), threading.Event()
+
+    def stop(signum: int, _: Any) -> None:
+        shutdown.set()
+        if not busy.is_set():  # idle in a long poll: leave now rather than after it
+            raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logger.info("long-jobs consumer started", extra={"worker_id": deps.worker_id})
+    while not shutdown.is_set():
+        received = sqs.receive_message(
+            QueueUrl=deps.settings.long_jobs_queue_url,
+            MaxNumberOfMessages=1,
+            WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+            VisibilityTimeout=math.ceil(2 * deps.settings.lease_seconds),
+        ).get("Messages", [])
+        for message in received:
+            busy.set()
+            try:
+                handle(message, deps, sqs, shutdown)
+            except Exception:  # the message comes back when its visibility ends; this task carries on
+                logger.exception("message handling failed")
+            finally:
+                busy.clear()
+    logger.info("long-jobs consumer stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

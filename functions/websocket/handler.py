@@ -1,0 +1,70 @@
+"""The WebSocket API: ``$connect`` with a ticket, ``$disconnect``, and ``subscribe`` (catch up on missed events).
+
+Browsers cannot send headers when they open a WebSocket, so ``$connect`` takes a short-lived, single-use
+ticket (``?ticket=``, from ``POST /jobs/{id}/ws-ticket``) instead of the API key. The job's events are then
+pushed by notify; ``{"action": "subscribe", "job_id": "…", "since_version": N}`` answers the events after N.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from videojobs.aws import client
+from videojobs.notification_store import ConnectionStore, EventLog, TicketStore
+from videojobs.observability import logger
+from videojobs.service import notifications
+from videojobs.settings import WebSocketSettings
+
+
+@cache
+def get_deps() -> notifications.WebSocketDeps:
+    settings = WebSocketSettings.from_env()
+    dynamodb = client("dynamodb")
+    return notifications.WebSocketDeps(
+        tickets=TicketStore(dynamodb, settings.ws_tickets_table),
+        connections=ConnectionStore(dynamodb, settings.ws_connections_table),
+        events=EventLog(dynamodb, settings.job_events_table),
+    )
+
+
+def _reply(status: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"statusCode": status, "body": json.dumps(body) if body is not None else ""}
+
+
+def _subscribe(connection_id: str, body: str | None) -> dict[str, Any]:
+    try:
+        request = json.loads(body or "{}")
+        job_id = str(request["job_id"])
+        since = int(request.get("since_version", 0))
+    except (ValueError, KeyError, TypeError):
+        return _reply(
+            200,
+            {
+                "type": "error",
+                "code": "validation_error",
+                "message": 'send {"action": "subscribe", "job_id": "...", "since_version": 0}',
+            },
+        )
+    return _reply(200, notifications.subscribe(connection_id, job_id, since, get_deps()))
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = event.get("requestContext") or {}
+    route, connection_id = request.get("routeKey"), request.get("connectionId", "")
+    if route == "$connect":
+        ticket = (event.get("queryStringParameters") or {}).get("ticket")
+        accepted = notifications.connect(ticket, connection_id, get_deps())
+        logger.info("websocket connect", extra={"connection_id": connection_id, "accepted": accepted})
+        # Any status but 2xx refuses the handshake.
+        return _reply(200) if accepted else _reply(401, {"message": "Unauthorized"})
+    if route == "$disconnect":
+        notifications.disconnect(connection_id, get_deps())
+        return _reply(200)
+    if route == "subscribe":
+        return _subscribe(connection_id, event.get("body"))
+    return _reply(404, {"type": "error", "code": "not_found", "message": f"unknown route {route!r}"})

@@ -1,0 +1,139 @@
+"""The web page and the API docs in headless Chromium (Debian's, driven by Playwright; no browser download).
+
+``make test`` installs ``chromium`` with apt-get when it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.e2e.conftest import ROOT, RunningStack
+from tests.media import make_clip, pad_media
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PATIENCE_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium), as root")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def offsite_requests(page: Page) -> list[str]:
+    """Every request the page makes that leaves this machine (none should: no CDN, no telemetry). ``blob:`` and
+    ``data:`` URLs are the page's own (hls.js feeds the video element through a blob URL)."""
+    offsite: list[str] = []
+
+    def check(url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https", "ws", "wss") and parts.hostname not in ("127.0.0.1", "localhost"):
+            offsite.append(url)
+
+    page.on("request", lambda request: check(request.url))
+    return offsite
+
+
+def test_a_clip_uploaded_through_the_page_is_processed_and_plays(stack: RunningStack, page: Page, tmp_path: Path):
+    clip = make_clip(tmp_path / "page clip.mp4", seconds=3, width=320, height=240)
+    offsite = offsite_requests(page)
+    page.goto(stack.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    page.fill("#api-key", stack.api_key)
+    page.set_input_files("#file", str(clip))
+    page.check("input[name=mp4]")
+    page.select_option("select[name=mp4-height]", "144")
+    page.check("input[name=hls]")
+    page.fill("input[name=hls-heights]", "144")
+    page.click("#submit")
+
+    # The upload bar fills to the file's size; the job bar follows the job to 100 %.
+    page.wait_for_function(
+        "document.querySelector('#upload-progress').value === document.querySelector('#upload-progress').max"
+        " && document.querySelector('#upload-progress').max > 0",
+        timeout=PATIENCE_MS,
+    )
+    page.wait_for_selector("#job-status[data-status=completed], #error:not([hidden])", timeout=PATIENCE_MS)
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    assert page.eval_on_selector("#upload-progress", "bar => bar.value") == clip.stat().st_size
+    assert page.eval_on_selector("#job-progress", "bar => bar.value") == 100
+
+    # Both results play: MP4 natively, HLS through hls.js; each video element's clock moves on.
+    page.wait_for_function(
+        "[...document.querySelectorAll('#players video')].every(v => v.currentTime > 0.3)"
+        " && document.querySelectorAll('#players video').length === 2",
+        timeout=30_000,
+    )
+    first = page.eval_on_selector_all("#players video", "videos => videos.map(v => v.currentTime)")
+    page.wait_for_function(
+        f"[...document.querySelectorAll('#players video')].every((v, i) => v.currentTime > {first}[i])", timeout=30_000
+    )
+    players = page.eval_on_selector_all(
+        "#players video",
+        "videos => videos.map(v => ({error: v.error, "
+        "height: v.videoHeight, type: v.dataset.type, player: v.dataset.player}))",
+    )
+    assert players == [
+        {"error": None, "height": 144, "type": "mp4", "player": "native"},
+        {"error": None, "height": 144, "type": "hls", "player": "hls.js"},
+    ]
+
+    links = page.eval_on_selector_all("#downloads a", "links => links.map(link => link.href)")
+    assert [urlsplit(link).path.rsplit("/", 1)[-1] for link in links] == ["0-mp4-144p.mp4", "master.m3u8"]
+    assert offsite == []
+
+
+def test_a_big_file_goes_up_from_the_page_in_parallel_parts(
+    small_parts_stack: RunningStack, page: Page, tmp_path: Path
+):
+    big = pad_media(make_clip(tmp_path / "big.mp4", seconds=2), 20 * 1024**2)  # three parts of 8 MiB
+    puts: list[str] = []
+    page.on("request", lambda request: puts.append(request.url) if request.method == "PUT" else None)
+    page.goto(small_parts_stack.url + "/")
+    page.wait_for_selector("body[data-ready=true]")  # the stack's own key comes from /config.json
+    page.set_input_files("#file", str(big))
+    page.select_option("select[name=mp4-height]", "144")
+    page.click("#submit")
+    page.wait_for_selector("#job-status[data-status=completed], #error:not([hidden])", timeout=PATIENCE_MS)
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    assert page.eval_on_selector("#upload-progress", "bar => bar.value") == big.stat().st_size
+    assert sorted(parse_qs(urlsplit(url).query)["partNumber"][0] for url in puts) == ["1", "2", "3"]
+
+
+def test_the_docs_page_shows_every_documented_operation_without_a_cdn(stack: RunningStack, page: Page):
+    offsite = offsite_requests(page)
+    document = json.loads((ROOT / "openapi.json").read_text())
+    operations = sum(len(methods) for methods in document["paths"].values())
+    page.goto(stack.url + "/docs")
+    page.wait_for_function(f"document.querySelectorAll('.opblock').length === {operations}", timeout=30_000)
+    assert page.inner_text(".info .title").startswith(document["info"]["title"])
+    assert offsite == []

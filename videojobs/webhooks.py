@@ -1,0 +1,214 @@
+"""Webhooks as Standard Webhooks (standardwebhooks.com) defines them: signing, secrets, retries, one POST.
+
+A delivery is one job event for one webhook URL. Its ``webhook-id`` stays the same across every attempt (and
+a manual redelivery), so a receiver can drop duplicates; ``webhook-timestamp`` is the attempt's time; the
+signature is ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` with the tenant's secret (two
+signatures, space-separated, while a rotated secret is still honoured). The body is sent exactly as signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+
+import urllib3
+from pydantic import BaseModel
+
+from videojobs.ssrf import Target
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+MAX_RETRY_AFTER_SECONDS = 3600
+"""A receiver's ``Retry-After`` is honoured up to this; beyond it the schedule goes on."""
+MAX_RESPONSE_BYTES = 4096
+"""Of a receiver's answer, only this much is read (and kept, shortened, in the ledger)."""
+JITTER = 0.1
+USER_AGENT = "videojobs-webhooks/1"
+# One count per attempt, by outcome (the dashboard's webhook success rate).
+SUCCEEDED_METRIC = "WebhookDeliveriesSucceeded"
+FAILED_METRIC = "WebhookDeliveriesFailed"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    """Every attempt of the schedule failed, or the receiver answered 410 Gone."""
+
+
+class DeliveryMessage(BaseModel):
+    """The delivery queue's message. ``sequence`` tells a redelivery's message from older ones."""
+
+    job_id: str
+    delivery_id: str
+    sequence: int = 0
+
+
+class DeliveryAttempt(BaseModel):
+    at: str
+    status_code: int | None
+    latency_ms: int
+    error: str | None = None
+
+
+class Delivery(BaseModel):
+    """A delivery as the ledger shows it (``GET /jobs/{id}/deliveries``); ``id`` is the ``webhook-id``."""
+
+    id: str
+    event_type: str
+    version: int
+    url: str
+    status: DeliveryStatus
+    created_at: str
+    next_attempt_at: str | None = None
+    attempts: list[DeliveryAttempt]
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[Delivery]
+
+
+class WebhookSecret(BaseModel):
+    secret: str
+    previous_expires_at: str | None = None
+    """After a rotation: until then, deliveries are signed with the previous secret too."""
+
+
+def delivery_id(job_id: str, version: int) -> str:
+    """The ``webhook-id`` of a job's event: derived from the event, so that replaying a stream record or
+    retrying a failed fan-out yields the same id, never a second delivery."""
+    return f"msg_{job_id.removeprefix('job_')}_{version}"
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
+    """One Standard Webhooks signature, ``v1,<base64>``."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    digest = hmac.new(key, f"{message_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signed_headers(signing_secrets: list[str], message_id: str, timestamp: int, body: str) -> dict[str, str]:
+    """The headers of one attempt, with a signature per secret (the current one first)."""
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(sign(secret, message_id, timestamp, body) for secret in signing_secrets),
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+    }
+
+
+@dataclass(frozen=True)
+class Response:
+    """What one attempt got: a status code, or an error (refused, timeout, connection failure)."""
+
+    status_code: int | None
+    latency_ms: int
+    error: str | None = None
+    retry_after_seconds: float | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        """410: the receiver asks us to stop for good."""
+        return self.status_code == 410
+
+
+def post(target: Target, headers: dict[str, str], body: bytes, timeout_seconds: float) -> Response:
+    """POST ``body`` to the checked address of ``target``, with the URL's host name as Host and as TLS server
+    name (the certificate is verified against it). No redirects, no retries, at most a few KB read back."""
+    started = time.monotonic()
+    timeout = urllib3.Timeout(total=timeout_seconds)
+    pool: urllib3.HTTPConnectionPool
+    if target.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            target.address,
+            target.port,
+            timeout=timeout,
+            retries=False,
+            maxsize=1,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(target.address, target.port, timeout=timeout, retries=False, maxsize=1)
+    try:
+        response = pool.urlopen(
+            "POST",
+            target.path,
+            body=body,
+            headers={**headers, "host": target.host_header},
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            assert_same_host=False,
+        )
+        try:
+            excerpt = response.read(MAX_RESPONSE_BYTES)
+        finally:
+            response.release_conn()
+    except urllib3.exceptions.HTTPError as error:
+        kind = "timeout" if isinstance(error, urllib3.exceptions.TimeoutError) else "connection failed"
+        return Response(None, _elapsed_ms(started), f"{kind}: {type(error).__name__}")
+    finally:
+        pool.close()
+    error = None
+    if not 200 <= response.status < 300:
+        text = excerpt.decode("utf-8", "replace").strip()
+        error = f"HTTP {response.status}" + (f": {text[:200]}" if text else "")
+    retry_after = None
+    if response.status in (429, 503):
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+    return Response(response.status, _elapsed_ms(started), error, retry_after)
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds (it may be a number of seconds or an HTTP date); None if absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+
+
+def retry_delay(
+    attempts_made: int,
+    delays: tuple[float, ...],
+    retry_after_seconds: float | None = None,
+    rng: random.Random | None = None,
+) -> float | None:
+    """Seconds until the next attempt after ``attempts_made`` failed ones, or None when the schedule is done.
+    The scheduled delay gets ±10 % jitter; a receiver's ``Retry-After`` can lengthen it, up to a bound."""
+    if attempts_made > len(delays):
+        return None
+    scheduled = delays[attempts_made - 1] * (1 + (rng or random).uniform(-JITTER, JITTER))
+    if retry_after_seconds is not None:
+        scheduled = max(scheduled, min(retry_after_seconds, MAX_RETRY_AFTER_SECONDS))
+    return scheduled
