@@ -280,10 +280,10 @@ class VideoJobs(Construct):
             if name == OUTPUTS and self.props.outputs_retention_days is not None:
                 days = self.props.outputs_retention_days
             cors = None
-            if decl.browser_uploads:
+            if decl.browser_methods:
                 cors = [
                     s3.CorsRule(
-                        allowed_methods=[s3.HttpMethods.POST, s3.HttpMethods.PUT],
+                        allowed_methods=[s3.HttpMethods(method) for method in decl.browser_methods],
                         allowed_origins=["*"],
                         allowed_headers=["*"],
                         exposed_headers=["ETag"],

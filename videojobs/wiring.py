@@ -48,8 +48,9 @@ class Queue:
 class Bucket:
     env_var: str
     expire_after_days: int | None = None
-    browser_uploads: bool = False
-    """Browsers POST files straight to it with a presigned POST, so it needs CORS."""
+    browser_methods: tuple[str, ...] = ()
+    """HTTP methods that browsers use on it directly with presigned URLs (so it needs CORS for them):
+    uploads are POSTed or PUT from the page, outputs are fetched by players such as hls.js."""
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,8 @@ TABLES: dict[str, Table] = {
 
 BUCKETS: dict[str, Bucket] = {
     # Uploads are inputs only: a job copies nothing back, so they expire soon after they are used.
-    "uploads": Bucket(env_var=env.UPLOADS_BUCKET, expire_after_days=7, browser_uploads=True),
-    "outputs": Bucket(env_var=env.OUTPUTS_BUCKET, expire_after_days=30),
+    "uploads": Bucket(env_var=env.UPLOADS_BUCKET, expire_after_days=7, browser_methods=("POST", "PUT")),
+    "outputs": Bucket(env_var=env.OUTPUTS_BUCKET, expire_after_days=30, browser_methods=("GET", "HEAD")),
 }
 
 QUEUES: dict[str, Queue] = {

@@ -104,13 +104,13 @@ def create_resources(client: ClientFactory, region: str, visibility_timeout_seco
         if bucket.expire_after_days is not None:
             rule["Expiration"] = {"Days": bucket.expire_after_days}
         s3.put_bucket_lifecycle_configuration(Bucket=buckets[name], LifecycleConfiguration={"Rules": [rule]})
-        if bucket.browser_uploads:
+        if bucket.browser_methods:
             s3.put_bucket_cors(
                 Bucket=buckets[name],
                 CORSConfiguration={
                     "CORSRules": [
                         {
-                            "AllowedMethods": ["POST", "PUT"],
+                            "AllowedMethods": list(bucket.browser_methods),
                             "AllowedOrigins": ["*"],
                             "AllowedHeaders": ["*"],
                             "ExposeHeaders": ["ETag"],

@@ -332,11 +332,13 @@ def test_buckets_expire_objects_and_abort_stale_multipart_uploads(synth: Synth, 
         assert rule.get("ExpirationInDays") == bucket.expire_after_days
 
 
-def test_uploads_bucket_accepts_browser_post_and_put(synth: Synth, service: VideoJobs) -> None:
-    (rule,) = synth.resource(service.buckets["uploads"])["Properties"]["CorsConfiguration"]["CorsRules"]
-    assert set(rule["AllowedMethods"]) == {"POST", "PUT"}
-    assert rule["AllowedOrigins"] == ["*"]
-    assert "CorsConfiguration" not in synth.resource(service.buckets["outputs"])["Properties"]
+def test_browsers_may_upload_to_uploads_and_fetch_outputs_and_nothing_more(synth: Synth, service: VideoJobs) -> None:
+    (upload,) = synth.resource(service.buckets["uploads"])["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert set(upload["AllowedMethods"]) == {"POST", "PUT"}
+    assert upload["AllowedOrigins"] == ["*"]
+    # hls.js fetches segments from presigned URLs with XHR, which needs CORS on the outputs bucket.
+    (fetch,) = synth.resource(service.buckets["outputs"])["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert set(fetch["AllowedMethods"]) == {"GET", "HEAD"}
 
 
 # -- API --------------------------------------------------------------------------------------------------
