@@ -8,7 +8,14 @@ import sys
 import time
 
 # Each module has ``main() -> dict`` that measures its figure against a baseline in the same run.
-BENCHMARKS = ["bench.submit_overhead", "bench.worker", "bench.notify_latency"]
+BENCHMARKS = [
+    "bench.submit_overhead",
+    "bench.worker",
+    "bench.notify_latency",
+    "bench.cold_start",
+    "bench.load",
+    "bench.plots",  # last: draws the figures from the results the others wrote
+]
 
 
 def run() -> int:

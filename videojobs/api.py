@@ -51,6 +51,11 @@ def new_resolver() -> APIGatewayRestResolver:
             return error_response(HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_JSON, "the request body is not valid JSON")
         return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.VALIDATION_ERROR, _validation_message(errors))
 
+    # A body that is not UTF-8 fails in Powertools' decoding, before validation sees it.
+    @app.exception_handler(UnicodeDecodeError)
+    def _not_text(_: UnicodeDecodeError) -> Response:
+        return error_response(HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_JSON, "the request body is not UTF-8 JSON")
+
     @app.exception_handler(ApiError)
     def _api_error(error: ApiError) -> Response:
         return error_response(error.status, error.code, error.message)
