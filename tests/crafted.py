@@ -4,11 +4,10 @@ video whose header claims 100000x100000."""
 from __future__ import annotations
 
 import struct
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from videojobs.media import ffmpeg_exe
+from tests.media import generate
 
 CLAIMED_SIZE = 100_000
 
@@ -16,35 +15,11 @@ CLAIMED_SIZE = 100_000
 def make_canary(path: Path) -> Path:
     """A small, perfectly decodable MPEG-TS clip: if a worker ever followed a playlist to it, the job would
     succeed and make outputs from it."""
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=176x144:rate=25:duration=1",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=duration=1",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "aac",
-            "-shortest",
-            "-f",
-            "mpegts",
-            str(path),
-        ],
-        check=True,
+    return generate(
+        path,
+        *("-f", "lavfi", "-i", "testsrc2=size=176x144:rate=25:duration=1", "-f", "lavfi", "-i", "sine=duration=1"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", "-f", "mpegts"),
     )
-    return path
 
 
 def hls_playlist(canary: Path) -> str:
@@ -58,26 +33,10 @@ def concat_playlist(canary: Path) -> str:
 def make_huge_header(path: Path) -> Path:
     """An AVI of 16x16 raw frames whose headers (``avih`` and the stream's ``BITMAPINFOHEADER``) declare
     100000x100000: what a decoder would have to allocate if it believed them."""
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=black:size=16x16:rate=5:duration=0.4",
-            "-c:v",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-            "-f",
-            "avi",
-            str(path),
-        ],
-        check=True,
+    generate(
+        path,
+        *("-f", "lavfi", "-i", "color=black:size=16x16:rate=5:duration=0.4"),
+        *("-c:v", "rawvideo", "-pix_fmt", "yuv420p", "-f", "avi"),
     )
     data = bytearray(path.read_bytes())
     for chunk, body, size in _riff_chunks(data, 12, len(data)):

@@ -9,6 +9,12 @@ from pathlib import Path
 from videojobs.media import ffmpeg_exe
 
 
+def generate(path: Path, *arguments: str) -> Path:
+    """Run ffmpeg quietly with ``arguments`` (inputs, codecs, format) and write ``path``."""
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *arguments, str(path)], check=True)
+    return path
+
+
 def make_clip(
     path: Path, *, seconds: float = 2, width: int = 320, height: int = 240, audio: bool = True, rate: int = 25
 ) -> Path:
@@ -18,30 +24,12 @@ def make_clip(
         inputs += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
     codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
     codecs += ["-c:a", "aac", "-shortest"] if audio else []
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *inputs, *codecs, str(path)], check=True)
-    return path
+    return generate(path, *inputs, *codecs)
 
 
 def make_tone(path: Path, *, seconds: float = 2) -> Path:
     """An audio-only MP3."""
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=440:duration={seconds}",
-            "-c:a",
-            "libmp3lame",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
+    return generate(path, "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "libmp3lame")
 
 
 def pad_media(path: Path, total_bytes: int) -> Path:
