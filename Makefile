@@ -83,8 +83,8 @@ web-export: install
 # Regenerate the locked dependency sets after editing pyproject.toml.
 lock: install
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock -q
-	$(UV) pip compile pyproject.toml --python-version 3.14 --python-platform aarch64-manylinux2014 -o requirements-lambda.lock -q
-	$(UV) pip compile pyproject.toml --extra media --python-version 3.14 --python-platform x86_64-manylinux2014 -o requirements-worker.lock -q
+	$(UV) pip compile pyproject.toml --python-version 3.12 --python-platform aarch64-manylinux2014 -o requirements-lambda.lock -q
+	$(UV) pip compile pyproject.toml --extra media --python-version 3.12 --python-platform x86_64-manylinux2014 -o requirements-worker.lock -q
 
 clean:
 	rm -rf $(VENV) .cache cdk.out .local .pytest_cache web/node_modules

@@ -51,7 +51,11 @@ from videojobs.models import ErrorCode
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: every code asset is staged from it, filtered down to what each function needs."""
 
-ZIP_RUNTIME = lambda_.Runtime.PYTHON_3_14
+DEPLOYED_PYTHON = "3.12"
+"""The Python every function and the worker image deploy on: the closest Lambda runtime to the 3.11 the test suite
+runs on that has SnapStart (3.12+). ``tests/infra/test_runtime.py`` holds the Dockerfile, the lock files and the
+Makefile to it."""
+ZIP_RUNTIME = lambda_.Runtime.PYTHON_3_12
 LAYER_LOCK = "requirements-lambda.lock"
 IMAGE_DOCKERFILE = "functions/process/Dockerfile"
 DLQ_RETENTION = Duration.days(14)

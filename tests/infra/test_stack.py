@@ -195,20 +195,20 @@ def test_process_function_is_an_x86_image_with_10_gib_of_scratch(synth: Synth, s
 
 
 @pytest.mark.parametrize("name", ZIP_FUNCTIONS)
-def test_zip_functions_run_python_3_14_on_arm64_with_the_shared_layer(
+def test_zip_functions_run_python_3_12_on_arm64_with_the_shared_layer(
     synth: Synth, service: VideoJobs, name: str
 ) -> None:
     props = synth.resource(service.functions[name])["Properties"]
-    assert props["Runtime"] == "python3.14"
+    assert props["Runtime"] == "python3.12"
     assert props["Architectures"] == ["arm64"]
     assert props["Handler"] == wiring.FUNCTIONS[name].handler
     (layer,) = synth.of_type("AWS::Lambda::LayerVersion")
     assert props["Layers"] == [_ref(layer)]
 
 
-def test_dependency_layer_targets_arm64_python_3_14(synth: Synth) -> None:
+def test_dependency_layer_targets_arm64_python_3_12(synth: Synth) -> None:
     (layer,) = synth.of_type("AWS::Lambda::LayerVersion").values()
-    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.14"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
 
 
