@@ -1,14 +1,24 @@
-"""The local stack serves what openapi.json documents, and the docs themselves."""
+"""The local stack serves what openapi.json documents (every route, with the documented success status and body),
+and the docs themselves."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 
-from tests.e2e.conftest import ROOT, RunningStack
+from tests.e2e.conftest import ROOT, RunningStack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -39,3 +49,146 @@ def test_the_stack_serves_the_page_the_docs_and_the_document(stack: RunningStack
     assert document.json() == json.loads((ROOT / "openapi.json").read_text())
     # The page's configuration carries the dev key, so that it works as soon as it opens.
     assert httpx.get(stack.url + "/config.json").json() == {"api_key": stack.api_key}
+
+
+# --- every operation answers what the document says -------------------------------------------------------------
+
+
+@dataclass
+class Answered:
+    """What the routes answered, keyed by the documented operation (method and path as ``openapi.json`` spells
+    them), checked against the document as they come."""
+
+    document: dict[str, Any]
+    seen: set[tuple[str, str, int]] = field(default_factory=set)
+    mismatches: list[str] = field(default_factory=list)
+
+    def check(self, method: str, path: str, response: httpx.Response) -> httpx.Response:
+        self.seen.add((method, path, response.status_code))
+        operation = self.document["paths"][path][method.lower()]
+        documented = {int(status): answer for status, answer in operation["responses"].items() if int(status) < 400}
+        if response.status_code not in documented:
+            self.mismatches.append(
+                f"{method} {path}: answered {response.status_code}, documented {sorted(documented)}: {response.text}"
+            )
+            return response
+        content = documented[response.status_code].get("content", {})
+        if not content:
+            if response.content:
+                self.mismatches.append(f"{method} {path}: documented no body, answered {response.text[:200]}")
+            return response
+        media_type = response.headers.get("content-type", "").split(";")[0].strip()
+        if media_type not in content:
+            self.mismatches.append(f"{method} {path}: answered {media_type}, documented {sorted(content)}")
+            return response
+        schema = content[media_type]["schema"]
+        body = response.json() if media_type == "application/json" else response.text
+        # The document's own component schemas resolve the references (OpenAPI 3.1 schemas are JSON Schema).
+        validator = Draft202012Validator({**schema, "components": self.document["components"]})
+        self.mismatches += [f"{method} {path}: {error.message}" for error in validator.iter_errors(body)]
+        return response
+
+
+def _documented_successes(document: dict[str, Any]) -> set[tuple[str, str, int]]:
+    return {
+        (method.upper(), path, int(status))
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+        for status in operation["responses"]
+        if int(status) < 400
+    }
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[str]:
+    class Accept(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Accept)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+def test_every_operation_answers_its_documented_status_and_body(
+    stack: RunningStack, small_parts_stack: RunningStack, clip: Path, webhook_receiver: str
+):
+    document = json.loads((ROOT / "openapi.json").read_text())
+    answered = Answered(document)
+    check = answered.check
+    with stack.client(stack.create_key("openapi-contract")) as api:  # its own tenant: rotating its secret is safe
+        check("GET", "/health", httpx.get(stack.url + "/health", timeout=30))
+
+        size = clip.stat().st_size
+        created = check("POST", "/uploads", api.post("/uploads", json=_upload_request(clip.name, size))).json()
+        with clip.open("rb") as file:
+            sent = httpx.post(
+                created["url"], data=created["fields"], files={"file": (clip.name, file, "video/mp4")}, timeout=30
+            )
+        assert sent.is_success, sent.text
+
+        job = {"input": {"upload_id": created["upload_id"]}, "outputs": [{"type": "hls", "heights": [144]}]}
+        submitted = check("POST", "/jobs", api.post("/jobs", json=job | {"webhook_url": webhook_receiver})).json()
+        job_id = submitted["id"]
+        other = api.post("/jobs", json={**job, "outputs": [{"type": "mp4", "height": 144}]}).json()["id"]
+        check("POST", "/jobs/{id}/cancel", api.post(f"/jobs/{other}/cancel"))
+        check("GET", "/jobs", api.get("/jobs"))
+        finished = wait_for(api, job_id)
+        assert finished["status"] == "completed", finished
+        check("GET", "/jobs/{id}", api.get(f"/jobs/{job_id}"))
+
+        [hls] = finished["outputs"]
+        check("GET", "/playback/{token}/{name}", httpx.get(hls["url"], timeout=30))  # the link is the credential
+
+        events = check("GET", "/jobs/{id}/events", api.get(f"/jobs/{job_id}/events"))
+        last_id = [line for line in events.text.splitlines() if line.startswith("id: ")][-1].removeprefix("id: ")
+        check("GET", "/jobs/{id}/events", api.get(f"/jobs/{job_id}/events", headers={"Last-Event-ID": last_id}))
+
+        check("POST", "/jobs/{id}/ws-ticket", api.post(f"/jobs/{job_id}/ws-ticket"))
+        deliveries = _eventually(lambda: api.get(f"/jobs/{job_id}/deliveries").json()["deliveries"], "a delivery")
+        check("GET", "/jobs/{id}/deliveries", api.get(f"/jobs/{job_id}/deliveries"))
+        redeliver = f"/jobs/{job_id}/deliveries/{deliveries[0]['id']}/redeliver"
+        check("POST", "/jobs/{id}/deliveries/{delivery_id}/redeliver", api.post(redeliver))
+
+        check("GET", "/account/webhook-secret", api.get("/account/webhook-secret"))
+        check("POST", "/account/webhook-secret/rotate", api.post("/account/webhook-secret/rotate"))
+
+    # Multipart uploads, on the stack whose threshold is 8 MiB: two parts of random bytes (no job is made).
+    with small_parts_stack.client() as api:
+        size = 9 * 1024**2
+        started = check("POST", "/uploads", api.post("/uploads", json=_upload_request("big.mp4", size))).json()
+        data = os.urandom(size)
+        part_size = started["part_size"]
+        parts = []
+        for part in started["parts"]:
+            offset = (part["part_number"] - 1) * part_size
+            put = httpx.put(part["url"], content=data[offset : offset + part_size], timeout=30)
+            assert put.is_success, put.text
+            parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
+        complete = f"/uploads/{started['upload_id']}/complete"
+        check("POST", "/uploads/{id}/complete", api.post(complete, json={"parts": parts}))
+        abandoned = api.post("/uploads", json=_upload_request("big.mp4", size)).json()
+        check("DELETE", "/uploads/{id}", api.delete(f"/uploads/{abandoned['upload_id']}"))
+
+    assert not answered.mismatches, "\n".join(answered.mismatches)
+    assert answered.seen == _documented_successes(document), "drive every documented success once"
+
+
+def _upload_request(filename: str, size: int) -> dict[str, Any]:
+    return {"filename": filename, "content_type": "video/mp4", "size_bytes": size}
+
+
+def _eventually(probe: Callable[[], Any], what: str, patience_seconds: float = 60) -> Any:
+    deadline = time.monotonic() + patience_seconds  # a hang guard, not a measure
+    while not (found := probe()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {patience_seconds} s")
+        time.sleep(0.1)
+    return found
