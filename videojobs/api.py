@@ -6,6 +6,7 @@ bad input never becomes a 500.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -13,20 +14,75 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from videojobs.errors import ApiError
+from videojobs.errors import ApiError, status_of
 from videojobs.models import ErrorBody, ErrorCode, ErrorDetail
 from videojobs.observability import logger
 
 MAX_BODY_BYTES = 64 * 1024
 JSON = "application/json"
+ERRORS_EXTENSION = "x-videojobs-errors"
+"""Where an operation lists the error codes only it answers (``tools/openapi.py`` turns them into answers)."""
 
 
 def json_response(status: int, model: BaseModel, headers: dict[str, str] | None = None) -> Response:
     return Response(status_code=status, content_type=JSON, body=model.model_dump_json(), headers=headers)
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    return json_response(status, ErrorBody(error=ErrorDetail(code=code, message=message)))
+def error_response(code: ErrorCode, message: str) -> Response:
+    return json_response(status_of(code), ErrorBody(error=ErrorDetail(code=code, message=message)))
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One HTTP operation as the API document shows it, declared next to its handler: the summary, the success
+    answer and the error codes only this route answers (``tools/openapi.py`` adds those every route can meet).
+    The handler answers with :meth:`answer`, so the success status is written once."""
+
+    summary: str
+    status: HTTPStatus
+    model: Any = None
+    """The success body: a pydantic model or a union of them (JSON), ``str`` (text of ``media_type``), or None."""
+    description: str = ""
+    errors: tuple[ErrorCode, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+    """Response header name -> what it means."""
+    media_type: str = JSON
+
+    def route(self) -> dict[str, Any]:
+        """Keyword arguments for a Powertools route decorator: ``@app.post("/jobs", **SUBMIT_JOB.route())``."""
+        answer: dict[str, Any] = {"description": self.description or self.status.phrase}
+        if self.model is str:
+            answer["content"] = {self.media_type: {"schema": {"type": "string"}}}
+        elif self.model is not None:
+            answer["content"] = {self.media_type: {"model": self.model}}
+        if self.headers:
+            answer["headers"] = {
+                name: {"description": text, "schema": {"type": "string"}} for name, text in self.headers.items()
+            }
+        return {
+            "summary": self.summary,
+            "responses": {int(self.status): answer},
+            "openapi_extensions": {ERRORS_EXTENSION: [str(code) for code in self.errors]} if self.errors else None,
+        }
+
+    def answer(self, body: BaseModel | str | None = None, headers: dict[str, str] | None = None) -> Response:
+        """The success answer, with the declared status."""
+        if isinstance(body, BaseModel):
+            return json_response(self.status, body, headers)
+        return Response(status_code=self.status, content_type=self.media_type, body=body, headers=headers)
+
+
+@dataclass(frozen=True)
+class PlainOperation:
+    """The route of a plain handler (no Powertools resolver to describe it), described by hand. The handler module
+    exports it as ``OPERATION``; ``tools/openapi.py`` and the route test read it."""
+
+    method: str
+    path: str
+    """As ``wiring.ROUTES`` spells it."""
+    operation: dict[str, Any]
+    """The OpenAPI operation object; it may refer to ``models`` as ``#/components/schemas/<name>``."""
+    models: tuple[type[BaseModel], ...] = ()
 
 
 def _field(location: tuple[Any, ...]) -> str:
@@ -48,26 +104,26 @@ def new_resolver() -> APIGatewayRestResolver:
     def _invalid_request(error: RequestValidationError) -> Response:
         errors = list(error.errors())
         if any(item.get("type") == "json_invalid" for item in errors):
-            return error_response(HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_JSON, "the request body is not valid JSON")
-        return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.VALIDATION_ERROR, _validation_message(errors))
+            return error_response(ErrorCode.INVALID_JSON, "the request body is not valid JSON")
+        return error_response(ErrorCode.VALIDATION_ERROR, _validation_message(errors))
 
     # A body that is not UTF-8 fails in Powertools' decoding, before validation sees it.
     @app.exception_handler(UnicodeDecodeError)
     def _not_text(_: UnicodeDecodeError) -> Response:
-        return error_response(HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_JSON, "the request body is not UTF-8 JSON")
+        return error_response(ErrorCode.INVALID_JSON, "the request body is not UTF-8 JSON")
 
     @app.exception_handler(ApiError)
     def _api_error(error: ApiError) -> Response:
-        return error_response(error.status, error.code, error.message)
+        return error_response(error.code, error.message)
 
     @app.not_found
     def _not_found(_: Exception) -> Response:
-        return error_response(HTTPStatus.NOT_FOUND, ErrorCode.NOT_FOUND, "no such resource")
+        return error_response(ErrorCode.NOT_FOUND, "no such resource")
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:
         logger.exception("unhandled error")
-        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, ErrorCode.INTERNAL_ERROR, "internal error")
+        return error_response(ErrorCode.INTERNAL_ERROR, "internal error")
 
     return app
 
@@ -83,7 +139,7 @@ def resolve(
             code=ErrorCode.PAYLOAD_TOO_LARGE, message=f"the request body must be at most {max_body_bytes} bytes"
         )
         return {
-            "statusCode": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "statusCode": status_of(ErrorCode.PAYLOAD_TOO_LARGE),
             "headers": {"Content-Type": JSON},
             "body": ErrorBody(error=detail).model_dump_json(),
             "isBase64Encoded": False,
@@ -108,7 +164,7 @@ def tenant_of(app: APIGatewayRestResolver) -> str:
     authorizer = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
     tenant = authorizer.get("tenant_id")
     if not tenant:
-        raise ApiError(HTTPStatus.UNAUTHORIZED, ErrorCode.UNAUTHORIZED, "missing or unknown API key")
+        raise ApiError(ErrorCode.UNAUTHORIZED, "missing or unknown API key")
     return tenant
 
 

@@ -1,24 +1,99 @@
-"""Errors that cross a boundary: each carries the stable ``code`` a client sees."""
+"""Errors that cross a boundary: each carries the stable ``code`` a client sees, and ``ERRORS`` says which
+HTTP status goes with each code (the raise sites name only the code)."""
 
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import NamedTuple
 
 from videojobs.models import ErrorCode
 
 
-class ApiError(Exception):
-    """An error answered to an API client as ``{"error": {"code", "message"}}``."""
+class ErrorKind(NamedTuple):
+    status: HTTPStatus | None
+    """None: the code appears in a failed job's ``error``, never in an answer."""
+    when: str
+    """What a client should understand by it (the API document's error table shows it)."""
 
-    def __init__(self, status: HTTPStatus, code: ErrorCode, message: str):
+
+ERRORS: dict[ErrorCode, ErrorKind] = {
+    ErrorCode.BAD_REQUEST: ErrorKind(
+        HTTPStatus.BAD_REQUEST, "API Gateway refused the request before the service saw it"
+    ),
+    ErrorCode.INVALID_JSON: ErrorKind(HTTPStatus.BAD_REQUEST, "the body is not JSON"),
+    ErrorCode.UNAUTHORIZED: ErrorKind(HTTPStatus.UNAUTHORIZED, "no API key, or an unknown one"),
+    ErrorCode.FORBIDDEN: ErrorKind(
+        HTTPStatus.FORBIDDEN, "a playback link that is invalid or has expired: `GET /jobs/{id}` gives fresh ones"
+    ),
+    ErrorCode.NOT_FOUND: ErrorKind(
+        HTTPStatus.NOT_FOUND, "unknown id, another tenant's job or upload, or an unknown route"
+    ),
+    ErrorCode.METHOD_NOT_ALLOWED: ErrorKind(HTTPStatus.METHOD_NOT_ALLOWED, "the path exists, but not with this method"),
+    ErrorCode.IDEMPOTENCY_CONFLICT: ErrorKind(HTTPStatus.CONFLICT, "`Idempotency-Key` reused with a different body"),
+    ErrorCode.JOB_FINISHED: ErrorKind(HTTPStatus.CONFLICT, "the job is already completed, failed or cancelled"),
+    ErrorCode.PAYLOAD_TOO_LARGE: ErrorKind(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body over 64 KB (512 KB to complete an upload)"
+    ),
+    ErrorCode.VALIDATION_ERROR: ErrorKind(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "the body, path or query does not match the schema; the message names the field",
+    ),
+    ErrorCode.UPLOAD_NOT_FOUND: ErrorKind(
+        HTTPStatus.UNPROCESSABLE_ENTITY, "no uploaded file for `upload_id` under your tenant"
+    ),
+    ErrorCode.UPLOAD_TOO_LARGE: ErrorKind(
+        HTTPStatus.UNPROCESSABLE_ENTITY, "the uploaded file is larger than allowed or than declared"
+    ),
+    ErrorCode.UPLOAD_INCOMPLETE: ErrorKind(
+        HTTPStatus.UNPROCESSABLE_ENTITY, "a multipart upload that was not completed: `POST /uploads/{id}/complete`"
+    ),
+    ErrorCode.INVALID_UPLOAD_PARTS: ErrorKind(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "the parts do not make the declared file: a wrong or missing ETag, parts out of order, a part too small",
+    ),
+    ErrorCode.INVALID_WEBHOOK_URL: ErrorKind(
+        HTTPStatus.UNPROCESSABLE_ENTITY, "`webhook_url` is not https, or names a host that is not public"
+    ),
+    ErrorCode.RATE_LIMITED: ErrorKind(HTTPStatus.TOO_MANY_REQUESTS, "too many requests: slow down and retry"),
+    ErrorCode.INTERNAL_ERROR: ErrorKind(HTTPStatus.INTERNAL_SERVER_ERROR, "a fault of the service; retrying may help"),
+    ErrorCode.SERVICE_UNAVAILABLE: ErrorKind(
+        HTTPStatus.SERVICE_UNAVAILABLE, "the job could not be queued: retry with the same `Idempotency-Key`"
+    ),
+    ErrorCode.INVALID_MEDIA: ErrorKind(
+        None, "a failed job: the input is not audio/video, or has no video for a video output"
+    ),
+    ErrorCode.UNSUPPORTED_FORMAT: ErrorKind(
+        None, "a failed job: a container or codec not on the allowlist, or a playlist"
+    ),
+    ErrorCode.INPUT_TOO_LARGE: ErrorKind(
+        None, "a failed job: the input's resolution, duration or stream count is over the limits"
+    ),
+    ErrorCode.PROCESSING_FAILED: ErrorKind(
+        None, "a failed job: the worker failed on every attempt, or ran out of time"
+    ),
+}
+
+
+def status_of(code: ErrorCode) -> HTTPStatus:
+    """The HTTP status an answer carrying ``code`` has."""
+    status = ERRORS[code].status
+    if status is None:
+        raise ValueError(f"{code} is a job error, never an answer")
+    return status
+
+
+class ApiError(Exception):
+    """An error answered to an API client as ``{"error": {"code", "message"}}``, with its code's status."""
+
+    def __init__(self, code: ErrorCode, message: str):
         super().__init__(message)
-        self.status = status
+        self.status = status_of(code)
         self.code = code
         self.message = message
 
 
 def not_found(what: str = "job") -> ApiError:
-    return ApiError(HTTPStatus.NOT_FOUND, ErrorCode.NOT_FOUND, f"{what} not found")
+    return ApiError(ErrorCode.NOT_FOUND, f"{what} not found")
 
 
 class JobFailure(Exception):

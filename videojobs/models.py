@@ -216,6 +216,10 @@ class CreateJobRequest(_Strict):
 # --- Responses ------------------------------------------------------------------------------------------
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
 class UploadResponse(BaseModel):
     upload_id: str
     method: Literal["POST"] = "POST"

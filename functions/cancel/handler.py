@@ -14,7 +14,6 @@ from videojobs import api
 from videojobs.aws import client
 from videojobs.models import ErrorCode, JobResource
 from videojobs.observability import logger, tracer
-from videojobs.openapi import operation
 from videojobs.service import jobs
 from videojobs.service.cancel import CancelDeps, cancel_job
 from videojobs.settings import CancelSettings
@@ -32,23 +31,23 @@ def get_deps() -> CancelDeps:
     )
 
 
-@app.post(
-    "/jobs/<job_id>/cancel",
-    **operation(
-        "Cancel a job",
-        HTTPStatus.ACCEPTED,
-        JobResource,
-        "A queued job is `cancelled` at once. A processing job stays `processing` (with `cancel_requested_at`) for "
-        "the second or two its worker takes to stop and remove the partial outputs, then is `cancelled`.",
-        errors=(ErrorCode.JOB_FINISHED,),
-        headers={"Retry-After": "while the job is not finished: seconds to wait before asking again"},
-    ),
+CANCEL_JOB = api.Operation(
+    "Cancel a job",
+    HTTPStatus.ACCEPTED,
+    JobResource,
+    "A queued job is `cancelled` at once. A processing job stays `processing` (with `cancel_requested_at`) for "
+    "the second or two its worker takes to stop and remove the partial outputs, then is `cancelled`.",
+    errors=(ErrorCode.JOB_FINISHED,),
+    headers={"Retry-After": "while the job is not finished: seconds to wait before asking again"},
 )
+
+
+@app.post("/jobs/<job_id>/cancel", **CANCEL_JOB.route())
 def cancel(job_id: Annotated[str, Path(max_length=64)]):
     job = cancel_job(job_id, api.tenant_of(app), get_deps())
     retry_after = jobs.retry_after_seconds(job)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return api.json_response(HTTPStatus.ACCEPTED, jobs.to_resource(job), headers=headers)
+    return CANCEL_JOB.answer(jobs.to_resource(job), headers=headers)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

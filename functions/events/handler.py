@@ -18,10 +18,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from videojobs import api
 from videojobs.aws import client
-from videojobs.errors import ApiError
+from videojobs.errors import ApiError, not_found
 from videojobs.events import sse_body
-from videojobs.models import ErrorCode
+from videojobs.models import JobEvent
 from videojobs.notification_store import EventLog
 from videojobs.observability import logger
 from videojobs.service import notifications
@@ -29,6 +30,60 @@ from videojobs.settings import EventsSettings
 from videojobs.store import JobStore
 
 MAX_JOB_ID_LENGTH = 64
+
+# No resolver describes this route: its description for the API document is written here, next to the code.
+OPERATION = api.PlainOperation(
+    method="GET",
+    path="/jobs/{id}/events",
+    models=(JobEvent,),
+    operation={
+        "summary": "Follow a job's events (Server-Sent Events)",
+        "description": (
+            "`text/event-stream`: each change of the job as `id: <version>`, `event: <type>` (`job.processing`, "
+            "`job.progress`, `job.completed`, …) and `data: <JobEvent as JSON>`, ending after the terminal event. "
+            "Behind API Gateway every request is a long poll of at most ~25 s: reconnect with `Last-Event-ID` "
+            "(EventSource does so by itself, after the `retry:` delay) to get only newer events. Browsers' "
+            "EventSource cannot send `Authorization`: read the stream with `fetch()` instead."
+        ),
+        "operationId": "job_events",
+        "parameters": [
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "maxLength": MAX_JOB_ID_LENGTH},
+            },
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "the last `id` received: only newer events are sent",
+            },
+            {
+                "name": "last_event_id",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "the same, for clients that cannot set headers",
+            },
+        ],
+        "responses": {
+            str(int(HTTPStatus.OK)): {
+                "description": "events, as they happen",
+                "content": {
+                    "text/event-stream": {
+                        "schema": {"type": "string"},
+                        "x-event-data": {"$ref": "#/components/schemas/JobEvent"},
+                    }
+                },
+            },
+            str(int(HTTPStatus.NO_CONTENT)): {
+                "description": "the client has seen the terminal event already: stop reconnecting"
+            },
+        },
+    },
+)
 
 
 @cache
@@ -67,7 +122,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             raise notifications.unauthorized()
         job_id = (event.get("pathParameters") or {}).get("id") or ""
         if not 0 < len(job_id) <= MAX_JOB_ID_LENGTH:
-            raise ApiError(HTTPStatus.NOT_FOUND, ErrorCode.NOT_FOUND, "job not found")
+            raise not_found()
         # EventSource sends the header; a client that cannot set headers may pass ?last_event_id=.
         query = event.get("queryStringParameters") or {}
         since = notifications.last_event_id(_header(event, "last-event-id") or query.get("last_event_id"))

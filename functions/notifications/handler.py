@@ -21,6 +21,7 @@ from videojobs.queue import DeliveryQueue
 from videojobs.service import notifications
 from videojobs.settings import NotificationsApiSettings
 from videojobs.store import JobStore
+from videojobs.webhooks import Delivery, DeliveryList, WebhookSecret
 
 app = api.new_resolver()
 
@@ -41,33 +42,82 @@ def get_deps() -> notifications.NotificationsApiDeps:
     )
 
 
-@app.get("/account/webhook-secret")
+NOT_STORED = {"Cache-Control": "no-store"}
+"""Secrets and tickets are credentials: no cache along the way may keep them."""
+
+GET_WEBHOOK_SECRET = api.Operation(
+    "Get the webhook signing secret",
+    HTTPStatus.OK,
+    WebhookSecret,
+    "The tenant's `whsec_…` secret, made on first use: verify each webhook's `webhook-signature` with it "
+    "(Standard Webhooks). After a rotation, `previous_expires_at` says until when the old secret signs too.",
+    headers={"Cache-Control": "`no-store`"},
+)
+
+
+@app.get("/account/webhook-secret", **GET_WEBHOOK_SECRET.route())
 def get_webhook_secret():
     secret = notifications.webhook_secret(api.tenant_of(app), get_deps())
-    return api.json_response(HTTPStatus.OK, secret, headers={"Cache-Control": "no-store"})
+    return GET_WEBHOOK_SECRET.answer(secret, headers=NOT_STORED)
 
 
-@app.post("/account/webhook-secret/rotate")
+ROTATE_WEBHOOK_SECRET = api.Operation(
+    "Rotate the webhook signing secret",
+    HTTPStatus.OK,
+    WebhookSecret,
+    "A new secret at once; for a while (`previous_expires_at`) deliveries carry a signature with each, so "
+    "receivers can switch without losing a webhook.",
+    headers={"Cache-Control": "`no-store`"},
+)
+
+
+@app.post("/account/webhook-secret/rotate", **ROTATE_WEBHOOK_SECRET.route())
 def rotate_webhook_secret():
     secret = notifications.webhook_secret(api.tenant_of(app), get_deps(), rotate=True)
-    return api.json_response(HTTPStatus.OK, secret, headers={"Cache-Control": "no-store"})
+    return ROTATE_WEBHOOK_SECRET.answer(secret, headers=NOT_STORED)
 
 
-@app.get("/jobs/<job_id>/deliveries")
+LIST_DELIVERIES = api.Operation(
+    "List a job's webhook deliveries",
+    HTTPStatus.OK,
+    DeliveryList,
+    "Each event sent to the job's `webhook_url`: its `webhook-id`, status and every attempt (status code, latency).",
+)
+
+
+@app.get("/jobs/<job_id>/deliveries", **LIST_DELIVERIES.route())
 def list_deliveries(job_id: JobId):
-    return api.json_response(HTTPStatus.OK, notifications.list_deliveries(job_id, api.tenant_of(app), get_deps()))
+    return LIST_DELIVERIES.answer(notifications.list_deliveries(job_id, api.tenant_of(app), get_deps()))
 
 
-@app.post("/jobs/<job_id>/deliveries/<delivery_id>/redeliver")
+REDELIVER = api.Operation(
+    "Redeliver a webhook",
+    HTTPStatus.ACCEPTED,
+    Delivery,
+    "The delivery starts over: the same `webhook-id` and body, a fresh schedule of attempts (it is `pending`).",
+)
+
+
+@app.post("/jobs/<job_id>/deliveries/<delivery_id>/redeliver", **REDELIVER.route())
 def redeliver(job_id: JobId, delivery_id: Annotated[str, Path(max_length=128)]):
-    delivery = notifications.redeliver(job_id, delivery_id, api.tenant_of(app), get_deps())
-    return api.json_response(HTTPStatus.ACCEPTED, delivery)
+    return REDELIVER.answer(notifications.redeliver(job_id, delivery_id, api.tenant_of(app), get_deps()))
 
 
-@app.post("/jobs/<job_id>/ws-ticket")
+CREATE_WEBSOCKET_TICKET = api.Operation(
+    "Get a WebSocket ticket",
+    HTTPStatus.CREATED,
+    notifications.WebSocketTicket,
+    "A short-lived, single-use ticket in a `wss://` URL to follow the job's events (browsers cannot send "
+    '`Authorization` when they open a WebSocket). Send `{"action": "subscribe", "job_id": …}` once '
+    "connected.",
+    headers={"Cache-Control": "`no-store`"},
+)
+
+
+@app.post("/jobs/<job_id>/ws-ticket", **CREATE_WEBSOCKET_TICKET.route())
 def websocket_ticket(job_id: JobId):
     ticket = notifications.websocket_ticket(job_id, api.tenant_of(app), get_deps())
-    return api.json_response(HTTPStatus.CREATED, ticket, headers={"Cache-Control": "no-store"})
+    return CREATE_WEBSOCKET_TICKET.answer(ticket, headers=NOT_STORED)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

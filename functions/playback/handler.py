@@ -7,7 +7,6 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -15,7 +14,6 @@ from videojobs import api, playback
 from videojobs.aws import client
 from videojobs.models import ErrorCode
 from videojobs.observability import logger, tracer
-from videojobs.openapi import operation
 from videojobs.service.playback import PlaybackDeps, playlist
 from videojobs.settings import PlaybackSettings
 from videojobs.storage import ObjectStore
@@ -32,26 +30,24 @@ def get_deps() -> PlaybackDeps:
     )
 
 
-@app.get(
-    "/playback/<token>/<name>",
-    **operation(
-        "An HLS playlist",
-        HTTPStatus.OK,
-        None,
-        f"`{playback.CONTENT_TYPE}`. The `url` of an `hls` output is this route's master playlist; variant "
-        "playlists resolve under the same signed path, and list each segment as a presigned S3 URL. No API key: the "
-        "token in the path is the authorization, valid as long as the job's download URLs.",
-        errors=(ErrorCode.FORBIDDEN,),
-    ),
+GET_PLAYLIST = api.Operation(
+    "An HLS playlist",
+    HTTPStatus.OK,
+    str,
+    "The `url` of an `hls` output is this route's master playlist; variant playlists resolve under the same signed "
+    "path, and list each segment as a presigned S3 URL. No API key: the token in the path is the authorization, "
+    "valid as long as the job's download URLs.",
+    errors=(ErrorCode.FORBIDDEN,),
+    media_type=playback.CONTENT_TYPE,
 )
+
+
+@app.get("/playback/<token>/<name>", **GET_PLAYLIST.route())
 def get_playlist(token: Annotated[str, Path(max_length=200)], name: Annotated[str, Path(max_length=64)]):
     text = playlist(token, name, get_deps())
     # Browser players (hls.js) fetch playlists from the page's origin; the link is the credential, not a cookie.
-    return Response(
-        status_code=HTTPStatus.OK,
-        content_type=playback.CONTENT_TYPE,
-        body=text,
-        headers={"Cache-Control": "private, max-age=60", "Access-Control-Allow-Origin": "*"},
+    return GET_PLAYLIST.answer(
+        text, headers={"Cache-Control": "private, max-age=60", "Access-Control-Allow-Origin": "*"}
     )
 
 

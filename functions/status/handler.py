@@ -11,9 +11,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videojobs import api
 from videojobs.aws import client
-from videojobs.models import JobList, JobResource, JobStatus
+from videojobs.models import Health, JobList, JobResource, JobStatus
 from videojobs.observability import logger, tracer
-from videojobs.openapi import operation
 from videojobs.service import jobs
 from videojobs.settings import StatusSettings
 from videojobs.storage import ObjectStore
@@ -32,36 +31,42 @@ def get_deps() -> jobs.StatusDeps:
     )
 
 
-@app.get("/health", summary="Health check")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+HEALTH = api.Operation("Health check", HTTPStatus.OK, Health, "The API answers (no key needed).")
 
 
-@app.get("/jobs", **operation("List jobs", HTTPStatus.OK, JobList, "The caller's jobs, newest first."))
+@app.get("/health", **HEALTH.route())
+def health():
+    return HEALTH.answer(Health(status="ok"))
+
+
+LIST_JOBS = api.Operation("List jobs", HTTPStatus.OK, JobList, "The caller's jobs, newest first.")
+
+
+@app.get("/jobs", **LIST_JOBS.route())
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
     status: Annotated[JobStatus | None, Query()] = None,
 ):
     page = jobs.list_jobs(api.tenant_of(app), limit, cursor, status, get_deps(), base_url=api.base_url(app))
-    return api.json_response(HTTPStatus.OK, page)
+    return LIST_JOBS.answer(page)
 
 
-@app.get(
-    "/jobs/<job_id>",
-    **operation(
-        "Get a job",
-        HTTPStatus.OK,
-        JobResource,
-        "Output URLs are presigned GETs, made fresh on every read.",
-        headers={"Retry-After": "while the job is not finished: seconds to wait before asking again"},
-    ),
+GET_JOB = api.Operation(
+    "Get a job",
+    HTTPStatus.OK,
+    JobResource,
+    "Output URLs are presigned GETs, made fresh on every read.",
+    headers={"Retry-After": "while the job is not finished: seconds to wait before asking again"},
 )
+
+
+@app.get("/jobs/<job_id>", **GET_JOB.route())
 def get_job(job_id: Annotated[str, Path(max_length=64)]):
     job = jobs.get_job(job_id, api.tenant_of(app), get_deps(), base_url=api.base_url(app))
     retry_after = jobs.retry_after_seconds(job)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return api.json_response(HTTPStatus.OK, job, headers=headers)
+    return GET_JOB.answer(job, headers=headers)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

@@ -7,7 +7,6 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -25,7 +24,6 @@ from videojobs.models import (
     UploadResponse,
 )
 from videojobs.observability import logger, metrics, tracer
-from videojobs.openapi import operation
 from videojobs.queue import JobQueue
 from videojobs.service import jobs
 from videojobs.settings import SubmitSettings
@@ -50,67 +48,62 @@ def get_deps() -> jobs.SubmitDeps:
     )
 
 
-@app.post(
-    "/uploads",
-    **operation(
-        "Start an upload",
-        HTTPStatus.CREATED,
-        UploadResponse | MultipartUploadResponse,
-        "A presigned POST (`method: POST`), or above the multipart threshold a presigned PUT per part "
-        "(`method: MULTIPART`).",
-    ),
+CREATE_UPLOAD = api.Operation(
+    "Start an upload",
+    HTTPStatus.CREATED,
+    UploadResponse | MultipartUploadResponse,
+    "A presigned POST (`method: POST`), or above the multipart threshold a presigned PUT per part "
+    "(`method: MULTIPART`).",
 )
+
+
+@app.post("/uploads", **CREATE_UPLOAD.route())
 def create_upload(body: CreateUploadRequest):
-    upload = jobs.create_upload(body, api.tenant_of(app), get_deps())
-    return api.json_response(HTTPStatus.CREATED, upload)
+    return CREATE_UPLOAD.answer(jobs.create_upload(body, api.tenant_of(app), get_deps()))
 
 
-@app.post(
-    "/uploads/<upload_id>/complete",
-    **operation(
-        "Complete a multipart upload",
-        HTTPStatus.OK,
-        CompletedUpload,
-        "The parts are joined into the input file; completing again answers the same.",
-        errors=(ErrorCode.INVALID_UPLOAD_PARTS, ErrorCode.UPLOAD_TOO_LARGE),
-    ),
+COMPLETE_UPLOAD = api.Operation(
+    "Complete a multipart upload",
+    HTTPStatus.OK,
+    CompletedUpload,
+    "The parts are joined into the input file; completing again answers the same.",
+    errors=(ErrorCode.INVALID_UPLOAD_PARTS, ErrorCode.UPLOAD_TOO_LARGE),
 )
+
+
+@app.post("/uploads/<upload_id>/complete", **COMPLETE_UPLOAD.route())
 def complete_upload(upload_id: UploadId, body: CompleteUploadRequest):
-    completed = jobs.complete_upload(upload_id, body, api.tenant_of(app), get_deps())
-    return api.json_response(HTTPStatus.OK, completed)
+    return COMPLETE_UPLOAD.answer(jobs.complete_upload(upload_id, body, api.tenant_of(app), get_deps()))
 
 
-@app.delete(
-    "/uploads/<upload_id>",
-    **operation(
-        "Abort a multipart upload",
-        HTTPStatus.NO_CONTENT,
-        None,
-        "S3 drops the parts received so far.",
-    ),
+ABORT_UPLOAD = api.Operation(
+    "Abort a multipart upload", HTTPStatus.NO_CONTENT, None, "S3 drops the parts received so far."
 )
+
+
+@app.delete("/uploads/<upload_id>", **ABORT_UPLOAD.route())
 def abort_upload(upload_id: UploadId):
     jobs.abort_upload(upload_id, api.tenant_of(app), get_deps())
-    return Response(status_code=HTTPStatus.NO_CONTENT)
+    return ABORT_UPLOAD.answer()
 
 
-@app.post(
-    "/jobs",
-    **operation(
-        "Submit a job",
-        HTTPStatus.ACCEPTED,
-        JobResource,
-        "The job, queued (or the first one, for a replayed key).",
-        errors=(
-            ErrorCode.UPLOAD_NOT_FOUND,
-            ErrorCode.UPLOAD_TOO_LARGE,
-            ErrorCode.UPLOAD_INCOMPLETE,
-            ErrorCode.IDEMPOTENCY_CONFLICT,
-            ErrorCode.SERVICE_UNAVAILABLE,
-        ),
-        headers={"Location": "the job's URL", "Retry-After": "seconds to wait before the first poll"},
+SUBMIT_JOB = api.Operation(
+    "Submit a job",
+    HTTPStatus.ACCEPTED,
+    JobResource,
+    "The job, queued (or the first one, for a replayed key).",
+    errors=(
+        ErrorCode.UPLOAD_NOT_FOUND,
+        ErrorCode.UPLOAD_TOO_LARGE,
+        ErrorCode.UPLOAD_INCOMPLETE,
+        ErrorCode.IDEMPOTENCY_CONFLICT,
+        ErrorCode.SERVICE_UNAVAILABLE,
     ),
+    headers={"Location": "the job's URL", "Retry-After": "seconds to wait before the first poll"},
 )
+
+
+@app.post("/jobs", **SUBMIT_JOB.route())
 def create_job(
     body: CreateJobRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
@@ -118,8 +111,7 @@ def create_job(
     job = jobs.submit_job(body, api.tenant_of(app), idempotency_key, get_deps())
     metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
     resource = jobs.to_resource(job)
-    return api.json_response(
-        HTTPStatus.ACCEPTED,
+    return SUBMIT_JOB.answer(
         resource,
         headers={
             "Location": f"{api.base_url(app)}/jobs/{job.id}",

@@ -5,7 +5,6 @@ holds (its worker died, or it waits for the long-jobs consumer) is cleaned up an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from http import HTTPStatus
 
 from videojobs.errors import ApiError, not_found
 from videojobs.models import ErrorCode, Job, JobStatus, utcnow
@@ -33,7 +32,7 @@ def cancel_job(job_id: str, tenant_id: str, deps: CancelDeps) -> Job:
         if job is None or job.tenant_id != tenant_id:
             raise not_found()
         if job.status.terminal:
-            raise ApiError(HTTPStatus.CONFLICT, ErrorCode.JOB_FINISHED, f"the job is already {job.status.value}")
+            raise ApiError(ErrorCode.JOB_FINISHED, f"the job is already {job.status.value}")
         if job.status is JobStatus.QUEUED:
             cancelled = deps.jobs.cancel_queued(job_id)
         else:

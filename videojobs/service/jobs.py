@@ -6,7 +6,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
-from http import HTTPStatus
 
 from videojobs.errors import ApiError, not_found
 from videojobs.ids import new_job_id, new_upload_id
@@ -72,9 +71,7 @@ def create_upload(
         return _create_multipart_upload(request, tenant_id, deps)
     limit = deps.settings.max_upload_bytes
     if request.size_bytes > limit:
-        raise ApiError(
-            HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.VALIDATION_ERROR, f"size_bytes must be at most {limit}"
-        )
+        raise ApiError(ErrorCode.VALIDATION_ERROR, f"size_bytes must be at most {limit}")
     upload_id = new_upload_id()
     ttl = deps.settings.upload_url_ttl_seconds
     post = deps.objects.presigned_upload(
@@ -103,7 +100,6 @@ def _create_multipart_upload(request: CreateUploadRequest, tenant_id: str, deps:
     settings = deps.settings
     if request.size_bytes > settings.max_multipart_upload_bytes:
         raise ApiError(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
             ErrorCode.VALIDATION_ERROR,
             f"size_bytes must be at most {settings.max_multipart_upload_bytes}",
         )
@@ -146,7 +142,6 @@ def complete_upload(
     numbers = [part.part_number for part in request.parts]
     if numbers != sorted(set(numbers)):
         raise ApiError(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
             ErrorCode.INVALID_UPLOAD_PARTS,
             "parts must be listed once each, in ascending part_number order",
         )
@@ -154,7 +149,6 @@ def complete_upload(
         deps.objects.complete_multipart(bucket, key, multipart_id, [(p.part_number, p.etag) for p in request.parts])
     except PartsRejected as error:
         raise ApiError(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
             ErrorCode.INVALID_UPLOAD_PARTS,
             f"S3 refused the parts ({error}); upload the missing parts or send their ETags",
         ) from error
@@ -168,7 +162,6 @@ def complete_upload(
         size = joined.size_bytes if joined else 0
         code = ErrorCode.UPLOAD_TOO_LARGE if size > declared else ErrorCode.INVALID_UPLOAD_PARTS
         raise ApiError(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
             code,
             f"the parts add up to {size} bytes but the upload declared {declared}; start a new upload",
         )
@@ -199,13 +192,11 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
     if upload is None:
         if deps.objects.multipart_in_progress(deps.settings.uploads_bucket, key):
             raise ApiError(
-                HTTPStatus.UNPROCESSABLE_ENTITY,
                 ErrorCode.UPLOAD_INCOMPLETE,
                 f"upload {request.input.upload_id} is not complete: upload every part, then "
                 f"POST /uploads/{request.input.upload_id}/complete",
             )
         raise ApiError(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
             ErrorCode.UPLOAD_NOT_FOUND,
             f"upload {request.input.upload_id} was not found; upload the file before submitting",
         )
@@ -215,7 +206,6 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
     )
     if upload.size_bytes > limit:
         raise ApiError(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
             ErrorCode.UPLOAD_TOO_LARGE,
             f"the upload is {upload.size_bytes} bytes; the limit is {limit}",
         )
@@ -239,7 +229,6 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
     if idempotency_key is not None:
         if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
             raise ApiError(
-                HTTPStatus.UNPROCESSABLE_ENTITY,
                 ErrorCode.VALIDATION_ERROR,
                 f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
             )
@@ -248,7 +237,6 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
         stored = deps.jobs.create(job, idempotency)
     except IdempotencyConflict as error:
         raise ApiError(
-            HTTPStatus.CONFLICT,
             ErrorCode.IDEMPOTENCY_CONFLICT,
             "this Idempotency-Key was already used with a different request",
         ) from error
@@ -263,7 +251,6 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
         if idempotency is not None:
             deps.jobs.forget_idempotency(idempotency)
         raise ApiError(
-            HTTPStatus.SERVICE_UNAVAILABLE,
             ErrorCode.SERVICE_UNAVAILABLE,
             "the job could not be queued; retry the request",
         ) from error
@@ -275,9 +262,7 @@ def _check_webhook_url(url: str, settings: SubmitSettings) -> None:
     try:
         check_url(url, allow_loopback_http=settings.webhook_allow_loopback_http)
     except UnsafeUrl as error:
-        raise ApiError(
-            HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.INVALID_WEBHOOK_URL, f"webhook_url is not allowed: {error}"
-        ) from error
+        raise ApiError(ErrorCode.INVALID_WEBHOOK_URL, f"webhook_url is not allowed: {error}") from error
 
 
 def get_job(job_id: str, tenant_id: str, deps: StatusDeps, base_url: str | None = None) -> JobResource:
@@ -298,7 +283,7 @@ def list_jobs(
     try:
         jobs, next_cursor = deps.jobs.list_for_tenant(tenant_id, limit=limit, cursor=cursor, status=status)
     except InvalidCursor as error:
-        raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, ErrorCode.VALIDATION_ERROR, str(error)) from error
+        raise ApiError(ErrorCode.VALIDATION_ERROR, str(error)) from error
     return JobList(jobs=[to_resource(job, deps, base_url) for job in jobs], next_cursor=next_cursor)
 
 

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -362,4 +361,4 @@ def last_event_id(value: str | None) -> int:
 
 
 def unauthorized() -> ApiError:
-    return ApiError(HTTPStatus.UNAUTHORIZED, ErrorCode.UNAUTHORIZED, "missing or unknown API key")
+    return ApiError(ErrorCode.UNAUTHORIZED, "missing or unknown API key")

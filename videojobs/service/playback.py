@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
 from videojobs import playback
@@ -55,7 +54,6 @@ def playlist(token: str, name: str, deps: PlaybackDeps) -> str:
     """The playlist ``name`` of the HLS output the token names: the master as written, a variant with each
     segment as a presigned GET. An invalid or expired token is 403, whatever it names."""
     forbidden = ApiError(
-        HTTPStatus.FORBIDDEN,
         ErrorCode.FORBIDDEN,
         "the playback link is invalid or has expired; get a fresh one from GET /jobs/{id}",
     )
