@@ -72,9 +72,9 @@ deploy: install $(CDK)
 destroy: install $(CDK)
 	$(CDK) destroy $(CDK_ARGS)
 
-# openapi.json from the handlers' own models (a test fails when it is stale).
+# openapi.json from the handlers' own declarations (tools/openapi.py; a test fails when it is stale).
 openapi: install
-	$(PY) -m videojobs.openapi
+	$(PY) -m tools.openapi
 
 # The web page and API docs as static files for any host: make web-export DIR=site API_URL=https://…/v1
 web-export: install

@@ -5,7 +5,7 @@
 
 A route served by a Powertools resolver is described by the resolver, from the handler's parameters and its
 ``api.Operation`` (summary, success status and body, the error codes only it answers); a plain handler exports its
-``api.PlainOperation`` as ``OPERATION``. The errors that every route can meet (the key, the body, validation,
+``operations.PlainOperation`` as ``OPERATION``. The errors that every route can meet (the key, the body, validation,
 throttling) are added here from ``wiring.ROUTES``, with the status ``videojobs.errors.ERRORS`` gives each code, so
 the document also describes what API Gateway answers before a handler runs. Paths are spelled as in the wiring.
 """
@@ -22,9 +22,9 @@ from types import ModuleType
 from typing import Any
 
 from videojobs import wiring
-from videojobs.api import ERRORS_EXTENSION, PlainOperation
 from videojobs.errors import ERRORS, status_of
 from videojobs.models import ErrorCode
+from videojobs.operations import ERRORS_EXTENSION, PlainOperation
 
 TITLE = "videojobs"
 VERSION = "1.0.0"
@@ -52,7 +52,9 @@ def _describe(function: str) -> tuple[dict[str, Any], bool]:
         return json.loads(resolver.get_openapi_json_schema(title=TITLE, version=VERSION)), False
     plain = getattr(module, "OPERATION", None)
     if not isinstance(plain, PlainOperation):
-        raise LookupError(f"{module.__name__} has no Powertools resolver (app) and no api.PlainOperation (OPERATION)")
+        raise LookupError(
+            f"{module.__name__} has no Powertools resolver (app) and no operations.PlainOperation (OPERATION)"
+        )
     schemas: dict[str, Any] = {}
     for model in plain.models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")

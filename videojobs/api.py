@@ -17,11 +17,10 @@ from pydantic import BaseModel
 from videojobs.errors import ApiError, status_of
 from videojobs.models import ErrorBody, ErrorCode, ErrorDetail
 from videojobs.observability import logger
+from videojobs.operations import ERRORS_EXTENSION
 
 MAX_BODY_BYTES = 64 * 1024
 JSON = "application/json"
-ERRORS_EXTENSION = "x-videojobs-errors"
-"""Where an operation lists the error codes only it answers (``tools/openapi.py`` turns them into answers)."""
 
 
 def json_response(status: int, model: BaseModel, headers: dict[str, str] | None = None) -> Response:
@@ -69,20 +68,9 @@ class Operation:
         """The success answer, with the declared status."""
         if isinstance(body, BaseModel):
             return json_response(self.status, body, headers)
+        if body is None:  # no Content-Type either: Powertools would send one with the body "null"
+            return Response(status_code=self.status, headers=headers)
         return Response(status_code=self.status, content_type=self.media_type, body=body, headers=headers)
-
-
-@dataclass(frozen=True)
-class PlainOperation:
-    """The route of a plain handler (no Powertools resolver to describe it), described by hand. The handler module
-    exports it as ``OPERATION``; ``tools/openapi.py`` and the route test read it."""
-
-    method: str
-    path: str
-    """As ``wiring.ROUTES`` spells it."""
-    operation: dict[str, Any]
-    """The OpenAPI operation object; it may refer to ``models`` as ``#/components/schemas/<name>``."""
-    models: tuple[type[BaseModel], ...] = ()
 
 
 def _field(location: tuple[Any, ...]) -> str:

@@ -18,13 +18,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videojobs import api
 from videojobs.aws import client
 from videojobs.errors import ApiError, not_found
 from videojobs.events import sse_body
 from videojobs.models import JobEvent
 from videojobs.notification_store import EventLog
 from videojobs.observability import logger
+from videojobs.operations import PlainOperation
 from videojobs.service import notifications
 from videojobs.settings import EventsSettings
 from videojobs.store import JobStore
@@ -32,7 +32,7 @@ from videojobs.store import JobStore
 MAX_JOB_ID_LENGTH = 64
 
 # No resolver describes this route: its description for the API document is written here, next to the code.
-OPERATION = api.PlainOperation(
+OPERATION = PlainOperation(
     method="GET",
     path="/jobs/{id}/events",
     models=(JobEvent,),

@@ -77,3 +77,6 @@ def test_every_error_code_is_documented_in_the_spec_and_the_readme():
     assert committed()["components"]["schemas"]["ErrorCode"]["enum"] == [str(code) for code in ERRORS]
     readme = (ROOT / "README.md").read_text()
     assert [code for code in ErrorCode if f"`{code}`" not in readme] == []
+    # The README's error table gives each answered code the status the code answers with.
+    answered = {code: int(kind.status) for code, kind in ERRORS.items() if kind.status is not None}
+    assert [code for code, status in answered.items() if f"| {status} | `{code}` |" not in readme] == []
