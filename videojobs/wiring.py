@@ -123,7 +123,8 @@ class Function:
     uses: dict[str, Access] = field(default_factory=dict)
     """Resource name -> access. Decides both the IAM grants and the environment variables."""
     settings: type[env.FunctionSettings] | None = None
-    """What the function reads from its environment: ``tests/infra`` checks ``uses`` provides all of it."""
+    """What the function reads from its environment: ``tests/infra/test_stack.py``
+    (``test_function_environment_satisfies_its_settings_model``) checks ``uses`` provides all of it."""
 
     @property
     def directory(self) -> str:
