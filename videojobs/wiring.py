@@ -459,11 +459,6 @@ def refs(uses: dict[str, Access]) -> dict[ResourceRef, Access]:
     return {ref(resource): access for resource, access in uses.items()}
 
 
-def env_var_of(resource: str) -> str:
-    """The environment variable that tells a function where ``resource`` (a name in ``uses``) is."""
-    return ref(resource).env_var
-
-
 def visibility_timeout_seconds(queue: Queue) -> int:
     """AWS advises six times the consumer's timeout, so a slow run is not delivered twice. A service's consumer
     heartbeats instead: its queue's visibility only covers the moment before the first heartbeat."""

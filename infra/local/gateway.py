@@ -50,7 +50,8 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
 def gateway_error(response_type: str) -> JSONResponse:
     """One of the gateway responses the wiring declares (``wiring.GATEWAY_ERRORS``), as the CDK stack answers it."""
     declared = wiring.GATEWAY_ERRORS[response_type]
-    assert declared.status is not None and declared.message is not None, f"{response_type} has no fixed answer"
+    if declared.status is None or declared.message is None:
+        raise ValueError(f"{response_type} keeps API Gateway's own status or message")
     return error(declared.status, str(declared.code), declared.message)
 
 
