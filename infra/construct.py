@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,6 @@ from infra.monitoring import METRICS_NAMESPACE, SERVICE_NAME, Monitoring
 from infra.websocket import add_websocket_api
 from videojobs import settings as env
 from videojobs import wiring
-from videojobs.models import ErrorCode
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: every code asset is staged from it, filtered down to what each function needs."""
@@ -58,8 +58,7 @@ Makefile to it."""
 ZIP_RUNTIME = lambda_.Runtime.PYTHON_3_12
 LAYER_LOCK = "requirements-lambda.lock"
 IMAGE_DOCKERFILE = "functions/process/Dockerfile"
-DLQ_RETENTION = Duration.days(14)
-API_STAGE = "v1"
+DLQ_RETENTION = Duration.seconds(wiring.DEAD_LETTER_RETENTION_SECONDS)
 
 # The wiring names these resources; the props below tune them.
 PROCESS, OUTPUTS = "process", "outputs"
@@ -143,13 +142,30 @@ class VideoJobsProps:
 
 def settings_overrides(props: VideoJobsProps) -> dict[str, str]:
     """The function settings the props change, as environment variables: each goes to every function whose
-    settings model reads it."""
+    settings model reads it (``VideoJobs._environment``). The one way a prop reaches a function's environment."""
     overrides = {}
     if props.max_upload_bytes is not None:
         # One limit for every upload, whichever way it comes: a single POST can carry at most 5 GiB anyway.
         overrides[env.MAX_UPLOAD_BYTES] = str(min(props.max_upload_bytes, env.S3_SINGLE_UPLOAD_LIMIT))
         overrides[env.MAX_MULTIPART_UPLOAD_BYTES] = str(props.max_upload_bytes)
+    if props.lambda_time_budget_seconds is not None:
+        overrides[env.LAMBDA_TIME_BUDGET_SECONDS] = str(props.lambda_time_budget_seconds)
+    if props.webhook_retry_delays_seconds is not None:
+        overrides[env.WEBHOOK_RETRY_DELAYS] = ",".join(str(delay) for delay in props.webhook_retry_delays_seconds)
     return overrides
+
+
+def settings_reads(settings: type[env.FunctionSettings] | None) -> set[str]:
+    """The environment variables a settings model reads."""
+    return {field.alias for field in settings.model_fields.values() if field.alias} if settings else set()
+
+
+@dataclass(frozen=True)
+class BoundResource:
+    """A resource of the wiring as CDK made it: what a consumer's environment variable holds, and its grants."""
+
+    location: str
+    grants: dict[wiring.Access, Callable[[iam.IGrantable], object]]
 
 
 def _pip_install_args(output_dir: str) -> list[str]:
@@ -285,13 +301,14 @@ class VideoJobs(Construct):
                 days = self.props.outputs_retention_days
             cors = None
             if decl.browser_methods:
+                rule = wiring.BROWSER_CORS
                 cors = [
                     s3.CorsRule(
                         allowed_methods=[s3.HttpMethods(method) for method in decl.browser_methods],
-                        allowed_origins=["*"],
-                        allowed_headers=["*"],
-                        exposed_headers=["ETag"],
-                        max_age=3000,
+                        allowed_origins=list(rule.origins),
+                        allowed_headers=list(rule.headers),
+                        exposed_headers=list(rule.exposed_headers),
+                        max_age=rule.max_age_seconds,
                     )
                 ]
             buckets[name] = s3.Bucket(
@@ -300,7 +317,7 @@ class VideoJobs(Construct):
                 lifecycle_rules=[
                     s3.LifecycleRule(
                         expiration=Duration.days(days) if days else None,
-                        abort_incomplete_multipart_upload_after=Duration.days(1),
+                        abort_incomplete_multipart_upload_after=Duration.days(decl.abort_incomplete_uploads_after_days),
                     )
                 ],
                 cors=cors,
@@ -381,7 +398,7 @@ class VideoJobs(Construct):
                 )
             functions[name] = fn
         for name, decl in wiring.FUNCTIONS.items():
-            self._grant(functions[name], decl)
+            self.grant(functions[name], decl.uses)
         return functions
 
     def _role(self, name: str, log_group: logs.LogGroup) -> iam.Role:
@@ -417,52 +434,51 @@ class VideoJobs(Construct):
 
     def _environment(self, decl: wiring.Function) -> dict[str, str]:
         environment = {"POWERTOOLS_SERVICE_NAME": SERVICE_NAME, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
-        for resource in decl.uses:
-            if resource != wiring.WEBSOCKET:  # infra/websocket.py sets the WebSocket API's URL
-                environment[wiring.env_var_of(resource)] = self._location(resource)
-        reads = {field.alias for field in decl.settings.model_fields.values()} if decl.settings else set()
+        environment |= self.locations(decl.uses)
+        reads = settings_reads(decl.settings)
         environment |= {
             variable: value for variable, value in settings_overrides(self.props).items() if variable in reads
         }
         return environment
 
-    def _location(self, resource: str) -> str:
-        if resource in self.tables:
-            return self.tables[resource].table_name
-        if resource in self.buckets:
-            return self.buckets[resource].bucket_name
-        dead_letters = wiring.dead_letter_queue_for(resource)
-        if dead_letters is not None:
-            return self.dead_letter_queues[dead_letters].queue_url
-        return self.queues[wiring.queue_for(resource) or ""].queue_url
-
-    def _grant(self, fn: lambda_.Function, decl: wiring.Function) -> None:
-        for resource, access in decl.uses.items():
-            if resource in self.tables:
-                table = self.tables[resource]
-                grants = {
-                    "read": table.grant_read_data,
-                    "write": table.grant_write_data,
-                    "read_write": table.grant_read_write_data,
-                }
-                grants[access](fn)
-            elif resource in self.buckets:
-                bucket = self.buckets[resource]
-                grants = {"read": bucket.grant_read, "write": bucket.grant_put, "read_write": bucket.grant_read_write}
-                grants[access](fn)
-            elif resource == wiring.WEBSOCKET:
-                continue  # granted by infra/websocket.py, which creates the API
-            else:
-                dead_letters = wiring.dead_letter_queue_for(resource)
-                queue = (
-                    self.dead_letter_queues[dead_letters]
-                    if dead_letters is not None
-                    else self.queues[wiring.queue_for(resource) or ""]
+    def bound(self, ref: wiring.ResourceRef) -> BoundResource | None:
+        """A resource of the wiring as made here; None for the WebSocket API, which ``infra/websocket.py``
+        creates later and wires itself (its URL and its grants)."""
+        match ref:
+            case wiring.TableRef(name):
+                table = self.tables[name]
+                return BoundResource(
+                    table.table_name,
+                    {
+                        "read": table.grant_read_data,
+                        "write": table.grant_write_data,
+                        "read_write": table.grant_read_write_data,
+                    },
                 )
-                if access in ("write", "read_write"):
-                    queue.grant_send_messages(fn)
-                if access in ("read", "read_write"):
-                    queue.grant_consume_messages(fn)
+            case wiring.BucketRef(name):
+                bucket = self.buckets[name]
+                return BoundResource(
+                    bucket.bucket_name,
+                    {"read": bucket.grant_read, "write": bucket.grant_put, "read_write": bucket.grant_read_write},
+                )
+            case wiring.QueueRef(name):
+                return _bound_queue(self.queues[name])
+            case wiring.DeadLetterQueueRef(name):
+                return _bound_queue(self.dead_letter_queues[name])
+            case wiring.WebSocketRef():
+                return None
+
+    def locations(self, uses: dict[str, wiring.Access]) -> dict[str, str]:
+        """The environment variables that tell a consumer with these ``uses`` where its resources are."""
+        bound = {ref: self.bound(ref) for ref in wiring.refs(uses)}
+        return {ref.env_var: resource.location for ref, resource in bound.items() if resource is not None}
+
+    def grant(self, grantee: iam.IGrantable, uses: dict[str, wiring.Access]) -> None:
+        """The IAM grants of these ``uses`` (a function's or a container service's)."""
+        for ref, access in wiring.refs(uses).items():
+            resource = self.bound(ref)
+            if resource is not None:
+                resource.grants[access](grantee)
 
     def _triggers(self) -> None:
         # Event sources grant their own read access (SQS consume, stream read) to the function.
@@ -475,7 +491,11 @@ class VideoJobs(Construct):
                 )
             if decl.dead_letter_consumer:
                 self.functions[decl.dead_letter_consumer].add_event_source(
-                    sources.SqsEventSource(self.dead_letter_queues[name], report_batch_item_failures=True)
+                    sources.SqsEventSource(
+                        self.dead_letter_queues[name],
+                        batch_size=decl.dead_letter_batch_size,
+                        report_batch_item_failures=True,
+                    )
                 )
         if not wiring.STREAM_TRIGGERS:
             return
@@ -520,7 +540,7 @@ class VideoJobs(Construct):
             cloud_watch_role=self.props.api_logs_role,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN if self.props.api_logs_role else None,
             deploy_options=apigw.StageOptions(
-                stage_name=API_STAGE,
+                stage_name=wiring.API_STAGE,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
                     caller=False,
@@ -558,7 +578,7 @@ class VideoJobs(Construct):
                 "Authorizer",
                 handler=self.functions[wiring.AUTHORIZER],
                 identity_sources=[apigw.IdentitySource.header("Authorization")],
-                results_cache_ttl=Duration.minutes(5),
+                results_cache_ttl=Duration.seconds(wiring.AUTHORIZER_CACHE_SECONDS),
             )
         integrations: dict[str, apigw.LambdaIntegration] = {}
         for route in wiring.ROUTES:
@@ -580,7 +600,7 @@ class VideoJobs(Construct):
             certificate=acm.Certificate.from_certificate_arn(self, "Certificate", domain.certificate_arn),
             endpoint_type=apigw.EndpointType.REGIONAL,
             security_policy=apigw.SecurityPolicy.TLS_1_2,
-            base_path=API_STAGE,
+            base_path=wiring.API_STAGE,
         )
         if domain.hosted_zone_id and domain.hosted_zone_name:
             zone = route53.HostedZone.from_hosted_zone_attributes(
@@ -597,23 +617,23 @@ class VideoJobs(Construct):
 
     @staticmethod
     def _gateway_responses(api: apigw.RestApi) -> None:
-        # Errors API Gateway answers itself (before or instead of our handlers) keep our JSON error shape.
-        responses = [
-            (apigw.ResponseType.UNAUTHORIZED, "401", ErrorCode.UNAUTHORIZED, "missing or invalid API key"),
-            # The authorizer answers Deny for an unknown key: to the client that is the same as no key.
-            (apigw.ResponseType.ACCESS_DENIED, "401", ErrorCode.UNAUTHORIZED, "missing or invalid API key"),
-            # A REST API answers an unknown route with "Missing Authentication Token" (403).
-            (apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", ErrorCode.NOT_FOUND, "route not found"),
-            (apigw.ResponseType.THROTTLED, "429", ErrorCode.RATE_LIMITED, "too many requests"),
-            (apigw.ResponseType.REQUEST_TOO_LARGE, "413", ErrorCode.PAYLOAD_TOO_LARGE, "request too large"),
-            (apigw.ResponseType.DEFAULT_4_XX, None, ErrorCode.BAD_REQUEST, None),
-            (apigw.ResponseType.DEFAULT_5_XX, None, ErrorCode.INTERNAL_ERROR, None),
-        ]
-        for response_type, status, code, message in responses:
+        for error in wiring.GATEWAY_ERRORS.values():
+            response_type = apigw.ResponseType.of(error.response_type)
             api.add_gateway_response(
                 f"{response_type.response_type}Response",
                 type=response_type,
-                status_code=status,
+                status_code=str(error.status) if error.status else None,
                 response_headers={"Content-Type": "'application/json'"},
-                templates=_error_body(str(code), message),
+                templates=_error_body(str(error.code), error.message),
             )
+
+
+def _bound_queue(queue: sqs.IQueue) -> BoundResource:
+    def read_write(grantee: iam.IGrantable) -> None:
+        queue.grant_send_messages(grantee)
+        queue.grant_consume_messages(grantee)
+
+    return BoundResource(
+        queue.queue_url,
+        {"read": queue.grant_consume_messages, "write": queue.grant_send_messages, "read_write": read_write},
+    )

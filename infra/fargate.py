@@ -18,12 +18,10 @@ from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 
 from infra import nag
 from infra.monitoring import METRICS_NAMESPACE, SERVICE_NAME
-from videojobs import settings as env
 from videojobs import wiring
 
 if TYPE_CHECKING:
@@ -39,17 +37,12 @@ def _pascal(name: str) -> str:
 
 
 def add_fargate_workers(service: VideoJobs) -> dict[str, ecs.FargateService]:
-    """Create the cluster (in a VPC of its own) and one Fargate service per declared container service;
-    hand the Lambda worker its time budget when the props set one. Returns the services by name."""
+    """Create the cluster (in a VPC of its own) and one Fargate service per declared container service.
+    Returns the services by name. (The Lambda worker's time budget reaches it through ``settings_overrides``.)"""
     from infra.construct import IMAGE_DOCKERFILE, ROOT  # the construct module imports this one
 
-    props = service.props
     # A worker removes the partial outputs it wrote when its job is cancelled or taken from it.
     service.buckets[OUTPUTS].grant_delete(service.functions[PROCESS])
-    if props.lambda_time_budget_seconds is not None:
-        service.functions[PROCESS].add_environment(
-            env.LAMBDA_TIME_BUDGET_SECONDS, str(props.lambda_time_budget_seconds)
-        )
     if not wiring.SERVICES:
         return {}
     vpc = _network(service)
@@ -139,7 +132,7 @@ def _service(
         service, f"{prefix}Logs", retention=props.log_retention, removal_policy=props.removal_policy
     )
     environment = {"POWERTOOLS_SERVICE_NAME": SERVICE_NAME, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
-    environment |= {wiring.env_var_of(resource): _location(service, resource) for resource in decl.uses}
+    environment |= service.locations(decl.uses)
     task.add_container(
         "worker",
         image=image,
@@ -154,7 +147,7 @@ def _service(
         "The environment holds resource names and URLs (tables, buckets, the queue) "
         "and tuning values, no secret: the same variables the Lambda functions get",
     )
-    _grant(service, task.task_role, decl)
+    service.grant(task.task_role, decl.uses)
     service.buckets[OUTPUTS].grant_delete(task.task_role)
 
     fargate = ecs.FargateService(
@@ -192,30 +185,3 @@ def _service(
         cooldown=SCALING_PERIOD,
     )
     return fargate
-
-
-def _location(service: VideoJobs, resource: str) -> str:
-    if resource in service.tables:
-        return service.tables[resource].table_name
-    if resource in service.buckets:
-        return service.buckets[resource].bucket_name
-    return service.queues[wiring.queue_for(resource) or ""].queue_url
-
-
-def _grant(service: VideoJobs, role: iam.IRole, decl: wiring.Service) -> None:
-    """The same grants a function with these ``uses`` gets."""
-    for resource, access in decl.uses.items():
-        if resource in service.tables:
-            table = service.tables[resource]
-            {"read": table.grant_read_data, "write": table.grant_write_data, "read_write": table.grant_read_write_data}[
-                access
-            ](role)
-        elif resource in service.buckets:
-            bucket = service.buckets[resource]
-            {"read": bucket.grant_read, "write": bucket.grant_put, "read_write": bucket.grant_read_write}[access](role)
-        else:
-            queue = service.queues[wiring.queue_for(resource) or ""]
-            if access in ("write", "read_write"):
-                queue.grant_send_messages(role)
-            if access in ("read", "read_write"):
-                queue.grant_consume_messages(role)

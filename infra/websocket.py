@@ -18,14 +18,10 @@ from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_logs as logs
 
 from infra import nag
-from videojobs import settings as env
 from videojobs import wiring
 
 if TYPE_CHECKING:
     from infra.construct import VideoJobs
-
-STAGE = "v1"
-DELIVER = "deliver"
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)
@@ -93,7 +89,7 @@ def add_websocket_api(service: VideoJobs) -> apigwv2.WebSocketStage:
         service,
         "WebSocketStage",
         web_socket_api=api,
-        stage_name=STAGE,
+        stage_name=wiring.API_STAGE,
         auto_deploy=True,
         throttle=apigwv2.ThrottleSettings(
             rate_limit=service.props.api_rate_limit, burst_limit=service.props.api_burst_limit
@@ -108,10 +104,6 @@ def add_websocket_api(service: VideoJobs) -> apigwv2.WebSocketStage:
         service.functions[name].add_environment(decl.env_var, stage.url)
         if access in ("write", "read_write"):
             stage.grant_management_api_access(service.functions[name])
-
-    delays = service.props.webhook_retry_delays_seconds
-    if delays is not None:
-        service.functions[DELIVER].add_environment(env.WEBHOOK_RETRY_DELAYS, ",".join(str(d) for d in delays))
 
     for child in api.node.find_all():
         if isinstance(child, apigwv2.CfnRoute):

@@ -1,8 +1,10 @@
 """The shape of the system, declared once.
 
-Tables, queues, buckets, functions, HTTP routes and triggers are described here as plain data. The CDK
-construct (``infra/``) turns them into CloudFormation and the local stack (``infra/local``) turns them into
-moto resources and in-process pollers, so the two cannot drift apart (``tests/infra`` proves they agree).
+Tables, queues, buckets, functions, HTTP routes and triggers are described here as plain data, and so is how
+they are configured (stage name, authorizer cache, gateway errors, CORS, lifecycle, dead-letter retention,
+event-source batch sizes). The CDK construct (``infra/``) turns them into CloudFormation and the local stack
+(``infra/local``) turns them into moto resources and in-process pollers; ``tests/infra/test_wiring_parity.py``
+creates the local resources on moto and compares them with the synthesized template.
 """
 
 from __future__ import annotations
@@ -11,8 +13,60 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from videojobs import settings as env
+from videojobs.models import ErrorCode
 
 Access = Literal["read", "write", "read_write"]
+
+API_STAGE = "v1"
+"""The REST and WebSocket APIs' stage, and the custom domain's base path: URLs end in ``/v1/...``."""
+AUTHORIZER_CACHE_SECONDS = 300
+"""How long API Gateway reuses an authorizer's answer for the same ``Authorization`` header."""
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
+"""SQS's maximum: dead letters (and failed stream records) wait for a human."""
+
+
+@dataclass(frozen=True)
+class GatewayError:
+    """An error API Gateway answers itself, before or instead of our handlers, in our JSON error shape."""
+
+    response_type: str
+    """API Gateway's response type (``UNAUTHORIZED``, ``DEFAULT_4XX``...)."""
+    status: int | None
+    """None keeps API Gateway's own status (the DEFAULT_* types cover several)."""
+    code: ErrorCode
+    message: str | None
+    """None passes API Gateway's own message (``$context.error.messageString``)."""
+
+
+GATEWAY_ERRORS: dict[str, GatewayError] = {
+    error.response_type: error
+    for error in (
+        GatewayError("UNAUTHORIZED", 401, ErrorCode.UNAUTHORIZED, "missing or invalid API key"),
+        # The authorizer answers Deny for an unknown key: to the client that is the same as no key.
+        GatewayError("ACCESS_DENIED", 401, ErrorCode.UNAUTHORIZED, "missing or invalid API key"),
+        # A REST API answers an unknown route with "Missing Authentication Token" (403).
+        GatewayError("MISSING_AUTHENTICATION_TOKEN", 404, ErrorCode.NOT_FOUND, "route not found"),
+        GatewayError("THROTTLED", 429, ErrorCode.RATE_LIMITED, "too many requests"),
+        GatewayError("REQUEST_TOO_LARGE", 413, ErrorCode.PAYLOAD_TOO_LARGE, "request too large"),
+        GatewayError("DEFAULT_4XX", None, ErrorCode.BAD_REQUEST, None),
+        GatewayError("DEFAULT_5XX", None, ErrorCode.INTERNAL_ERROR, None),
+    )
+}
+
+
+@dataclass(frozen=True)
+class BrowserCors:
+    """The CORS rule of a bucket that browsers use directly with presigned URLs (``Bucket.browser_methods``)."""
+
+    origins: tuple[str, ...] = ("*",)
+    """Any page: a presigned URL is the credential, not the origin."""
+    headers: tuple[str, ...] = ("*",)
+    exposed_headers: tuple[str, ...] = ("ETag",)
+    """A multipart upload from the page needs each part's ETag to complete it."""
+    max_age_seconds: int = 3000
+
+
+BROWSER_CORS = BrowserCors()
 
 
 @dataclass(frozen=True)
@@ -40,6 +94,9 @@ class Queue:
     max_receive_count: int = 3
     batch_size: int = 1
     dead_letter_consumer: str | None = None
+    dead_letter_batch_size: int = 10
+    """A dead letter costs its consumer one conditional write, and each record fails alone (batch item
+    failures): ten at a time drain a burst of dead letters (a crashing worker) ten times faster."""
     dead_letter_env_var: str | None = None
     """Set when a function moves messages to the dead-letter queue itself (``uses`` names it ``<queue>_dlq``)."""
 
@@ -48,6 +105,8 @@ class Queue:
 class Bucket:
     env_var: str
     expire_after_days: int | None = None
+    abort_incomplete_uploads_after_days: int = 1
+    """Parts of a multipart upload never completed (a closed tab) cost storage until aborted."""
     browser_methods: tuple[str, ...] = ()
     """HTTP methods that browsers use on it directly with presigned URLs (so it needs CORS for them):
     uploads are POSTed or PUT from the page, outputs are fetched by players such as hls.js."""
@@ -64,7 +123,8 @@ class Function:
     uses: dict[str, Access] = field(default_factory=dict)
     """Resource name -> access. Decides both the IAM grants and the environment variables."""
     settings: type[env.FunctionSettings] | None = None
-    """What the function reads from its environment: ``tests/infra`` checks ``uses`` provides all of it."""
+    """What the function reads from its environment: ``tests/infra/test_stack.py``
+    (``test_function_environment_satisfies_its_settings_model``) checks ``uses`` provides all of it."""
 
     @property
     def directory(self) -> str:
@@ -326,31 +386,77 @@ STREAM_TRIGGERS: tuple[StreamTrigger, ...] = (StreamTrigger(table="jobs", functi
 AUTHORIZER = "authorizer"
 
 
-def queue_for(resource: str) -> str | None:
-    """``jobs_queue`` -> ``jobs``: queues are named in ``uses`` with a ``_queue`` suffix."""
-    return resource.removesuffix("_queue") if resource.endswith("_queue") else None
+@dataclass(frozen=True)
+class TableRef:
+    name: str
+
+    @property
+    def env_var(self) -> str:
+        return TABLES[self.name].env_var
 
 
-def dead_letter_queue_for(resource: str) -> str | None:
-    """``deliveries_dlq`` -> ``deliveries``: a queue's dead-letter queue, for a function that sends to it."""
-    return resource.removesuffix("_dlq") if resource.endswith("_dlq") else None
+@dataclass(frozen=True)
+class BucketRef:
+    name: str
+
+    @property
+    def env_var(self) -> str:
+        return BUCKETS[self.name].env_var
 
 
-def env_var_of(resource: str) -> str:
-    """The environment variable that tells a function where ``resource`` is."""
-    if resource in TABLES:
-        return TABLES[resource].env_var
-    if resource in BUCKETS:
-        return BUCKETS[resource].env_var
-    queue = queue_for(resource)
-    if queue in QUEUES:
-        return QUEUES[queue].env_var
-    dead_letters = dead_letter_queue_for(resource)
-    if dead_letters in QUEUES and QUEUES[dead_letters].dead_letter_env_var:
-        return QUEUES[dead_letters].dead_letter_env_var  # type: ignore[return-value]
-    if resource == WEBSOCKET:
+@dataclass(frozen=True)
+class QueueRef:
+    name: str
+
+    @property
+    def env_var(self) -> str:
+        return QUEUES[self.name].env_var
+
+
+@dataclass(frozen=True)
+class DeadLetterQueueRef:
+    """A queue's dead-letter queue, for a function that moves messages there itself."""
+
+    name: str
+
+    @property
+    def env_var(self) -> str:
+        variable = QUEUES[self.name].dead_letter_env_var
+        if variable is None:
+            raise KeyError(f"queue {self.name!r} declares no dead_letter_env_var")
+        return variable
+
+
+@dataclass(frozen=True)
+class WebSocketRef:
+    @property
+    def env_var(self) -> str:
         return WEBSOCKET_API.env_var
+
+
+ResourceRef = TableRef | BucketRef | QueueRef | DeadLetterQueueRef | WebSocketRef
+"""What a name in ``uses`` refers to. Each backend resolves these with one ``match``."""
+
+
+def ref(resource: str) -> ResourceRef:
+    """The resource a name in ``uses`` means: a table or bucket by its name, a queue as ``<queue>_queue``, its
+    dead-letter queue as ``<queue>_dlq``, the WebSocket API as ``websocket``."""
+    if resource in TABLES:
+        return TableRef(resource)
+    if resource in BUCKETS:
+        return BucketRef(resource)
+    if resource.endswith("_queue") and resource.removesuffix("_queue") in QUEUES:
+        return QueueRef(resource.removesuffix("_queue"))
+    if resource.endswith("_dlq") and resource.removesuffix("_dlq") in QUEUES:
+        return DeadLetterQueueRef(resource.removesuffix("_dlq"))
+    if resource == WEBSOCKET:
+        return WebSocketRef()
     raise KeyError(f"unknown resource {resource!r}")
+
+
+def refs(uses: dict[str, Access]) -> dict[ResourceRef, Access]:
+    """``uses`` with typed references as keys."""
+    return {ref(resource): access for resource, access in uses.items()}
 
 
 def visibility_timeout_seconds(queue: Queue) -> int:

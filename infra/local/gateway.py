@@ -32,12 +32,11 @@ from videojobs import wiring
 
 log = logging.getLogger(__name__)
 
-STAGE = "v1"
+STAGE = wiring.API_STAGE
 API_ID = "local"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 INTEGRATION_TIMEOUT_SECONDS = 29  # API Gateway's integration timeout
-AUTHORIZER_CACHE_SECONDS = 300  # results_cache_ttl in the CDK stack
-UNAUTHORIZED_MESSAGE = "missing or invalid API key"
+AUTHORIZER_CACHE_SECONDS = wiring.AUTHORIZER_CACHE_SECONDS
 
 
 class AuthorizerError(Exception):
@@ -46,6 +45,14 @@ class AuthorizerError(Exception):
 
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def gateway_error(response_type: str) -> JSONResponse:
+    """One of the gateway responses the wiring declares (``wiring.GATEWAY_ERRORS``), as the CDK stack answers it."""
+    declared = wiring.GATEWAY_ERRORS[response_type]
+    if declared.status is None or declared.message is None:
+        raise ValueError(f"{response_type} keeps API Gateway's own status or message")
+    return error(declared.status, str(declared.code), declared.message)
 
 
 @dataclass(frozen=True)
@@ -154,7 +161,7 @@ class LocalGateway:
         path = called_path.removeprefix(f"/{STAGE}") if called_path.startswith(f"/{STAGE}/") else called_path
         found = self._match(path)
         if found is None:
-            return error(404, "not_found", "route not found")
+            return gateway_error("MISSING_AUTHENTICATION_TOKEN")
         candidates, params = found
         route = next((c for c in candidates if c.method == request.method), None)
         if route is None:
@@ -168,7 +175,7 @@ class LocalGateway:
 
         body = await _read_body(request)
         if body is None:
-            return error(413, "payload_too_large", "request too large")
+            return gateway_error("REQUEST_TOO_LARGE")
         event = self._proxy_event(request, route, path, called_path, params, body)
 
         if route.authorized:
@@ -279,7 +286,7 @@ class LocalGateway:
         """None when the request may go on (``event`` then carries the authorizer's context), else the answer."""
         token = request.headers.get("authorization")
         if not token:  # the identity source is missing: API Gateway answers without calling the authorizer
-            return error(401, "unauthorized", UNAUTHORIZED_MESSAGE)
+            return gateway_error("UNAUTHORIZED")
         method_arn = self._method_arn(event)
         cached = self._policies.get(token)
         if cached is None or cached.expires <= time.monotonic():
@@ -307,12 +314,12 @@ class LocalGateway:
                 cached = _parse_authorizer_result(result)
             except Exception as failure:
                 if str(failure) == "Unauthorized":
-                    return error(401, "unauthorized", UNAUTHORIZED_MESSAGE)
+                    return gateway_error("UNAUTHORIZED")
                 log.exception("authorizer failed")
                 return error(500, "internal_error", "authorizer configuration error")
             self._policies[token] = cached
         if not policy_allows(cached.policy, method_arn):
-            return error(401, "unauthorized", UNAUTHORIZED_MESSAGE)  # ACCESS_DENIED, mapped to 401 in the CDK stack
+            return gateway_error("ACCESS_DENIED")
         event["requestContext"]["authorizer"] = {
             "principalId": cached.principal_id,
             **cached.context,

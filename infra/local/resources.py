@@ -10,7 +10,6 @@ from typing import Any
 from videojobs import wiring
 
 PREFIX = "videojobs"
-DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # the maximum, as in the CDK stack: dead letters wait for a human
 
 ClientFactory = Callable[[str], Any]
 
@@ -48,29 +47,31 @@ class Resources:
     buckets: dict[str, str]
     queues: dict[str, QueueRef]
 
-    def physical(self, resource: str) -> str:
-        """What a function's environment variable holds for ``resource`` (a name from ``Function.uses``)."""
-        if resource in self.tables:
-            return self.tables[resource]
-        if resource in self.buckets:
-            return self.buckets[resource]
-        queue = wiring.queue_for(resource)
-        if queue in self.queues:
-            return self.queues[queue].url
-        dead_letters = wiring.dead_letter_queue_for(resource)
-        if dead_letters in self.queues:
-            return self.queues[dead_letters].dlq_url
-        raise KeyError(f"unknown resource {resource!r}")
+    def physical(self, ref: wiring.ResourceRef) -> str | None:
+        """What a function's environment variable holds for a resource it uses; None for the WebSocket API,
+        served by the gateway (the stack sets its URL once it listens)."""
+        match ref:
+            case wiring.TableRef(name):
+                return self.tables[name]
+            case wiring.BucketRef(name):
+                return self.buckets[name]
+            case wiring.QueueRef(name):
+                return self.queues[name].url
+            case wiring.DeadLetterQueueRef(name):
+                return self.queues[name].dlq_url
+            case wiring.WebSocketRef():
+                return None
 
     def environment(self) -> dict[str, str]:
         """The union of every function's resource variables (they agree by construction, as all functions share
         one process locally)."""
         env: dict[str, str] = {}
         for name, function in wiring.FUNCTIONS.items():
-            for resource in function.uses:
-                if resource == wiring.WEBSOCKET:  # served by the gateway: the stack sets its URL once it listens
+            for ref in wiring.refs(function.uses):
+                value = self.physical(ref)
+                if value is None:
                     continue
-                variable, value = wiring.env_var_of(resource), self.physical(resource)
+                variable = ref.env_var
                 if env.setdefault(variable, value) != value:
                     raise ValueError(f"{name}: {variable} would be both {env[variable]!r} and {value!r}")
         return env
@@ -99,22 +100,23 @@ def create_resources(client: ClientFactory, region: str, visibility_timeout_seco
             "ID": "expire",
             "Status": "Enabled",
             "Filter": {"Prefix": ""},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": bucket.abort_incomplete_uploads_after_days},
         }
         if bucket.expire_after_days is not None:
             rule["Expiration"] = {"Days": bucket.expire_after_days}
         s3.put_bucket_lifecycle_configuration(Bucket=buckets[name], LifecycleConfiguration={"Rules": [rule]})
         if bucket.browser_methods:
+            cors = wiring.BROWSER_CORS
             s3.put_bucket_cors(
                 Bucket=buckets[name],
                 CORSConfiguration={
                     "CORSRules": [
                         {
                             "AllowedMethods": list(bucket.browser_methods),
-                            "AllowedOrigins": ["*"],
-                            "AllowedHeaders": ["*"],
-                            "ExposeHeaders": ["ETag"],
-                            "MaxAgeSeconds": 3000,
+                            "AllowedOrigins": list(cors.origins),
+                            "AllowedHeaders": list(cors.headers),
+                            "ExposeHeaders": list(cors.exposed_headers),
+                            "MaxAgeSeconds": cors.max_age_seconds,
                         }
                     ]
                 },
@@ -160,7 +162,7 @@ def _create_bucket(s3: Any, name: str, region: str) -> None:
 
 
 def _create_queue(sqs: Any, name: str, queue: wiring.Queue, visibility_timeout_seconds: int | None) -> QueueRef:
-    dlq_attributes = {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
+    dlq_attributes = {"MessageRetentionPeriod": str(wiring.DEAD_LETTER_RETENTION_SECONDS)}
     dlq_timeout = wiring.dead_letter_visibility_timeout_seconds(queue)
     if dlq_timeout is not None:
         dlq_attributes["VisibilityTimeout"] = str(

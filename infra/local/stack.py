@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -281,29 +282,27 @@ class LocalStack:
 
     def _start_pollers(self, functions: Functions, resources: Resources) -> None:
         sqs, streams = self.client("sqs"), self.client("dynamodbstreams")
-        for name, queue in wiring.QUEUES.items():
-            ref = resources.queues[name]
-            subscriptions = []
-            if queue.consumer in wiring.FUNCTIONS:  # a service's queue is polled by its tasks (ServiceTasks)
-                concurrency = self._queue_concurrency.get(name, DEFAULT_QUEUE_CONCURRENCY)
-                subscriptions.append((queue.consumer, ref.url, ref.arn, concurrency))
-            if queue.dead_letter_consumer:
-                subscriptions.append((queue.dead_letter_consumer, ref.dlq_url, ref.dlq_arn, 1))
-            for function, url, arn, concurrency in subscriptions:
-                for index in range(concurrency):
-                    self._pollers.append(
-                        SqsPoller(
-                            sqs=sqs,
-                            functions=functions,
-                            function=function,
-                            queue_url=url,
-                            queue_arn=arn,
-                            batch_size=queue.batch_size,
-                            region=self._region,
-                            stop=self._stopping,
-                            name=f"sqs:{arn.rsplit(':', 1)[-1]}->{function}#{index}",
-                        )
+        for subscription in sqs_subscriptions():
+            created = resources.queues[subscription.source.name]
+            if isinstance(subscription.source, wiring.QueueRef):
+                url, arn = created.url, created.arn
+                concurrency = self._queue_concurrency.get(subscription.source.name, DEFAULT_QUEUE_CONCURRENCY)
+            else:
+                url, arn, concurrency = created.dlq_url, created.dlq_arn, 1
+            for index in range(concurrency):
+                self._pollers.append(
+                    SqsPoller(
+                        sqs=sqs,
+                        functions=functions,
+                        function=subscription.function,
+                        queue_url=url,
+                        queue_arn=arn,
+                        batch_size=subscription.batch_size,
+                        region=self._region,
+                        stop=self._stopping,
+                        name=f"sqs:{arn.rsplit(':', 1)[-1]}->{subscription.function}#{index}",
                     )
+                )
         for trigger in wiring.STREAM_TRIGGERS:
             self._pollers.append(
                 StreamPoller(
@@ -379,6 +378,30 @@ class LocalStack:
                 os.environ[name] = value
         self._saved_env.clear()
         self._env.clear()
+
+
+@dataclass(frozen=True)
+class SqsSubscription:
+    """One of Lambda's SQS event source mappings, as the local stack polls it."""
+
+    function: str
+    source: wiring.QueueRef | wiring.DeadLetterQueueRef
+    batch_size: int
+
+
+def sqs_subscriptions() -> list[SqsSubscription]:
+    """The functions fed by a queue or a dead-letter queue, with the batch sizes the wiring declares."""
+    subscriptions = []
+    for name, queue in wiring.QUEUES.items():
+        if queue.consumer in wiring.FUNCTIONS:  # a service's queue is polled by its tasks (ServiceTasks)
+            subscriptions.append(SqsSubscription(queue.consumer, wiring.QueueRef(name), queue.batch_size))
+        if queue.dead_letter_consumer:
+            subscriptions.append(
+                SqsSubscription(
+                    queue.dead_letter_consumer, wiring.DeadLetterQueueRef(name), queue.dead_letter_batch_size
+                )
+            )
+    return subscriptions
 
 
 def _started(value: T | None) -> T:

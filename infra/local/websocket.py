@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 PATH = "/ws"
 MANAGEMENT_PREFIX = f"{PATH}/@connections/"
-STAGE = "v1"
+STAGE = wiring.API_STAGE
 API_ID = "local-ws"
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
 

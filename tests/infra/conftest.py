@@ -117,6 +117,8 @@ CUSTOM = VideoJobsProps(
     web_acl_arn="arn:aws:wafv2:eu-west-1:111122223333:regional/webacl/edge/0a1b2c3d-0000-4000-8000-000000000000",
     api_logs_role=False,
     alarm_email="ops@example.com",
+    lambda_time_budget_seconds=300,
+    webhook_retry_delays_seconds=(10, 60),
 )
 
 

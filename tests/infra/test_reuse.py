@@ -56,14 +56,28 @@ def test_props_set_upload_limit_worker_size_and_outputs_retention(twice: Twice) 
     assert rule["ExpirationInDays"] == CUSTOM.outputs_retention_days
     default_submit = twice.resource(twice.defaults.functions["submit"])["Properties"]["Environment"]["Variables"]
     assert settings.MAX_UPLOAD_BYTES not in default_submit
-    # Only functions whose settings read a limit get it.
+    # Every prop that changes a setting reaches exactly the functions whose settings read it, as they parse it.
+    overrides = settings_overrides(CUSTOM)
+    assert set(overrides) == {
+        settings.MAX_UPLOAD_BYTES,
+        settings.MAX_MULTIPART_UPLOAD_BYTES,
+        settings.LAMBDA_TIME_BUDGET_SECONDS,
+        settings.WEBHOOK_RETRY_DELAYS,
+    }
     for name, fn in twice.custom.functions.items():
         variables = twice.resource(fn)["Properties"]["Environment"]["Variables"]
-        reads = {
-            field.alias
-            for field in (wiring.FUNCTIONS[name].settings or settings.FunctionSettings).model_fields.values()
-        }
-        assert (settings.MAX_UPLOAD_BYTES in variables) == (settings.MAX_UPLOAD_BYTES in reads), name
+        model = wiring.FUNCTIONS[name].settings or settings.FunctionSettings
+        reads = {field.alias for field in model.model_fields.values()}
+        for variable, value in overrides.items():
+            assert variables.get(variable) == (value if variable in reads else None), (name, variable)
+    process_settings = settings.WorkerSettings.from_env({**_required(settings.WorkerSettings), **overrides})
+    assert process_settings.lambda_time_budget_seconds == CUSTOM.lambda_time_budget_seconds
+    deliver = settings.DeliverSettings.from_env({**_required(settings.DeliverSettings), **overrides})
+    assert tuple(deliver.retry_delays) == CUSTOM.webhook_retry_delays_seconds
+
+
+def _required(model: type[settings.FunctionSettings]) -> dict[str, str]:
+    return {field.alias: "name" for field in model.model_fields.values() if field.is_required() and field.alias}
 
 
 def test_one_upload_limit_caps_single_posts_at_s3s_5_gib_and_multipart_uploads_at_the_limit() -> None:

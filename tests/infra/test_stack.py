@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
+from constructs import IConstruct
 
 from infra.construct import VideoJobs
 from tests.infra.conftest import Synth, policy_documents
@@ -33,6 +34,20 @@ def _event_source_mappings(synth: Synth, function: str, source: dict[str, Any]) 
         for res in synth.of_type("AWS::Lambda::EventSourceMapping").values()
         if res["Properties"]["FunctionName"] == _ref(fn) and res["Properties"]["EventSourceArn"] == source
     ]
+
+
+def _construct_of(service: VideoJobs, ref: wiring.ResourceRef) -> IConstruct | None:
+    match ref:
+        case wiring.TableRef(name):
+            return service.tables[name]
+        case wiring.BucketRef(name):
+            return service.buckets[name]
+        case wiring.QueueRef(name):
+            return service.queues[name]
+        case wiring.DeadLetterQueueRef(name):
+            return service.dead_letter_queues[name]
+        case wiring.WebSocketRef():
+            return None
 
 
 def _actions_of(statement: dict[str, Any]) -> list[str]:
@@ -231,19 +246,14 @@ def test_function_has_declared_size_tracing_and_json_logs_with_retention(
 def test_function_environment_is_exactly_what_its_uses_need(synth: Synth, service: VideoJobs, name: str) -> None:
     declared = wiring.FUNCTIONS[name]
     variables = synth.resource(service.functions[name])["Properties"]["Environment"]["Variables"]
-    assert set(variables) == COMMON_ENV | {wiring.env_var_of(resource) for resource in declared.uses}
-    for resource in declared.uses:
-        value = variables[wiring.env_var_of(resource)]
-        if resource in service.tables:
-            assert value == _ref(synth.logical_id(service.tables[resource]))
-        elif resource in service.buckets:
-            assert value == _ref(synth.logical_id(service.buckets[resource]))
-        elif resource == wiring.WEBSOCKET:  # the stage's wss:// URL (tests/infra/test_notifications_stack.py)
+    assert set(variables) == COMMON_ENV | {ref.env_var for ref in wiring.refs(declared.uses)}
+    for ref in wiring.refs(declared.uses):
+        value = variables[ref.env_var]
+        construct = _construct_of(service, ref)
+        if construct is None:  # the stage's wss:// URL (tests/infra/test_notifications_stack.py)
             assert "Fn::Join" in value
-        elif wiring.dead_letter_queue_for(resource):
-            assert value == _ref(synth.logical_id(service.dead_letter_queues[wiring.dead_letter_queue_for(resource)]))
-        else:  # a queue's URL is its Ref
-            assert value == _ref(synth.logical_id(service.queues[wiring.queue_for(resource) or ""]))
+        else:  # a table's and a bucket's name, a queue's URL: each its Ref
+            assert value == _ref(synth.logical_id(construct))
 
 
 @pytest.mark.parametrize("name", list(wiring.FUNCTIONS))
@@ -264,20 +274,14 @@ def test_function_policy_matches_declared_access(synth: Synth, service: VideoJob
         "bucket": {"read": "s3:GetObject*", "write": "s3:PutObject"},
         "queue": {"read": "sqs:ReceiveMessage", "write": "sqs:SendMessage"},
     }
-    for resource, access in wiring.FUNCTIONS[name].uses.items():
-        if resource in service.tables:
-            kind, construct = "table", service.tables[resource]
-        elif resource in service.buckets:
-            kind, construct = "bucket", service.buckets[resource]
-        elif resource == wiring.WEBSOCKET:
+    for ref, access in wiring.refs(wiring.FUNCTIONS[name].uses).items():
+        construct = _construct_of(service, ref)
+        if construct is None:
             continue  # execute-api:ManageConnections: tests/infra/test_notifications_stack.py
-        elif wiring.dead_letter_queue_for(resource):
-            kind, construct = "queue", service.dead_letter_queues[wiring.dead_letter_queue_for(resource) or ""]
-        else:
-            kind, construct = "queue", service.queues[wiring.queue_for(resource) or ""]
+        kind = {wiring.TableRef: "table", wiring.BucketRef: "bucket"}.get(type(ref), "queue")
         actions = _actions_on(synth, name, synth.logical_id(construct))
         for level, action in checks[kind].items():
-            assert (action in actions) == (level in access), (name, resource, access, action)
+            assert (action in actions) == (level in access), (name, ref, access, action)
 
 
 @pytest.mark.parametrize("template", ["synth", "twice"])
@@ -328,7 +332,9 @@ def test_buckets_block_public_access_and_deny_insecure_transport(synth: Synth) -
 def test_buckets_expire_objects_and_abort_stale_multipart_uploads(synth: Synth, service: VideoJobs) -> None:
     for name, bucket in wiring.BUCKETS.items():
         (rule,) = synth.resource(service.buckets[name])["Properties"]["LifecycleConfiguration"]["Rules"]
-        assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+        assert rule["AbortIncompleteMultipartUpload"] == {
+            "DaysAfterInitiation": bucket.abort_incomplete_uploads_after_days
+        }
         assert rule.get("ExpirationInDays") == bucket.expire_after_days
 
 
