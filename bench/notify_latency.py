@@ -32,8 +32,8 @@ from websockets.sync.client import connect  # noqa: E402
 from infra.local import LocalStack  # noqa: E402
 from infra.local.stack import DEV_TENANT  # noqa: E402
 from videojobs.ids import new_job_id  # noqa: E402
+from videojobs.job_store import JobStore  # noqa: E402
 from videojobs.models import Job, JobEventType, StoredOutput, utcnow  # noqa: E402
-from videojobs.store import JobStore  # noqa: E402
 
 LEASE = timedelta(seconds=60)
 PATIENCE_SECONDS = 30

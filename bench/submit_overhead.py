@@ -17,7 +17,7 @@ import httpx
 from bench.common import interleaved, summary_ms, write_result
 from infra.local.lambda_context import LambdaContext
 from infra.local.stack import LocalStack
-from videojobs.storage import upload_key
+from videojobs.object_store import upload_key
 
 UPLOAD_ID = "upl_" + "b" * 32
 

@@ -132,9 +132,9 @@ def main(seconds: int = 10, rounds: int = 3) -> dict[str, Any]:
     from infra.local.resources import create_resources
     from infra.local.stack import FAKE_CREDENTIALS
     from videojobs.ids import new_job_id, new_upload_id
+    from videojobs.job_store import JobStore
     from videojobs.models import Job, StoredOutput, utcnow
-    from videojobs.storage import upload_key
-    from videojobs.store import JobStore
+    from videojobs.object_store import upload_key
 
     make_dynamodb_atomic()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise

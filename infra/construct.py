@@ -43,10 +43,11 @@ from constructs import Construct
 
 from infra import nag
 from infra.fargate import add_fargate_workers
-from infra.monitoring import METRICS_NAMESPACE, SERVICE_NAME, Monitoring
+from infra.monitoring import Monitoring
 from infra.websocket import add_websocket_api
 from videojobs import settings as env
 from videojobs import wiring
+from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: every code asset is staged from it, filtered down to what each function needs."""
@@ -193,7 +194,7 @@ def _pascal(name: str) -> str:
 
 def _zip_code(directory: str) -> lambda_.Code:
     # Only the shared package and the function's own folder: editing another function does not redeploy this one.
-    keep = ["videojobs", "videojobs/**", "functions", "functions/__init__.py", directory, f"{directory}/**"]
+    keep = ["videojobs", "videojobs/**", "functions", directory, f"{directory}/**"]
     return lambda_.Code.from_asset(
         str(ROOT), exclude=["*", ".*", *(f"!{path}" for path in keep), "__pycache__", "*.pyc"]
     )

@@ -21,8 +21,8 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 
 from infra import nag
-from infra.monitoring import METRICS_NAMESPACE, SERVICE_NAME
 from videojobs import wiring
+from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
 
 if TYPE_CHECKING:
     from infra.construct import VideoJobs

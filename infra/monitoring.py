@@ -18,17 +18,18 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-# The handlers' EMF metrics (videojobs.observability): Powertools adds the dimension service=<service name>.
-METRICS_NAMESPACE = "VideoJobs"
-SERVICE_NAME = "videojobs"
-JOBS_SUBMITTED = "JobsSubmitted"
-JOBS_COMPLETED = "JobsCompleted"
-JOBS_FAILED = "JobsFailed"
-JOB_DURATION = "JobDuration"
-"""Seconds from a job's first claim to its completion, emitted by the worker for each completed job."""
-WEBHOOK_DELIVERIES_SUCCEEDED = "WebhookDeliveriesSucceeded"
-WEBHOOK_DELIVERIES_FAILED = "WebhookDeliveriesFailed"
-"""One count per webhook delivery attempt, by outcome: the notifications work emits them."""
+# The handlers' EMF metrics, by the names they are emitted under: Powertools adds the dimension service=<name>.
+from videojobs.metric_names import (
+    JOB_DURATION,
+    JOBS_COMPLETED,
+    JOBS_FAILED,
+    JOBS_SUBMITTED,
+    METRICS_NAMESPACE,
+    SERVICE_NAME,
+    UNREADABLE_MESSAGES,
+    WEBHOOK_DELIVERIES_FAILED,
+    WEBHOOK_DELIVERIES_SUCCEEDED,
+)
 
 PERIOD = Duration.minutes(5)
 # A job waits for a worker at most this long before someone should look (the queue is backing up, or a
@@ -179,6 +180,16 @@ class Monitoring(Construct):
                 evaluation_periods=1,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             )
+
+        self._alarm(
+            "UnreadableMessages",
+            "A queue message was not its queue's contract: it is logged with its message id and left for the "
+            "dead-letter queue (videojobs.queues.read_message)",
+            metric=_business_metric(UNREADABLE_MESSAGES),
+            threshold=0,
+            evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        )
 
     def _arrivals(self, queue: sqs.Queue) -> cw.MathExpression:
         # Depth alone misses a dead-letter queue whose consumer drains it within seconds (the jobs DLQ's

@@ -69,8 +69,8 @@ def _use_local_stack(state_file: Path) -> None:
 def create_key(tenant: str) -> str:
     from videojobs.aws import client
     from videojobs.ids import hash_api_key, new_api_key
+    from videojobs.job_store import ApiKeyStore
     from videojobs.settings import AdminSettings
-    from videojobs.store import ApiKeyStore
 
     key = new_api_key()
     ApiKeyStore(client("dynamodb"), AdminSettings.from_env().api_keys_table).add(hash_api_key(key), tenant)

@@ -11,9 +11,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from videojobs.events import parse_event, to_json
+from videojobs.job_events import parse_event, to_json
+from videojobs.job_store import from_item, to_item
 from videojobs.models import JobEvent, isoformat, utcnow
-from videojobs.store import from_item, to_item
 from videojobs.webhooks import DeliveryAttempt, DeliveryStatus, new_secret
 
 EVENT_RETENTION = timedelta(days=7)

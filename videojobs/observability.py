@@ -1,7 +1,10 @@
-"""One logger, one metrics and one tracer for the whole service (Powertools reads its settings from env)."""
+"""One logger, one metrics and one tracer for the whole service (Powertools reads its settings from env).
+The names they go by are in ``videojobs.metric_names``."""
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
-logger = Logger(service="videojobs")
-metrics = Metrics(namespace="VideoJobs", service="videojobs")
-tracer = Tracer(service="videojobs")
+from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
+
+logger = Logger(service=SERVICE_NAME)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+tracer = Tracer(service=SERVICE_NAME)

@@ -32,9 +32,6 @@ MAX_RESPONSE_BYTES = 4096
 """Of a receiver's answer, only this much is read (and kept, shortened, in the ledger)."""
 JITTER = 0.1
 USER_AGENT = "videojobs-webhooks/1"
-# One count per attempt, by outcome (the dashboard's webhook success rate).
-SUCCEEDED_METRIC = "WebhookDeliveriesSucceeded"
-FAILED_METRIC = "WebhookDeliveriesFailed"
 
 
 class DeliveryStatus(StrEnum):

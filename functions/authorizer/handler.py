@@ -16,9 +16,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videojobs.aws import client
 from videojobs.ids import hash_api_key
+from videojobs.job_store import ApiKeyStore
 from videojobs.observability import logger
 from videojobs.settings import AuthorizerSettings
-from videojobs.store import ApiKeyStore
 
 
 @cache

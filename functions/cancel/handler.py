@@ -10,15 +10,14 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videojobs import api
+from videojobs import api, job_view
 from videojobs.aws import client
+from videojobs.job_store import JobStore
 from videojobs.models import ErrorCode, JobResource
+from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, tracer
-from videojobs.service import jobs
 from videojobs.service.cancel import CancelDeps, cancel_job
 from videojobs.settings import CancelSettings
-from videojobs.storage import ObjectStore
-from videojobs.store import JobStore
 
 app = api.new_resolver()
 
@@ -45,9 +44,9 @@ CANCEL_JOB = api.Operation(
 @app.post("/jobs/<job_id>/cancel", **CANCEL_JOB.route())
 def cancel(job_id: Annotated[str, Path(max_length=64)]):
     job = cancel_job(job_id, api.tenant_of(app), get_deps())
-    retry_after = jobs.retry_after_seconds(job)
+    retry_after = job_view.retry_after_seconds(job)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return CANCEL_JOB.answer(jobs.to_resource(job), headers=headers)
+    return CANCEL_JOB.answer(job_view.to_resource(job), headers=headers)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

@@ -12,13 +12,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from videojobs.aws import client
 from videojobs.notification_store import DeliveryLedger, SecretStore
 from videojobs.observability import logger, metrics
-from videojobs.queue import DeliveryQueue
-from videojobs.service.notifications import DeliverDeps, deliver
+from videojobs.queues import DeliveryQueue, ReceivedMessage, read_message
+from videojobs.service.webhook_delivery import DeliverDeps, deliver
 from videojobs.settings import DeliverSettings
 from videojobs.webhooks import DeliveryMessage
 
@@ -42,12 +41,11 @@ def get_deps() -> DeliverDeps:
 
 
 def attempt(record: SQSRecord) -> None:
-    try:
-        message = DeliveryMessage.model_validate_json(record.body)
-    except ValidationError:
-        logger.error("unreadable delivery message dropped", extra={"message_id": record.message_id})
-        return
-    if not deliver(message, record.receipt_handle, get_deps()):
+    message = read_message(DeliveryMessage, record.body, record.message_id)  # unreadable: to the DLQ
+    received = ReceivedMessage.from_lambda(
+        client("sqs"), get_deps().settings.deliveries_queue_url, record.receipt_handle
+    )
+    if not deliver(message, received, get_deps()):
         raise Deferred(message.delivery_id)
 
 

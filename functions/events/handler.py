@@ -20,14 +20,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videojobs.aws import client
 from videojobs.errors import ApiError, not_found
-from videojobs.events import sse_body
+from videojobs.job_events import sse_body
+from videojobs.job_store import JobStore
 from videojobs.models import JobEvent
 from videojobs.notification_store import EventLog
 from videojobs.observability import logger
 from videojobs.operations import PlainOperation
-from videojobs.service import notifications
+from videojobs.service import event_stream
 from videojobs.settings import EventsSettings
-from videojobs.store import JobStore
 
 MAX_JOB_ID_LENGTH = 64
 
@@ -92,10 +92,10 @@ def get_settings() -> EventsSettings:
 
 
 @cache
-def get_deps() -> notifications.EventsDeps:
+def get_deps() -> event_stream.EventsDeps:
     settings = get_settings()
     dynamodb = client("dynamodb")
-    return notifications.EventsDeps(
+    return event_stream.EventsDeps(
         jobs=JobStore(dynamodb, settings.jobs_table), events=EventLog(dynamodb, settings.job_events_table)
     )
 
@@ -119,14 +119,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         tenant = ((event.get("requestContext") or {}).get("authorizer") or {}).get("tenant_id")
         if not tenant:
-            raise notifications.unauthorized()
+            raise event_stream.unauthorized()
         job_id = (event.get("pathParameters") or {}).get("id") or ""
         if not 0 < len(job_id) <= MAX_JOB_ID_LENGTH:
             raise not_found()
         # EventSource sends the header; a client that cannot set headers may pass ?last_event_id=.
         query = event.get("queryStringParameters") or {}
-        since = notifications.last_event_id(_header(event, "last-event-id") or query.get("last_event_id"))
-        events = notifications.wait_for_events(job_id, tenant, since, get_settings().sse_wait_seconds, get_deps())
+        since = event_stream.last_event_id(_header(event, "last-event-id") or query.get("last_event_id"))
+        events = event_stream.wait_for_events(job_id, tenant, since, get_settings().sse_wait_seconds, get_deps())
     except ApiError as error:
         return _error(error)
     if events is None:

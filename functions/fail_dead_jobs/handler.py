@@ -11,14 +11,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from videojobs.aws import client
+from videojobs.job_store import JobStore
 from videojobs.models import JobMessage
-from videojobs.observability import logger
+from videojobs.observability import logger, metrics
+from videojobs.queues import UnreadableMessage, read_message
 from videojobs.service.processing import fail_abandoned
 from videojobs.settings import JobsTableSettings
-from videojobs.store import JobStore
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -30,14 +30,14 @@ def get_jobs() -> JobStore:
 
 def fail_job(record: SQSRecord) -> None:
     try:
-        message = JobMessage.model_validate_json(record.body)
-    except ValidationError:
-        logger.error("unreadable dead letter dropped", extra={"message_id": record.message_id})
-        return
+        message = read_message(JobMessage, record.body, record.message_id)
+    except UnreadableMessage:
+        return  # logged and counted (an alarm): the last stop, with no job to fail and no further queue
     job = fail_abandoned(message.job_id, get_jobs(), "processing failed on every attempt")
     logger.info("dead letter", extra={"job_id": message.job_id, "failed_now": job is not None})
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(event=event, record_handler=fail_job, processor=processor, context=context)

@@ -15,12 +15,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videojobs import api
 from videojobs.aws import client
+from videojobs.job_store import JobStore
 from videojobs.notification_store import DeliveryLedger, SecretStore, TicketStore
 from videojobs.observability import logger, tracer
-from videojobs.queue import DeliveryQueue
-from videojobs.service import notifications
+from videojobs.queues import DeliveryQueue
+from videojobs.service import notifications_api
 from videojobs.settings import NotificationsApiSettings
-from videojobs.store import JobStore
 from videojobs.webhooks import Delivery, DeliveryList, WebhookSecret
 
 app = api.new_resolver()
@@ -29,10 +29,10 @@ JobId = Annotated[str, Path(max_length=64)]
 
 
 @cache
-def get_deps() -> notifications.NotificationsApiDeps:
+def get_deps() -> notifications_api.NotificationsApiDeps:
     settings = NotificationsApiSettings.from_env()
     dynamodb = client("dynamodb")
-    return notifications.NotificationsApiDeps(
+    return notifications_api.NotificationsApiDeps(
         settings=settings,
         jobs=JobStore(dynamodb, settings.jobs_table),
         secrets=SecretStore(dynamodb, settings.webhook_secrets_table),
@@ -57,7 +57,7 @@ GET_WEBHOOK_SECRET = api.Operation(
 
 @app.get("/account/webhook-secret", **GET_WEBHOOK_SECRET.route())
 def get_webhook_secret():
-    secret = notifications.webhook_secret(api.tenant_of(app), get_deps())
+    secret = notifications_api.webhook_secret(api.tenant_of(app), get_deps())
     return GET_WEBHOOK_SECRET.answer(secret, headers=NOT_STORED)
 
 
@@ -73,7 +73,7 @@ ROTATE_WEBHOOK_SECRET = api.Operation(
 
 @app.post("/account/webhook-secret/rotate", **ROTATE_WEBHOOK_SECRET.route())
 def rotate_webhook_secret():
-    secret = notifications.webhook_secret(api.tenant_of(app), get_deps(), rotate=True)
+    secret = notifications_api.webhook_secret(api.tenant_of(app), get_deps(), rotate=True)
     return ROTATE_WEBHOOK_SECRET.answer(secret, headers=NOT_STORED)
 
 
@@ -87,7 +87,7 @@ LIST_DELIVERIES = api.Operation(
 
 @app.get("/jobs/<job_id>/deliveries", **LIST_DELIVERIES.route())
 def list_deliveries(job_id: JobId):
-    return LIST_DELIVERIES.answer(notifications.list_deliveries(job_id, api.tenant_of(app), get_deps()))
+    return LIST_DELIVERIES.answer(notifications_api.list_deliveries(job_id, api.tenant_of(app), get_deps()))
 
 
 REDELIVER = api.Operation(
@@ -100,13 +100,13 @@ REDELIVER = api.Operation(
 
 @app.post("/jobs/<job_id>/deliveries/<delivery_id>/redeliver", **REDELIVER.route())
 def redeliver(job_id: JobId, delivery_id: Annotated[str, Path(max_length=128)]):
-    return REDELIVER.answer(notifications.redeliver(job_id, delivery_id, api.tenant_of(app), get_deps()))
+    return REDELIVER.answer(notifications_api.redeliver(job_id, delivery_id, api.tenant_of(app), get_deps()))
 
 
 CREATE_WEBSOCKET_TICKET = api.Operation(
     "Get a WebSocket ticket",
     HTTPStatus.CREATED,
-    notifications.WebSocketTicket,
+    notifications_api.WebSocketTicket,
     "A short-lived, single-use ticket in a `wss://` URL to follow the job's events (browsers cannot send "
     '`Authorization` when they open a WebSocket). Send `{"action": "subscribe", "job_id": …}` once '
     "connected.",
@@ -116,7 +116,7 @@ CREATE_WEBSOCKET_TICKET = api.Operation(
 
 @app.post("/jobs/<job_id>/ws-ticket", **CREATE_WEBSOCKET_TICKET.route())
 def websocket_ticket(job_id: JobId):
-    ticket = notifications.websocket_ticket(job_id, api.tenant_of(app), get_deps())
+    ticket = notifications_api.websocket_ticket(job_id, api.tenant_of(app), get_deps())
     return CREATE_WEBSOCKET_TICKET.answer(ticket, headers=NOT_STORED)
 
 

@@ -17,13 +17,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from videojobs.aws import client, websocket_management_client
+from videojobs.job_store import from_item
 from videojobs.models import Job
 from videojobs.notification_store import ConnectionStore, DeliveryLedger, EventLog
 from videojobs.observability import logger
-from videojobs.queue import DeliveryQueue
-from videojobs.service.notifications import NotifyDeps, handle_change
+from videojobs.queues import DeliveryQueue
+from videojobs.service.fanout import NotifyDeps, handle_change
 from videojobs.settings import NotifySettings
-from videojobs.store import from_item
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 

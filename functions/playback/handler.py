@@ -12,12 +12,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videojobs import api, playback
 from videojobs.aws import client
+from videojobs.job_store import JobStore
 from videojobs.models import ErrorCode
+from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, tracer
 from videojobs.service.playback import PlaybackDeps, playlist
 from videojobs.settings import PlaybackSettings
-from videojobs.storage import ObjectStore
-from videojobs.store import JobStore
 
 app = api.new_resolver()
 

@@ -24,16 +24,14 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-from pydantic import ValidationError
-
 from videojobs.aws import client
-from videojobs.inflight import InFlightMessage
+from videojobs.job_store import JobStore
 from videojobs.models import JobMessage
+from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, metrics
+from videojobs.queues import ReceivedMessage, UnreadableMessage, read_message
 from videojobs.service.processing import Attempt, WorkerDeps, process_job, record_job_metrics
 from videojobs.settings import WorkerSettings
-from videojobs.storage import ObjectStore
-from videojobs.store import JobStore
 
 RECEIVE_WAIT_SECONDS = 20  # SQS long polling's maximum: an idle task costs one request per 20 s
 # ECS allows scale-in protection for up to 48 hours at a time.
@@ -80,13 +78,14 @@ def _protect(agent: str, state: dict[str, Any]) -> None:
         logger.warning("could not set ECS task protection", exc_info=True)
 
 
-def handle(message: dict[str, Any], deps: WorkerDeps, sqs: Any, shutdown: threading.Event) -> None:
-    """One received message: run its job, then delete the message or make it visible again when asked."""
-    inflight = InFlightMessage(sqs, deps.settings.long_jobs_queue_url, message["ReceiptHandle"])
+def handle(message: dict[str, Any], received_at: float, deps: WorkerDeps, sqs: Any, shutdown: threading.Event) -> None:
+    """One message received at ``received_at`` (``time.monotonic``, or a moment before): run its job, then
+    delete the message or make it visible again when asked."""
+    inflight = ReceivedMessage(sqs, deps.settings.long_jobs_queue_url, message["ReceiptHandle"], received_at)
     try:
-        job_id = JobMessage.model_validate_json(message["Body"]).job_id
-    except ValidationError:
-        logger.error("unreadable message left for the dead-letter queue", extra={"message_id": message["MessageId"]})
+        job_id = read_message(JobMessage, message["Body"], message["MessageId"]).job_id
+    except UnreadableMessage:  # logged and counted; left undeleted, it ends in the dead-letter queue
+        metrics.flush_metrics()
         return
     limit = deps.settings.job_time_limit_seconds
     with scale_in_protection(limit / 60):
@@ -113,6 +112,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     logger.info("long-jobs consumer started", extra={"worker_id": deps.worker_id})
     while not shutdown.is_set():
+        asked_at = time.monotonic()  # SQS's 12 h visibility limit counts from the receive, a moment after this
         received = sqs.receive_message(
             QueueUrl=deps.settings.long_jobs_queue_url,
             MaxNumberOfMessages=1,
@@ -122,7 +122,7 @@ def main() -> int:
         for message in received:
             busy.set()
             try:
-                handle(message, deps, sqs, shutdown)
+                handle(message, asked_at, deps, sqs, shutdown)
             except Exception:  # the message comes back when its visibility ends; this task carries on
                 logger.exception("message handling failed")
             finally:

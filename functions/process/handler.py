@@ -21,14 +21,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videojobs.aws import client
-from videojobs.inflight import InFlightMessage, queue_url_of
+from videojobs.job_store import JobStore
 from videojobs.models import JobMessage
+from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, metrics
-from videojobs.queue import JobQueue
+from videojobs.queues import JobQueue, ReceivedMessage, queue_url_of, read_message
 from videojobs.service.processing import Attempt, WorkerDeps, process_job, record_job_metrics
 from videojobs.settings import WorkerSettings
-from videojobs.storage import ObjectStore
-from videojobs.store import JobStore
 
 # Leave time to record a failure, hand the job on and clean up before Lambda stops the invocation.
 SAFETY_MARGIN_SECONDS = 30
@@ -63,8 +62,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
 
     def run(record: SQSRecord) -> None:
-        message = JobMessage.model_validate_json(record.body)
-        inflight = InFlightMessage(client("sqs"), queue_url(record.event_source_arn), record.receipt_handle)
+        message = read_message(JobMessage, record.body, record.message_id)  # unreadable: to the DLQ
+        inflight = ReceivedMessage.from_lambda(client("sqs"), queue_url(record.event_source_arn), record.receipt_handle)
         outcome = process_job(message.job_id, get_deps(), Attempt(deadline=deadline, message=inflight))
         record_job_metrics(outcome.job)
         if outcome.retry_in_seconds is not None:

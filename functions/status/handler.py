@@ -9,14 +9,14 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videojobs import api
+from videojobs import api, job_view
 from videojobs.aws import client
+from videojobs.job_store import MAX_PAGE_SIZE, JobStore
 from videojobs.models import Health, JobList, JobResource, JobStatus
+from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, tracer
 from videojobs.service import jobs
 from videojobs.settings import StatusSettings
-from videojobs.storage import ObjectStore
-from videojobs.store import MAX_PAGE_SIZE, JobStore
 
 app = api.new_resolver()
 
@@ -64,7 +64,7 @@ GET_JOB = api.Operation(
 @app.get("/jobs/<job_id>", **GET_JOB.route())
 def get_job(job_id: Annotated[str, Path(max_length=64)]):
     job = jobs.get_job(job_id, api.tenant_of(app), get_deps(), base_url=api.base_url(app))
-    retry_after = jobs.retry_after_seconds(job)
+    retry_after = job_view.retry_after_seconds(job)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return GET_JOB.answer(job, headers=headers)
 

@@ -11,8 +11,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videojobs import api
+from videojobs import api, job_view
 from videojobs.aws import client
+from videojobs.job_store import JobStore
+from videojobs.metric_names import JOBS_SUBMITTED
 from videojobs.models import (
     CompletedUpload,
     CompleteUploadRequest,
@@ -23,12 +25,11 @@ from videojobs.models import (
     MultipartUploadResponse,
     UploadResponse,
 )
+from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, metrics, tracer
-from videojobs.queue import JobQueue
+from videojobs.queues import JobQueue
 from videojobs.service import jobs
 from videojobs.settings import SubmitSettings
-from videojobs.storage import ObjectStore
-from videojobs.store import JobStore
 
 app = api.new_resolver()
 
@@ -109,13 +110,13 @@ def create_job(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ):
     job = jobs.submit_job(body, api.tenant_of(app), idempotency_key, get_deps())
-    metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
-    resource = jobs.to_resource(job)
+    metrics.add_metric(name=JOBS_SUBMITTED, unit=MetricUnit.Count, value=1)
+    resource = job_view.to_resource(job)
     return SUBMIT_JOB.answer(
         resource,
         headers={
             "Location": f"{api.base_url(app)}/jobs/{job.id}",
-            "Retry-After": str(jobs.retry_after_seconds(job)),
+            "Retry-After": str(job_view.retry_after_seconds(job)),
         },
     )
 

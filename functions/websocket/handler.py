@@ -16,15 +16,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from videojobs.aws import client
 from videojobs.notification_store import ConnectionStore, EventLog, TicketStore
 from videojobs.observability import logger
-from videojobs.service import notifications
+from videojobs.service import websocket
 from videojobs.settings import WebSocketSettings
 
 
 @cache
-def get_deps() -> notifications.WebSocketDeps:
+def get_deps() -> websocket.WebSocketDeps:
     settings = WebSocketSettings.from_env()
     dynamodb = client("dynamodb")
-    return notifications.WebSocketDeps(
+    return websocket.WebSocketDeps(
         tickets=TicketStore(dynamodb, settings.ws_tickets_table),
         connections=ConnectionStore(dynamodb, settings.ws_connections_table),
         events=EventLog(dynamodb, settings.job_events_table),
@@ -49,7 +49,7 @@ def _subscribe(connection_id: str, body: str | None) -> dict[str, Any]:
                 "message": 'send {"action": "subscribe", "job_id": "...", "since_version": 0}',
             },
         )
-    return _reply(200, notifications.subscribe(connection_id, job_id, since, get_deps()))
+    return _reply(200, websocket.subscribe(connection_id, job_id, since, get_deps()))
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
@@ -58,12 +58,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     route, connection_id = request.get("routeKey"), request.get("connectionId", "")
     if route == "$connect":
         ticket = (event.get("queryStringParameters") or {}).get("ticket")
-        accepted = notifications.connect(ticket, connection_id, get_deps())
+        accepted = websocket.connect(ticket, connection_id, get_deps())
         logger.info("websocket connect", extra={"connection_id": connection_id, "accepted": accepted})
         # Any status but 2xx refuses the handshake.
         return _reply(200) if accepted else _reply(401, {"message": "Unauthorized"})
     if route == "$disconnect":
-        notifications.disconnect(connection_id, get_deps())
+        websocket.disconnect(connection_id, get_deps())
         return _reply(200)
     if route == "subscribe":
         return _subscribe(connection_id, event.get("body"))

@@ -36,7 +36,8 @@ from infra.local.web import StaticSite
 from infra.local.websocket import PATH as WEBSOCKET_PATH
 from videojobs import aws, settings, wiring
 from videojobs.ids import hash_api_key, new_api_key
-from videojobs.store import ApiKeyStore
+from videojobs.job_store import ApiKeyStore
+from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,8 @@ FAKE_CREDENTIALS = {
     "AWS_SECURITY_TOKEN": "testing",
 }
 POWERTOOLS = {
-    "POWERTOOLS_SERVICE_NAME": "videojobs",
-    "POWERTOOLS_METRICS_NAMESPACE": "VideoJobs",
+    "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
     "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
 }
 STARTUP_TIMEOUT_SECONDS = 10

@@ -15,9 +15,9 @@ from tests.integration.test_submit import make_deps
 from videojobs.aws import client, reset_clients
 from videojobs.errors import ApiError
 from videojobs.models import CompleteUploadRequest, CreateJobRequest, CreateUploadRequest, MultipartUploadResponse
+from videojobs.object_store import upload_key
 from videojobs.service import jobs
 from videojobs.settings import S3_OBJECT_LIMIT, S3_SINGLE_UPLOAD_LIMIT
-from videojobs.storage import upload_key
 
 MIB = 1024**2
 TENANT = "t1"

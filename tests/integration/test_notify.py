@@ -20,7 +20,8 @@ from infra.local.lambda_context import LambdaContext
 from infra.local.resources import Resources
 from videojobs import webhooks
 from videojobs.aws import client
-from videojobs.events import event_for
+from videojobs.job_events import event_for
+from videojobs.job_store import IdempotencyKey, JobStore, to_item
 from videojobs.models import Job, JobStatus, StoredOutput, isoformat, utcnow
 from videojobs.notification_store import (
     ConnectionStore,
@@ -29,9 +30,9 @@ from videojobs.notification_store import (
     SecretStore,
     TicketStore,
 )
-from videojobs.queue import DeliveryQueue
-from videojobs.service import notifications
-from videojobs.store import IdempotencyKey, JobStore, to_item
+from videojobs.queues import DeliveryQueue
+from videojobs.service import event_stream, fanout
+from videojobs.service.websocket import WebSocketDeps
 from videojobs.webhooks import DeliveryMessage
 
 
@@ -100,9 +101,9 @@ def sockets() -> Iterator[Stubber]:
 
 
 @pytest.fixture
-def notify(aws: Resources, sockets: Stubber, monkeypatch: pytest.MonkeyPatch) -> notifications.NotifyDeps:
+def notify(aws: Resources, sockets: Stubber, monkeypatch: pytest.MonkeyPatch) -> fanout.NotifyDeps:
     dynamodb = client("dynamodb")
-    deps = notifications.NotifyDeps(
+    deps = fanout.NotifyDeps(
         events=EventLog(dynamodb, aws.tables["job_events"]),
         ledger=DeliveryLedger(dynamodb, aws.tables["webhook_deliveries"]),
         deliveries=DeliveryQueue(client("sqs"), aws.queues["deliveries"].url),
@@ -138,9 +139,7 @@ def test_only_observable_changes_become_events() -> None:
 # --- the stream handler ---------------------------------------------------------------------------------------
 
 
-def test_an_unreadable_record_does_not_hold_up_the_records_behind_it(
-    aws: Resources, notify: notifications.NotifyDeps
-) -> None:
+def test_an_unreadable_record_does_not_hold_up_the_records_behind_it(aws: Resources, notify: fanout.NotifyDeps) -> None:
     good = job_image(1, webhook_url="https://hooks.example/x")
     batch = {
         "Records": [
@@ -155,7 +154,7 @@ def test_an_unreadable_record_does_not_hold_up_the_records_behind_it(
 
 
 def test_a_failing_write_is_a_batch_item_failure_from_that_record_on(
-    aws: Resources, notify: notifications.NotifyDeps, monkeypatch: pytest.MonkeyPatch
+    aws: Resources, notify: fanout.NotifyDeps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     append = notify.events.append
 
@@ -178,12 +177,12 @@ def test_a_failing_write_is_a_batch_item_failure_from_that_record_on(
 
 
 def test_terminal_event_queues_one_webhook_delivery_even_when_replayed(
-    aws: Resources, notify: notifications.NotifyDeps
+    aws: Resources, notify: fanout.NotifyDeps
 ) -> None:
     before = job_image(3, "processing", 60, webhook_url="https://hooks.example/x")
     after = job_image(4, "completed", 100, webhook_url="https://hooks.example/x")
     for _ in range(2):  # Lambda may deliver a stream record twice
-        notifications.handle_change(before, after, notify)
+        fanout.handle_change(before, after, notify)
     [message] = queued_messages(aws)
     assert message.delivery_id == webhooks.delivery_id("job_1", 4)
     [record] = notify.ledger.for_job("job_1")
@@ -191,15 +190,15 @@ def test_terminal_event_queues_one_webhook_delivery_even_when_replayed(
     assert len(notify.events.after("job_1", 0)) == 1
 
 
-def test_webhook_events_choose_what_is_delivered(aws: Resources, notify: notifications.NotifyDeps) -> None:
+def test_webhook_events_choose_what_is_delivered(aws: Resources, notify: fanout.NotifyDeps) -> None:
     hook = {"webhook_url": "https://hooks.example/x", "webhook_events": ["job.progress"]}
-    notifications.handle_change(job_image(2, "processing", **hook), job_image(3, "processing", 10, **hook), notify)
-    notifications.handle_change(job_image(3, "processing", 10, **hook), job_image(4, "completed", 100, **hook), notify)
+    fanout.handle_change(job_image(2, "processing", **hook), job_image(3, "processing", 10, **hook), notify)
+    fanout.handle_change(job_image(3, "processing", 10, **hook), job_image(4, "completed", 100, **hook), notify)
     assert [m.delivery_id for m in queued_messages(aws)] == [webhooks.delivery_id("job_1", 3)]
 
 
 def test_events_are_pushed_to_sockets_gone_ones_forgotten_and_closed_after_the_end(
-    aws: Resources, notify: notifications.NotifyDeps, sockets: Stubber
+    aws: Resources, notify: fanout.NotifyDeps, sockets: Stubber
 ) -> None:
     for connection in ("alive", "gone"):
         notify.connections.add("job_1", connection, "t1")
@@ -211,12 +210,12 @@ def test_events_are_pushed_to_sockets_gone_ones_forgotten_and_closed_after_the_e
         http_status_code=410,
         expected_params={"ConnectionId": "gone", "Data": ANY},
     )
-    notifications.handle_change(*progress, notify)
+    fanout.handle_change(*progress, notify)
     assert notify.connections.for_job("job_1") == ["alive"]
 
     sockets.add_response("post_to_connection", {}, {"ConnectionId": "alive", "Data": ANY})
     sockets.add_response("delete_connection", {}, {"ConnectionId": "alive"})
-    notifications.handle_change(progress[1], job_image(4, "completed", 100), notify)
+    fanout.handle_change(progress[1], job_image(4, "completed", 100), notify)
     assert notify.connections.for_job("job_1") == []
 
 
@@ -224,9 +223,9 @@ def test_events_are_pushed_to_sockets_gone_ones_forgotten_and_closed_after_the_e
 
 
 @pytest.fixture
-def websocket(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> notifications.WebSocketDeps:
+def websocket(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> WebSocketDeps:
     dynamodb = client("dynamodb")
-    deps = notifications.WebSocketDeps(
+    deps = WebSocketDeps(
         TicketStore(dynamodb, aws.tables["ws_tickets"]),
         ConnectionStore(dynamodb, aws.tables["ws_connections"]),
         EventLog(dynamodb, aws.tables["job_events"]),
@@ -239,7 +238,7 @@ def ws_event(route: str, connection: str, **extra: Any) -> dict[str, Any]:
     return {"requestContext": {"routeKey": route, "connectionId": connection, "requestId": "r"}, **extra}
 
 
-def test_websocket_ticket_is_single_use_and_short_lived(websocket: notifications.WebSocketDeps) -> None:
+def test_websocket_ticket_is_single_use_and_short_lived(websocket: WebSocketDeps) -> None:
     ticket = websocket.tickets.issue("job_1", "t1", timedelta(seconds=60)).ticket
     connect = ws_event("$connect", "c1", queryStringParameters={"ticket": ticket})
     assert websocket_handler.lambda_handler(connect, context())["statusCode"] == 200
@@ -253,7 +252,7 @@ def test_websocket_ticket_is_single_use_and_short_lived(websocket: notifications
     assert websocket.connections.for_job("job_1") == []
 
 
-def test_subscribe_answers_the_events_after_a_version(websocket: notifications.WebSocketDeps) -> None:
+def test_subscribe_answers_the_events_after_a_version(websocket: WebSocketDeps) -> None:
     for old, new in [
         (None, job_image(1)),
         (job_image(1), job_image(2, "processing")),
@@ -280,12 +279,12 @@ def test_sse_long_poll_waits_answers_new_events_and_ends_after_the_terminal_one(
     jobs.create(Job.model_validate(job_image(1)))
     waits: list[float] = []
     clock = iter(range(1000))
-    deps = notifications.EventsDeps(jobs, log, sleep=waits.append, clock=lambda: float(next(clock)))
+    deps = event_stream.EventsDeps(jobs, log, sleep=waits.append, clock=lambda: float(next(clock)))
 
-    assert notifications.wait_for_events("job_1", "t1", 0, 5, deps) == []  # nothing yet: waited, then gave up
+    assert event_stream.wait_for_events("job_1", "t1", 0, 5, deps) == []  # nothing yet: waited, then gave up
     assert waits
     with pytest.raises(Exception, match="job not found"):
-        notifications.wait_for_events("job_1", "another-tenant", 0, 5, deps)
+        event_stream.wait_for_events("job_1", "another-tenant", 0, 5, deps)
 
     chain = [
         (None, job_image(1)),
@@ -294,23 +293,23 @@ def test_sse_long_poll_waits_answers_new_events_and_ends_after_the_terminal_one(
     ]
     for old, new in chain:
         log.append("job_1", event_for(old, new))  # type: ignore[arg-type]
-    events = notifications.wait_for_events("job_1", "t1", 1, 5, deps)
+    events = event_stream.wait_for_events("job_1", "t1", 1, 5, deps)
     assert [event.type for event in events or []] == ["job.processing", "job.completed"]
     dynamodb.put_item(
         TableName=aws.tables["jobs"], Item=to_item({**job_image(3, "completed", 100), "created_key": "x"})
     )
-    assert notifications.wait_for_events("job_1", "t1", 3, 5, deps) is None  # seen the end: 204
+    assert event_stream.wait_for_events("job_1", "t1", 3, 5, deps) is None  # seen the end: 204
 
     # Just finished, but notify has not logged it yet: wait for the log rather than skip what is on its way.
     done = {**job_image(4, "completed", 100), "id": "job_2"}
     jobs.create(Job.model_validate(done))
-    assert notifications.wait_for_events("job_2", "t1", 0, 5, deps) == []
+    assert event_stream.wait_for_events("job_2", "t1", 0, 5, deps) == []
     # Finished long ago, its events expired from the log: the job itself is the terminal event.
     old = isoformat(utcnow() - timedelta(days=30))
     jobs.create(Job.model_validate({**done, "id": "job_3", "created_at": old, "updated_at": old}))
-    [terminal] = notifications.wait_for_events("job_3", "t1", 0, 5, deps) or []
+    [terminal] = event_stream.wait_for_events("job_3", "t1", 0, 5, deps) or []
     assert (terminal.type, terminal.version) == ("job.completed", 4)
-    assert notifications.last_event_id(" 7 ") == 7 and notifications.last_event_id("x") == 0
+    assert event_stream.last_event_id(" 7 ") == 7 and event_stream.last_event_id("x") == 0
 
 
 # --- webhook secrets -------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from videojobs import webhooks
 from videojobs.aws import client
 from videojobs.models import isoformat, utcnow
 from videojobs.notification_store import DeliveryLedger, DeliveryRecord, SecretStore
-from videojobs.queue import DeliveryQueue
-from videojobs.service import notifications
+from videojobs.queues import DeliveryQueue, ReceivedMessage
+from videojobs.service import webhook_delivery
 from videojobs.settings import DeliverSettings
 from videojobs.ssrf import Target
 from videojobs.webhooks import DeliveryMessage, DeliveryStatus, Response
@@ -41,10 +41,10 @@ class FakeReceiver:
 
 def deps_for(
     aws: Resources, receiver: FakeReceiver, delays: str = "0,0", resolve: Any = lambda host, port: ["93.184.215.14"]
-) -> notifications.DeliverDeps:
+) -> webhook_delivery.DeliverDeps:
     settings = DeliverSettings.from_env({**aws.environment(), "WEBHOOK_RETRY_DELAYS": delays})
     dynamodb = client("dynamodb")
-    return notifications.DeliverDeps(
+    return webhook_delivery.DeliverDeps(
         settings=settings,
         ledger=DeliveryLedger(dynamodb, settings.webhook_deliveries_table),
         secrets=SecretStore(dynamodb, settings.webhook_secrets_table),
@@ -54,7 +54,7 @@ def deps_for(
     )
 
 
-def pending(deps: notifications.DeliverDeps, **overrides: Any) -> DeliveryMessage:
+def pending(deps: webhook_delivery.DeliverDeps, **overrides: Any) -> DeliveryMessage:
     record = DeliveryRecord(
         job_id="job_1",
         delivery_id="msg_1_4",
@@ -77,9 +77,12 @@ def receive(url: str) -> list[dict[str, Any]]:
     return client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
 
 
-def run_once(deps: notifications.DeliverDeps, message: DeliveryMessage) -> bool:
+def run_once(deps: webhook_delivery.DeliverDeps, message: DeliveryMessage) -> bool:
     [received] = receive(deps.settings.deliveries_queue_url)
-    return notifications.deliver(message, received["ReceiptHandle"], deps)
+    message_in_flight = ReceivedMessage(
+        client("sqs"), deps.settings.deliveries_queue_url, received["ReceiptHandle"], time.monotonic()
+    )
+    return webhook_delivery.deliver(message, message_in_flight, deps)
 
 
 def ok() -> Response:

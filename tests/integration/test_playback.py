@@ -12,8 +12,9 @@ from tests.integration.workers import attempt, queued_job, worker_deps
 from videojobs import playback
 from videojobs.aws import client
 from videojobs.errors import ApiError
+from videojobs.job_view import to_resource
 from videojobs.models import Job
-from videojobs.service.jobs import StatusDeps, to_resource
+from videojobs.service.jobs import StatusDeps, download_links
 from videojobs.service.playback import PlaybackDeps, playlist
 from videojobs.service.processing import process_job
 from videojobs.settings import PlaybackSettings, StatusSettings
@@ -47,7 +48,7 @@ def fetch(url: str, deps: PlaybackDeps) -> str:
 def master_url(completed: Job, aws: Resources) -> str:
     worker = worker_deps(aws, Path("/tmp"))
     status = StatusDeps(StatusSettings.from_env(aws.environment()), worker.jobs, worker.objects)
-    resource = to_resource(completed, status, API)
+    resource = to_resource(completed, download_links(status), API)
     hls, mp4 = resource.outputs
     assert mp4.url and "Signature" in mp4.url  # a presigned GET, as before
     assert hls.url and hls.url.startswith(f"{API}{playback.PATH}/") and hls.url.endswith("/master.m3u8")

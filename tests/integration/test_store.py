@@ -9,8 +9,8 @@ import pytest
 
 from infra.local.resources import Resources
 from videojobs.aws import client
+from videojobs.job_store import IdempotencyConflict, IdempotencyKey, JobStore
 from videojobs.models import ErrorDetail, Job, JobStatus, StoredOutput, utcnow
-from videojobs.store import IdempotencyConflict, IdempotencyKey, JobStore
 
 LEASE = timedelta(seconds=60)
 

@@ -9,12 +9,12 @@ import pytest
 from infra.local.resources import Resources
 from videojobs.aws import client
 from videojobs.errors import ApiError
+from videojobs.job_store import JobStore
 from videojobs.models import CreateJobRequest, JobStatus
-from videojobs.queue import JobQueue
+from videojobs.object_store import ObjectStore, upload_key
+from videojobs.queues import JobQueue
 from videojobs.service import jobs
 from videojobs.settings import SubmitSettings
-from videojobs.storage import ObjectStore, upload_key
-from videojobs.store import JobStore
 
 UPLOAD_ID = "upl_" + "a" * 32
 

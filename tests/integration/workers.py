@@ -13,12 +13,12 @@ from infra.local.resources import Resources
 from tests.integration.conftest import REGION
 from videojobs.aws import client
 from videojobs.ids import new_job_id, new_upload_id
+from videojobs.job_store import JobStore
 from videojobs.models import Job, StoredOutput, utcnow
-from videojobs.queue import JobQueue
+from videojobs.object_store import ObjectStore, upload_key
+from videojobs.queues import JobQueue
 from videojobs.service.processing import Attempt, WorkerDeps
 from videojobs.settings import WorkerSettings
-from videojobs.storage import ObjectStore, upload_key
-from videojobs.store import JobStore
 
 TENANT = "t1"
 

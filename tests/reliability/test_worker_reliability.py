@@ -21,7 +21,7 @@ import pytest
 
 from tests.e2e.conftest import RunningStack, running_stack, submit, upload, wait_for
 from tests.media import make_clip
-from videojobs.store import from_item
+from videojobs.job_store import from_item
 
 pytestmark = pytest.mark.e2e
 

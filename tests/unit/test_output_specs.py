@@ -3,8 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
+from videojobs.job_view import retry_after_seconds
 from videojobs.models import CreateJobRequest, Job, JobStatus, StoredOutput, utcnow
-from videojobs.service.jobs import retry_after_seconds
 
 UPLOAD = {"upload_id": "upl_" + "0" * 32}
 

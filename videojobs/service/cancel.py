@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from videojobs.errors import ApiError, not_found
+from videojobs.job_store import JobStore
 from videojobs.models import ErrorCode, Job, JobStatus, utcnow
+from videojobs.object_store import ObjectStore, output_key
 from videojobs.settings import CancelSettings
-from videojobs.storage import ObjectStore, output_key
-from videojobs.store import JobStore
 
 # A cancel races the worker's own transitions (claim, completion): look again this many times.
 ATTEMPTS = 3

@@ -9,6 +9,8 @@ from datetime import timedelta
 
 from videojobs.errors import ApiError, not_found
 from videojobs.ids import new_job_id, new_upload_id
+from videojobs.job_store import IdempotencyConflict, IdempotencyKey, InvalidCursor, JobStore
+from videojobs.job_view import DownloadLinks, to_resource
 from videojobs.models import (
     CompletedUpload,
     CompleteUploadRequest,
@@ -17,7 +19,6 @@ from videojobs.models import (
     ErrorCode,
     ErrorDetail,
     Job,
-    JobInput,
     JobList,
     JobMessage,
     JobResource,
@@ -29,15 +30,12 @@ from videojobs.models import (
     isoformat,
     utcnow,
 )
-from videojobs.queue import JobQueue
-from videojobs.service.playback import output_result
+from videojobs.object_store import ObjectStore, PartsRejected, upload_key
+from videojobs.queues import JobQueue
 from videojobs.settings import StatusSettings, SubmitSettings
 from videojobs.ssrf import UnsafeUrl, check_url
-from videojobs.storage import ObjectStore, PartsRejected, upload_key
-from videojobs.store import IdempotencyConflict, IdempotencyKey, InvalidCursor, JobStore
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
-MIN_RETRY_AFTER_SECONDS, MAX_RETRY_AFTER_SECONDS = 1, 30
 # Object metadata of multipart uploads: the size declared when the upload began (S3 checks no size on parts).
 DECLARED_SIZE = "declared-size"
 # One answer lists a presigned URL per part. URLs signed with a Lambda role's session token are ~1.7 KB and a
@@ -269,7 +267,7 @@ def get_job(job_id: str, tenant_id: str, deps: StatusDeps, base_url: str | None 
     job = deps.jobs.get_for_tenant(tenant_id, job_id)
     if job is None:
         raise not_found()
-    return to_resource(job, deps, base_url)
+    return to_resource(job, download_links(deps), base_url)
 
 
 def list_jobs(
@@ -284,54 +282,9 @@ def list_jobs(
         jobs, next_cursor = deps.jobs.list_for_tenant(tenant_id, limit=limit, cursor=cursor, status=status)
     except InvalidCursor as error:
         raise ApiError(ErrorCode.VALIDATION_ERROR, str(error)) from error
-    return JobList(jobs=[to_resource(job, deps, base_url) for job in jobs], next_cursor=next_cursor)
+    return JobList(jobs=[to_resource(job, download_links(deps), base_url) for job in jobs], next_cursor=next_cursor)
 
 
-def to_resource(job: Job, deps: StatusDeps | None = None, base_url: str | None = None) -> JobResource:
-    """The public view of a job. With ``deps``, completed outputs get presigned download URLs, and with
-    ``base_url`` (the API's, as the client called it) HLS outputs get their signed playback link."""
-    outputs = [
-        output_result(
-            job,
-            index,
-            output,
-            deps.objects if deps else None,
-            deps.settings.outputs_bucket if deps else "",
-            deps.settings.download_url_ttl_seconds if deps else 0,
-            base_url,
-        )
-        for index, output in enumerate(job.outputs)
-    ]
-    return JobResource(
-        id=job.id,
-        status=job.status,
-        progress=job.progress,
-        created_at=isoformat(job.created_at),
-        updated_at=isoformat(job.updated_at),
-        started_at=isoformat(job.started_at) if job.started_at else None,
-        completed_at=isoformat(job.completed_at) if job.completed_at else None,
-        input=JobInput(upload_id=job.upload_id, metadata=job.input_metadata),
-        outputs=outputs,
-        error=job.error,
-        webhook_url=job.webhook_url,
-        metadata=job.metadata,
-        version=job.version,
-        webhook_events=job.webhook_events,
-        stage=job.stage,
-        eta_seconds=job.eta_seconds,
-        cancel_requested_at=isoformat(job.cancel_requested_at) if job.cancel_requested_at else None,
-    )
-
-
-def retry_after_seconds(job: Job | JobResource) -> int | None:
-    """How long a poller should wait before asking again; None once the job is finished. While processing
-    it follows the ETA, within 1..30 s: soon for a job about to finish, rarely for a long one."""
-    if job.status.terminal:
-        return None
-    if job.status is JobStatus.QUEUED:
-        return 5
-    if job.cancel_requested_at is not None:
-        return 1
-    if job.eta_seconds is None:
-        return 2
-    return max(MIN_RETRY_AFTER_SECONDS, min(job.eta_seconds, MAX_RETRY_AFTER_SECONDS))
+def download_links(deps: StatusDeps) -> DownloadLinks:
+    """Presigned GETs of the outputs bucket, as the status settings say."""
+    return DownloadLinks(deps.objects, deps.settings.outputs_bucket, deps.settings.download_url_ttl_seconds)

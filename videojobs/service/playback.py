@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from videojobs import playback
 from videojobs.errors import ApiError, not_found
-from videojobs.models import OUTPUT_SPEC, ErrorCode, HlsOutput, Job, JobStatus, OutputResult, StoredOutput
+from videojobs.job_store import JobStore
+from videojobs.models import OUTPUT_SPEC, ErrorCode, HlsOutput, Job, JobStatus, StoredOutput
+from videojobs.object_store import ObjectStore
 from videojobs.settings import PlaybackSettings
-from videojobs.storage import ObjectStore
-from videojobs.store import JobStore
 
 
 @dataclass(frozen=True)
@@ -19,35 +18,6 @@ class PlaybackDeps:
     settings: PlaybackSettings
     jobs: JobStore
     objects: ObjectStore
-
-
-def output_result(
-    job: Job,
-    index: int,
-    output: StoredOutput,
-    objects: ObjectStore | None,
-    bucket: str,
-    ttl_seconds: int,
-    base_url: str | None,
-) -> OutputResult:
-    """The public view of one output: what was asked, what was made and, once the job completed (and
-    ``objects`` is given), where to get it. Without ``base_url``, an HLS output has no ``url``."""
-    links: dict[str, Any] = {}
-    if objects is not None and job.status is JobStatus.COMPLETED:
-        if output.secret and output.key:
-            if base_url is not None:
-                expires = int(time.time()) + ttl_seconds
-                links["url"] = playback.master_url(base_url, playback.sign(output.secret, job.id, index, expires))
-        elif output.key:
-            links["url"] = objects.presigned_download(bucket, output.key, ttl_seconds)
-        if output.keys is not None:
-            links["urls"] = [objects.presigned_download(bucket, key, ttl_seconds) for key in output.keys]
-    details = dict(output.details or {})
-    if "renditions" in details:
-        details["renditions"] = [{k: v for k, v in r.items() if k != "playlist"} for r in details["renditions"]]
-    return OutputResult(
-        **output.spec, **details, **links, size_bytes=output.size_bytes, content_type=output.content_type
-    )
 
 
 def playlist(token: str, name: str, deps: PlaybackDeps) -> str:

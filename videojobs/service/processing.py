@@ -28,6 +28,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from videojobs import media
 from videojobs.errors import JobFailure
+from videojobs.job_store import JobStore
+from videojobs.metric_names import JOB_DURATION, JOBS_CANCELLED, JOBS_COMPLETED, JOBS_FAILED
 from videojobs.models import (
     ErrorCode,
     ErrorDetail,
@@ -39,12 +41,11 @@ from videojobs.models import (
     StoredOutput,
     utcnow,
 )
+from videojobs.object_store import ObjectStore, output_key
 from videojobs.observability import logger, metrics
 from videojobs.outputs import plan_encode
-from videojobs.queue import JobQueue
+from videojobs.queues import JobQueue
 from videojobs.settings import WorkerSettings
-from videojobs.storage import ObjectStore, output_key
-from videojobs.store import JobStore
 
 PROGRESS_INTERVAL_SECONDS = 1.0
 """Progress is written at most this often, and only when it moved by a whole percent."""
@@ -60,9 +61,9 @@ DISK_HEADROOM = 2.5
 
 
 class MessageLease(Protocol):
-    """The queue message being worked on (``videojobs.inflight.InFlightMessage``)."""
+    """The queue message being worked on (``videojobs.queues.ReceivedMessage``)."""
 
-    def hide_for(self, seconds: float) -> None: ...
+    def hide_for(self, seconds: float) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -436,15 +437,22 @@ class Heartbeat:
             raise Interrupted(self.reason or Stop.LOST)
 
 
+OUTCOME_METRICS = {
+    JobStatus.COMPLETED: JOBS_COMPLETED,
+    JobStatus.FAILED: JOBS_FAILED,
+    JobStatus.CANCELLED: JOBS_CANCELLED,
+}
+
+
 def record_job_metrics(job: Job | None) -> bool:
     """Count a finished job by its status, and a completed one's duration (first claim to completion).
     Returns whether there was anything to count."""
     if job is None or not job.status.terminal:
         return False
-    metrics.add_metric(name=f"Jobs{job.status.value.title()}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=OUTCOME_METRICS[job.status], unit=MetricUnit.Count, value=1)
     if job.status is JobStatus.COMPLETED and job.started_at and job.completed_at:
         seconds = (job.completed_at - job.started_at).total_seconds()
-        metrics.add_metric(name="JobDuration", unit=MetricUnit.Seconds, value=seconds)
+        metrics.add_metric(name=JOB_DURATION, unit=MetricUnit.Seconds, value=seconds)
     return True
 
 

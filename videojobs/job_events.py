@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from videojobs.job_view import to_resource
 from videojobs.models import Job, JobEvent, JobEventType, JobStatus, status_event_type
-from videojobs.service.jobs import to_resource
 
 # Changes a client sees as progress. (``stage`` is named here so that a job gaining one reports it.)
 PROGRESS_FIELDS = ("progress", "stage")
@@ -22,7 +22,7 @@ SSE_RETRY_MILLISECONDS = 250
 
 
 def event_for(old_image: dict[str, Any] | None, new_image: dict[str, Any]) -> JobEvent | None:
-    """The event of one change (images as plain JSON types, e.g. ``store.from_item``), or None when the
+    """The event of one change (images as plain JSON types, e.g. ``job_store.from_item``), or None when the
     change is not one a client could observe. Raises ``ValueError`` (pydantic's ``ValidationError``) for an
     image that is not a job."""
     job = Job.model_validate(new_image)

@@ -1,0 +1,92 @@
+"""The ``notify`` function's use case: fan each change of a job out to every channel.
+
+``handle_change`` (on the jobs table's stream) turns a change into an event and fans it out: into the event log
+(what SSE serves and WebSocket subscribers catch up from), onto the delivery queue for the job's webhook, and to
+the job's open WebSockets. It never calls a customer's endpoint: a slow one must not hold up a stream shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from videojobs import webhooks
+from videojobs.job_events import event_for, is_terminal, to_json
+from videojobs.models import Job, JobEvent, default_webhook_events, isoformat, utcnow
+from videojobs.notification_store import ConnectionStore, DeliveryLedger, DeliveryRecord, EventLog
+from videojobs.observability import logger
+from videojobs.queues import DeliveryQueue
+from videojobs.webhooks import DeliveryMessage, DeliveryStatus
+
+
+@dataclass(frozen=True)
+class NotifyDeps:
+    events: EventLog
+    ledger: DeliveryLedger
+    deliveries: DeliveryQueue
+    connections: ConnectionStore
+    sockets: Any
+    """An ``apigatewaymanagementapi`` client of the WebSocket API's stage."""
+
+
+def handle_change(old_image: dict[str, Any] | None, new_image: dict[str, Any], deps: NotifyDeps) -> JobEvent | None:
+    """Fan out the event of one change of a job (images as plain JSON types); None when there is none.
+    Idempotent: a replayed record rewrites nothing, re-queues at most a delivery the receiver can dedupe by
+    its ``webhook-id``, and re-pushes a frame a WebSocket client drops by its version."""
+    event = event_for(old_image, new_image)
+    if event is None:
+        return None
+    job = Job.model_validate(new_image)
+    # The log first, the sockets last: a subscriber that connects meanwhile reads the log after registering,
+    # so it finds the event in one place or the other.
+    deps.events.append(job.id, event)
+    if job.webhook_url and event.type.value in (job.webhook_events or default_webhook_events()):
+        _queue_delivery(job, event, deps)
+    push(job.id, event, deps)
+    return event
+
+
+def _queue_delivery(job: Job, event: JobEvent, deps: NotifyDeps) -> None:
+    assert job.webhook_url is not None
+    record = DeliveryRecord(
+        job_id=job.id,
+        delivery_id=webhooks.delivery_id(job.id, event.version),
+        tenant_id=job.tenant_id,
+        event_type=event.type.value,
+        version=event.version,
+        url=job.webhook_url,
+        body=to_json(event),
+        status=DeliveryStatus.PENDING,
+        created_at=isoformat(utcnow()),
+        attempts=[],
+    )
+    if not deps.ledger.create(record):
+        existing = deps.ledger.get(job.id, record.delivery_id)
+        # Queued before, unless this record failed between the ledger and the queue last time: send it then.
+        if existing is None or existing.queued:
+            return
+        record = existing
+    deps.deliveries.send(DeliveryMessage(job_id=job.id, delivery_id=record.delivery_id, sequence=record.sequence))
+    deps.ledger.mark_queued(record)
+
+
+def push(job_id: str, event: JobEvent, deps: NotifyDeps) -> int:
+    """Send the event to every WebSocket subscribed to the job; after a terminal event, close them politely.
+    Connections that are gone are forgotten. Returns how many sockets got the event."""
+    data = to_json(event).encode()
+    sent = 0
+    for connection_id in deps.connections.for_job(job_id):
+        try:
+            deps.sockets.post_to_connection(ConnectionId=connection_id, Data=data)
+            sent += 1
+            if is_terminal(event):
+                deps.sockets.delete_connection(ConnectionId=connection_id)
+                deps.connections.remove(job_id, connection_id)
+        except deps.sockets.exceptions.GoneException:
+            deps.connections.remove(job_id, connection_id)
+        except ClientError:
+            # One socket's trouble must not fail the stream record (and re-send every other channel).
+            logger.warning("push failed", extra={"job_id": job_id, "connection_id": connection_id}, exc_info=True)
+    return sent
