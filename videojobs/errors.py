@@ -103,7 +103,3 @@ class JobFailure(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-class LeaseLost(Exception):
-    """This worker no longer holds the job (it was cancelled, finished elsewhere, or reclaimed)."""

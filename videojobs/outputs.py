@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from videojobs.errors import JobFailure
 from videojobs.media import Probe
@@ -109,17 +109,20 @@ def plan_encode(outputs: list[StoredOutput], probe: Probe, scratch: Path, pixels
     collectors = []
     for index, output in enumerate(outputs):
         spec = OUTPUT_SPEC.validate_python(output.spec)
-        if isinstance(spec, AudioOutput):
-            collectors.append(builder.audio(index, spec))
-            continue
-        if not probe.has_video:
+        if not isinstance(spec, AudioOutput) and not probe.has_video:
             raise JobFailure(ErrorCode.INVALID_MEDIA, f"a {spec.type} output needs a video stream; the input has none")
-        if isinstance(spec, Mp4Output):
-            collectors.append(builder.mp4(index, spec))
-        elif isinstance(spec, HlsOutput):
-            collectors.append(builder.hls(index, spec))
-        else:
-            collectors.append(builder.thumbnails(index, spec))
+        # Every output type by name: a new one is a type error here (and fails loudly), not silently thumbnails.
+        match spec:
+            case AudioOutput():
+                collectors.append(builder.audio(index, spec))
+            case Mp4Output():
+                collectors.append(builder.mp4(index, spec))
+            case HlsOutput():
+                collectors.append(builder.hls(index, spec))
+            case ThumbnailsOutput():
+                collectors.append(builder.thumbnails(index, spec))
+            case _:
+                assert_never(spec)
     duration = probe.metadata.duration_seconds or 0
     work = duration * builder.pixels_per_media_second / pixels_per_second + duration * builder.audio_work
     return EncodePlan(builder.arguments(), collectors, work)

@@ -42,7 +42,7 @@ def read_message(model: type[Model], body: str, message_id: str) -> Model:
         return model.model_validate_json(body)
     except ValidationError as error:
         logger.error(
-            "unreadable queue message left for the dead-letter queue",
+            "unreadable queue message",
             extra={"message_id": message_id, "model": model.__name__, "error": str(error)},
         )
         metrics.add_metric(name=UNREADABLE_MESSAGES, unit=MetricUnit.Count, value=1)
@@ -63,13 +63,13 @@ class ReceivedMessage:
         queue_url: str,
         receipt_handle: str,
         received_at: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ):
         self._client = client
         self._queue_url = queue_url
         self._receipt_handle = receipt_handle
         self._received_at = received_at
-        self._clock = clock
+        self._clock = clock or time.monotonic
 
     @classmethod
     def from_lambda(cls, client: Any, queue_url: str, receipt_handle: str) -> ReceivedMessage:

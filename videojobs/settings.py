@@ -142,7 +142,7 @@ class PlaybackSettings(FunctionSettings):
 
 
 class JobsTableSettings(FunctionSettings):
-    """For functions that only read or finish jobs: notify and the dead-letter handler."""
+    """For a function that only finishes jobs: the jobs' dead-letter consumer (``fail_dead_jobs``)."""
 
     jobs_table: Name = Field(alias=JOBS_TABLE)
 

@@ -21,7 +21,6 @@ Resolver = Callable[[str, int], Sequence[str]]
 
 # IPv6 ranges that embed an IPv4 address, and where it sits: an embedded private address is refused too.
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
-SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 # Not global whatever Python's tables say in a given version: CGNAT, Teredo, local-use NAT64, benchmarking.
 ALWAYS_REFUSED = tuple(

@@ -45,10 +45,6 @@ class ServiceTasks:
         self._supervisor = threading.Thread(target=self._supervise, name="services", daemon=True)
         self._supervisor.start()
 
-    def pids(self, service: str) -> list[int]:
-        with self._lock:
-            return [task.pid for (name, _), task in self._tasks.items() if name == service]
-
     def stop(self, timeout_seconds: float) -> None:
         """SIGTERM every task (a consumer gives its job back), then SIGKILL what is left after the timeout."""
         self._stopping.set()

@@ -448,7 +448,7 @@ def test_zip_asset_holds_only_the_shared_package_and_the_functions_folder(
     own = wiring.FUNCTIONS[name].directory + "/"
     assert any(path.startswith(own) for path in files)
     assert "videojobs/wiring.py" in files
-    strays = {path for path in files if not path.startswith(("videojobs/", own)) and path != "functions/__init__.py"}
+    strays = {path for path in files if not path.startswith(("videojobs/", own))}
     assert not strays
     assert not {path for path in files if "__pycache__" in path}
 
@@ -458,7 +458,7 @@ def test_image_asset_context_holds_only_what_the_dockerfile_copies(synth: Synth,
     context = synth.outdir / f"asset.{image_uri.rsplit(':', 1)[1]}"
     files = _files(context)
     assert {"functions/process/Dockerfile", "requirements-worker.lock", "videojobs/wiring.py"} <= files
-    allowed = ("videojobs/", "functions/process/", "requirements-worker.lock", ".dockerignore", "functions/__init__.py")
+    allowed = ("videojobs/", "functions/process/", "requirements-worker.lock", ".dockerignore")
     assert {path for path in files if not path.startswith(allowed)} == set()
     size = sum((context / path).stat().st_size for path in files)
     assert size < 5 * 1024**2, "the image context should be a few hundred KB, not the .venv"

@@ -1,9 +1,12 @@
 """The one ffmpeg command a job's outputs make: one decode, one split, nothing scaled up."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from pydantic import BaseModel
 
+from videojobs import outputs
 from videojobs.errors import JobFailure
 from videojobs.media import Probe
 from videojobs.models import ErrorCode, MediaMetadata, StoredOutput
@@ -90,3 +93,14 @@ def test_thumbnails_take_the_first_frame_at_each_time_within_the_input(tmp_path:
     select = graph(made.arguments).split("select='", 1)[1].split("'", 1)[0]
     # Sorted, and a time past the end moved to the last frame (10 s at 30 fps: 9.967 s).
     assert select.index("gte(t,1.000)") < select.index("gte(t,3.000)") < select.index("gte(t,9.967)")
+
+
+def test_an_output_type_the_plan_does_not_know_fails_loudly_instead_of_becoming_thumbnails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    class GifOutput(BaseModel):  # a type added to the API without a branch in plan_encode
+        type: str = "gif"
+
+    monkeypatch.setattr(outputs, "OUTPUT_SPEC", SimpleNamespace(validate_python=lambda spec: GifOutput()))
+    with pytest.raises(AssertionError, match="GifOutput"):
+        plan(FULL_HD, {"type": "gif"}, tmp_path=tmp_path)
