@@ -63,7 +63,7 @@ DISK_HEADROOM = 2.5
 class MessageLease(Protocol):
     """The queue message being worked on (``videojobs.queues.ReceivedMessage``)."""
 
-    def hide_for(self, seconds: float) -> int: ...
+    def hide_for(self, seconds: float) -> object: ...
 
 
 @dataclass(frozen=True)
