@@ -197,6 +197,14 @@ def test_dashboard_reads_the_namespace_and_dimension_the_handlers_write() -> Non
 
 
 def test_an_unreadable_queue_message_raises_an_alarm(synth: Synth) -> None:
-    service = _dimension("service", metric_names.SERVICE_NAME)
-    (unreadable,) = _alarms_on(synth, metric_names.UNREADABLE_MESSAGES, service)
-    assert unreadable["Namespace"] == metric_names.METRICS_NAMESPACE and unreadable["Threshold"] == 0
+    # A labelled metric is rendered as one MetricStat of the alarm's Metrics.
+    watched = [
+        (alarm, query["MetricStat"]["Metric"])
+        for alarm in _alarms(synth)
+        for query in alarm.get("Metrics", [])
+        if query.get("MetricStat", {}).get("Metric", {}).get("MetricName") == metric_names.UNREADABLE_MESSAGES
+    ]
+    ((alarm, metric),) = watched
+    assert metric["Namespace"] == metric_names.METRICS_NAMESPACE
+    assert metric["Dimensions"] == _dimension("service", metric_names.SERVICE_NAME)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
