@@ -18,9 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCE_FOLDERS = ("videojobs", "functions", "infra", "tests", "bench", "tools", "examples")
 MAY_IMPORT_INFRA = ("infra", "tests", "bench", "tools")
 DYNAMIC_IMPORTS = {"importlib", "__import__"}
-# videojobs/openapi.py builds the API document by importing every handler; h10api (issue 10) moves it to
-# tools/openapi.py. Remove this exemption once it has moved.
-DYNAMIC_IMPORT_EXEMPT = {"videojobs/openapi.py"}
 
 
 def _sources() -> Iterator[Path]:
@@ -63,7 +60,7 @@ def violations(path: str, source: str) -> list[str]:
                 found.append(f"{path}: a handler imports another handler, {module}")
         if folder not in MAY_IMPORT_INFRA and _top(module) == "infra":
             found.append(f"{path}: imports {module} (only infra, tests, bench and tools may)")
-    if folder == "videojobs" and path not in DYNAMIC_IMPORT_EXEMPT and uses_dynamic_import(source):
+    if folder == "videojobs" and uses_dynamic_import(source):
         found.append(f"{path}: imports modules at run time (importlib)")
     return found
 
