@@ -82,6 +82,14 @@ def acknowledge_findings(service: VideoJobs) -> None:
     """Every acknowledgement of the ``VideoJobs`` construct; called last in its constructor."""
     Aspects.of(service).add(_GrantWildcards(service))
     _acknowledge_api(service)
+    for function in service.functions.values():
+        if function.runtime.name.startswith("python"):
+            acknowledge(
+                function,
+                "L1",
+                "Pinned on purpose to Python 3.12, one minor version from the 3.11 the test suite runs on, with "
+                "SnapStart (README: Tested vs deployed Python); tests/infra/test_runtime.py holds every place to it",
+            )
     if service.stream_failures_queue is not None:
         acknowledge(
             service.stream_failures_queue,
