@@ -134,7 +134,7 @@ def check_url(url: str, *, allow_loopback_http: bool = False, resolve: Resolver 
             try:
                 addresses.append(ipaddress.ip_address(answer.split("%", 1)[0]))
             except ValueError as error:
-                raise UnsafeUrl(f"{host} resolves to {answer!r}, which is not an IP address") from error
+                raise UnsafeUrl(f"{host} does not resolve to an IP address") from error
 
     loopback_only = allow_loopback_http and all(address.is_loopback for address in addresses)
     if scheme == "http" and not loopback_only:
@@ -143,7 +143,9 @@ def check_url(url: str, *, allow_loopback_http: bool = False, resolve: Resolver 
         for address in addresses:
             reason = refusal(address)
             if reason:
-                raise UnsafeUrl(f"{host} is not a public address ({reason})")
+                # The message reaches the client: what a name resolved to (our view of DNS) stays with us.
+                detail = f" ({reason})" if literal is not None else ""
+                raise UnsafeUrl(f"{host} is not a public address{detail}")
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from videojobs.ssrf import UnsafeUrl, check_url
@@ -136,3 +138,21 @@ def test_the_resolver_is_asked_for_every_check() -> None:
     answers["flip.example"] = ["127.0.0.1"]
     with pytest.raises(UnsafeUrl):
         check_url("https://flip.example/", resolve=lambda h, p: answers.get(h, []))
+
+
+@pytest.mark.parametrize(
+    ("url", "resolved"),
+    [
+        ("https://rebind.example/hook", "127.0.0.1"),
+        ("https://metadata.example/latest/meta-data/", "169.254.169.254"),
+        ("https://mixed.example/hook", "10.0.0.7"),
+        ("https://v6private.example/hook", "fd00::1"),
+        ("https://weird.example/hook", "not-an-ip"),
+    ],
+)
+def test_refusal_of_a_name_does_not_echo_what_it_resolved_to(url: str, resolved: str) -> None:
+    # The message reaches the client: it must not map our resolver's view of private networks for them.
+    with pytest.raises(UnsafeUrl) as refused:
+        check_url(url, resolve=resolve)
+    assert resolved not in str(refused.value)
+    assert urlsplit(url).hostname in str(refused.value)
