@@ -401,11 +401,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "admin" and args.admin_command == "create-key":
-        if not args.tenant.strip() or len(args.tenant) > 128:
-            parser.error("--tenant must be 1 to 128 characters")
+        from videojobs.ids import InvalidTenantName, check_tenant_name
+
+        try:
+            tenant = check_tenant_name(args.tenant)
+        except InvalidTenantName as error:
+            print(f"videojobs: {error}", file=sys.stderr)
+            return EXIT_USAGE
         _use_local_stack(args.local_state)
-        print(create_key(args.tenant.strip()), flush=True)
-        print(f"created an API key for tenant {args.tenant.strip()!r}; it is shown only once", file=sys.stderr)
+        print(create_key(tenant), flush=True)
+        print(f"created an API key for tenant {tenant!r}; it is shown only once", file=sys.stderr)
         return EXIT_OK
     try:
         return _run_client_command(args.run, args)

@@ -1,7 +1,25 @@
 """Identifiers: 128 random bits each, so they cannot be guessed or enumerated."""
 
 import hashlib
+import re
 import secrets
+
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+"""Tenant names: lowercase letters, digits and hyphens, so that no separator of a composite key can hide in one."""
+
+
+class InvalidTenantName(ValueError):
+    pass
+
+
+def check_tenant_name(name: str) -> str:
+    """``name`` if it is a valid tenant name, else ``InvalidTenantName`` with a message for the operator."""
+    if not TENANT_NAME.fullmatch(name):
+        raise InvalidTenantName(
+            f"invalid tenant name {name!r}: use 1 to 63 lowercase letters, digits and hyphens, "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 def new_job_id() -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from videojobs.ids import check_tenant_name
 from videojobs.models import (
     TRANSITIONS,
     ErrorDetail,
@@ -80,7 +81,13 @@ class IdempotencyKey:
 
     @property
     def record_id(self) -> str:
-        return f"{self.tenant_id}#{self.key}"
+        return composite_key(self.tenant_id, self.key)
+
+
+def composite_key(*parts: str) -> str:
+    """Parts joined with ``#``, each escaped so that no two different tuples give the same key (``a#b``+``c``
+    vs ``a``+``b#c``). A part without ``#`` or ``%`` is unchanged, so keys written before stay the same."""
+    return "#".join(part.replace("%", "%25").replace("#", "%23") for part in parts)
 
 
 class JobStore:
@@ -464,6 +471,7 @@ class ApiKeyStore:
         return None if record.get("revoked") else record["tenant_id"]
 
     def add(self, key_hash: str, tenant_id: str) -> None:
+        check_tenant_name(tenant_id)
         self._client.put_item(
             TableName=self._table,
             Item=to_item({"key_hash": key_hash, "tenant_id": tenant_id, "created_at": isoformat(utcnow())}),
