@@ -339,6 +339,30 @@ def test_download_saves_outputs_and_makes_hls_playable_offline(tmp_path: Path):
     assert (tmp_path / "1-hls/360p/seg0.ts").read_bytes() == b"segment"
 
 
+HOSTILE_NAMES = ["..%2F..%2F.bashrc", "..", "%2E%2E", "..%5C..%5Cx", "%2Fetc%2Fpasswd", "a%00b", "."]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_download_never_writes_outside_the_target_directory(tmp_path: Path, name: str):
+    target = tmp_path / "home" / "out"
+    outputs = [
+        {"type": "mp4", "url": f"http://storage.test/out/{name}"},
+        {"type": "hls", "url": f"http://storage.test/play/{name}"},
+    ]
+    playlist = f'#EXTM3U\n#EXT-X-MAP:URI="{name}"\n#EXTINF:2,\n{name}\n../{name}\n/abs/{name}\n#EXT-X-ENDLIST\n'
+
+    def storage(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=playlist.encode() if "/play/" in request.url.path else b"x")
+
+    with client_for(storage) as client:
+        saved = client.download(Job.model_validate(job(5, "completed", 100, outputs=outputs)), target)
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert written and all(path.resolve().is_relative_to(target.resolve()) for path in written)
+    assert set(saved) == set(written)
+    for path in written:  # a plain file name each: no hidden dot-files, no control characters
+        assert not path.name.startswith(".") and path.name.isprintable()
+
+
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 

@@ -372,27 +372,29 @@ class Client:
             folder = directory / f"{index}-{output.type}" if several else directory
             folder.mkdir(parents=True, exist_ok=True)
             for url in urls:
-                target = folder / _file_name(url)
+                target = _inside(directory, folder / _file_name(url))
                 self._fetch(url, target, on_progress)
                 saved.append(target)
                 if target.suffix == ".m3u8":
-                    saved += self._fetch_playlist_entries(url, target, on_progress)
+                    saved += self._fetch_playlist_entries(url, target, on_progress, root=directory)
         return saved
 
     def _fetch_playlist_entries(
-        self, url: str, playlist: Path, on_progress: ProgressCallback | None, depth: int = 0
+        self, url: str, playlist: Path, on_progress: ProgressCallback | None, *, root: Path, depth: int = 0
     ) -> list[Path]:
         """Fetch what an HLS playlist names into the playlist's folder, and point the playlist at those files."""
         text, saved = playlist.read_text(), []
         for uri in dict.fromkeys(_playlist_uris(text)):
             local = _local_name(uri)
-            target = playlist.parent / local
+            target = _inside(root, playlist.parent / local)
             target.parent.mkdir(parents=True, exist_ok=True)
             self._fetch(urljoin(url, uri), target, on_progress)
             saved.append(target)
             text = text.replace(uri, local)
             if target.suffix == ".m3u8" and depth < 2:
-                saved += self._fetch_playlist_entries(urljoin(url, uri), target, on_progress, depth + 1)
+                saved += self._fetch_playlist_entries(
+                    urljoin(url, uri), target, on_progress, root=root, depth=depth + 1
+                )
         playlist.write_text(text)
         return saved
 
@@ -534,7 +536,14 @@ def _job_event(data: str, event_type: str) -> JobEvent:
 
 
 def _file_name(url: str) -> str:
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    """The last segment of a URL's path, decoded, as a safe file name."""
+    return _safe_segment(unquote(urlsplit(url).path).replace("\\", "/").rsplit("/", 1)[-1])
+
+
+def _safe_segment(name: str) -> str:
+    """One path segment from untrusted text (the server's or a playlist's): printable, not hidden, never ``.``
+    or ``..``, no separator."""
+    name = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in name).strip().lstrip(".")
     return name or "output"
 
 
@@ -542,10 +551,17 @@ def _local_name(uri: str) -> str:
     """Where a playlist's entry is saved, relative to the playlist: its own relative path where it has a safe
     one (variants in subfolders keep them apart), else its file name (absolute, presigned URLs)."""
     parts = urlsplit(uri)
-    path = PurePosixPath(unquote(parts.path))
+    path = PurePosixPath(unquote(parts.path).replace("\\", "/"))
     if parts.scheme or parts.netloc or path.is_absolute() or ".." in path.parts:
         return _file_name(uri)
-    return str(path)
+    return "/".join(_safe_segment(part) for part in path.parts) or "output"
+
+
+def _inside(directory: Path, target: Path) -> Path:
+    """``target``, after checking that it lies under ``directory`` (names come from the network)."""
+    if not target.resolve().is_relative_to(directory.resolve()):
+        raise TransportError(f"refusing to write {target}: outside {directory}")
+    return target
 
 
 def _playlist_uris(text: str) -> list[str]:
