@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import decimal
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -197,7 +199,40 @@ OutputSpec = Annotated[Mp4Output | HlsOutput | ThumbnailsOutput | AudioOutput, F
 def _small_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is not None and len(json.dumps(value, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
         raise ValueError(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
+    if value is not None and not all(_storable(number) for number in _numbers(value)):
+        raise ValueError(
+            "metadata numbers must fit DynamoDB: at most 38 significant digits, magnitudes from 1e-130 to 1e126"
+        )
     return value
+
+
+# DynamoDB's precision, as boto3's serializer enforces it (boto3.dynamodb.types.DYNAMODB_CONTEXT).
+_DYNAMODB_NUMBERS = decimal.Context(
+    prec=38,
+    Emax=126,
+    Emin=-128,
+    traps=[decimal.Clamped, decimal.Overflow, decimal.Inexact, decimal.Rounded, decimal.Underflow],
+)
+
+
+def _numbers(value: Any) -> Iterator[int | float]:
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            yield from _numbers(item)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield value
+
+
+def _storable(number: int | float) -> bool:
+    """Whether the store can write ``number`` (it goes through its JSON text, as ``store.to_item`` does)."""
+    try:
+        exact = _DYNAMODB_NUMBERS.create_decimal(json.dumps(number))
+    except (decimal.DecimalException, ValueError):
+        return False
+    # boto3 lets a little more through than DynamoDB's documented range: 1e-130 <= |n| < 1e126.
+    return exact.is_zero() or (exact.is_finite() and -130 <= exact.adjusted() <= 125)
 
 
 class JobInputRequest(_Strict):
@@ -385,3 +420,11 @@ class JobMessage(BaseModel):
     """The SQS message that asks a worker to run a job. The job itself is read from DynamoDB."""
 
     job_id: str
+
+
+class SubscribeRequest(BaseModel):
+    """A WebSocket ``subscribe`` frame: catch up on the job's events after ``since_version``."""
+
+    action: Literal["subscribe"]
+    job_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+    since_version: Annotated[int, Field(ge=0, le=2**53)] = 0

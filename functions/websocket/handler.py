@@ -12,8 +12,10 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from videojobs.aws import client
+from videojobs.models import SubscribeRequest
 from videojobs.notification_store import ConnectionStore, EventLog, TicketStore
 from videojobs.observability import logger
 from videojobs.service import websocket
@@ -37,19 +39,17 @@ def _reply(status: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def _subscribe(connection_id: str, body: str | None) -> dict[str, Any]:
     try:
-        request = json.loads(body or "{}")
-        job_id = str(request["job_id"])
-        since = int(request.get("since_version", 0))
-    except (ValueError, KeyError, TypeError):
+        request = SubscribeRequest.model_validate_json(body or "{}")
+    except ValidationError:
         return _reply(
             200,
             {
                 "type": "error",
                 "code": "validation_error",
-                "message": 'send {"action": "subscribe", "job_id": "...", "since_version": 0}',
+                "message": 'send {"action": "subscribe", "job_id": "job_…", "since_version": 0}',
             },
         )
-    return _reply(200, websocket.subscribe(connection_id, job_id, since, get_deps()))
+    return _reply(200, websocket.subscribe(connection_id, request.job_id, request.since_version, get_deps()))
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
