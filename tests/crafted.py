@@ -4,10 +4,12 @@ video whose header claims 100000x100000."""
 from __future__ import annotations
 
 import struct
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from tests.media import generate
+from videojobs.media import ffmpeg_exe
 
 CLAIMED_SIZE = 100_000
 
@@ -59,3 +61,37 @@ def _riff_chunks(data: bytearray, start: int, end: int) -> Iterator[tuple[bytes,
         else:
             yield chunk, body, size
         position = body + size + (size & 1)
+
+
+def make_h264_with_png(path: Path, *, corrupt_png: bool = False) -> Path:
+    """An MKV with an H.264 stream (index 0) and a PNG stream (index 1). ``corrupt_png`` zeroes the width in the
+    PNG header: a png decoder that opens it logs ``Picture size 0x32 is invalid`` (proof that it ran)."""
+    generate(
+        path,
+        *("-f", "lavfi", "-i", "testsrc2=size=176x144:rate=5:duration=1"),
+        *("-f", "lavfi", "-i", "color=red:size=32x32:rate=5:duration=1"),
+        *("-map", "0", "-map", "1", "-c:v:0", "libx264", "-preset", "ultrafast", "-c:v:1", "png", "-f", "matroska"),
+    )
+    if corrupt_png:
+        data = bytearray(path.read_bytes())
+        header = data.index(b"IHDR")
+        data[header + 4 : header + 8] = bytes(4)
+        path.write_bytes(bytes(data))
+    return path
+
+
+def make_png_only(path: Path) -> Path:
+    """An MKV whose only video stream is PNG."""
+    return generate(
+        path, *("-f", "lavfi", "-i", "color=red:size=32x32:rate=5:duration=1", "-c:v", "png", "-f", "matroska")
+    )
+
+
+def make_streamed_mkv(path: Path, *, seconds: float) -> Path:
+    """An MKV as ffmpeg writes it to a pipe: it cannot seek back to write the duration, so none is declared."""
+    command = [ffmpeg_exe(), "-nostdin", "-loglevel", "error"]
+    command += ["-f", "lavfi", "-i", f"testsrc2=size=176x144:rate=10:duration={seconds}"]
+    command += ["-c:v", "libx264", "-preset", "ultrafast", "-f", "matroska", "-"]
+    with path.open("wb") as out:
+        subprocess.run(command, stdout=out, check=True)
+    return path

@@ -287,6 +287,13 @@ class CompletedUpload(BaseModel):
     size_bytes: int
 
 
+class IgnoredStream(BaseModel):
+    """A stream of the input whose codec is not on the allowlist: never decoded, never in an output."""
+
+    index: int
+    codec: str
+
+
 class MediaMetadata(BaseModel):
     """What probing found in the input."""
 
@@ -304,6 +311,7 @@ class MediaMetadata(BaseModel):
     audio_channels: int | None = None
     audio_sample_rate: int | None = None
     stream_count: int | None = None
+    ignored_streams: list[IgnoredStream] = []
 
 
 class JobInput(BaseModel):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from videojobs.models import Job, JobStage, StoredOutput, utcnow
-from videojobs.service.processing import Attempt, Heartbeat, Stop, WorkerDeps
+from videojobs.service.processing import Attempt, Heartbeat, Interrupted, Stop, WorkerDeps
 from videojobs.settings import WorkerSettings
 
 ENV = {"JOBS_TABLE": "t", "UPLOADS_BUCKET": "u", "OUTPUTS_BUCKET": "o", "LONG_JOBS_QUEUE_URL": "q"}
@@ -153,3 +153,17 @@ def test_a_shutdown_gives_the_job_back():
     shutdown.set()
     run(beat, clock, clock.now + 0.25)
     assert beat.reason is Stop.SHUTDOWN
+
+
+def test_past_the_attempts_time_limit_the_heartbeat_stops_renewing_and_stops_the_job():
+    message = Message()
+    beat, jobs, clock = heartbeat(deadline=1030.0, message=message)
+    beat.stage(JobStage.PROBING)  # a probe or a transfer that hangs: nothing reports progress
+    run(beat, clock, 1029.0)
+    assert not beat.stopped.is_set()
+    writes, hides = len(jobs.writes), len(message.hidden)
+    run(beat, clock, 1100.0)
+    assert (beat.stopped.is_set(), beat.reason) == (True, Stop.DEADLINE)
+    assert (len(jobs.writes), len(message.hidden)) == (writes, hides)  # neither the lease nor the message renewed
+    with pytest.raises(Interrupted):  # a transfer that still trickles is cut at its next chunk
+        beat.transferred(1024)

@@ -1,16 +1,26 @@
 """Probing and running ffmpeg, with the real ffmpeg and PyAV on generated (and crafted) media."""
 
+import json
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.crafted import concat_playlist, hls_playlist, make_canary, make_huge_header
+from tests.crafted import (
+    concat_playlist,
+    hls_playlist,
+    make_canary,
+    make_h264_with_png,
+    make_huge_header,
+    make_png_only,
+    make_streamed_mkv,
+)
 from tests.media import make_clip, make_tone
 from videojobs import media
 from videojobs.errors import JobFailure
-from videojobs.models import ErrorCode
+from videojobs.models import ErrorCode, IgnoredStream
 
 DEFAULT_LIMITS = media.Limits()
 
@@ -216,3 +226,57 @@ def test_ffmpeg_is_killed_on_a_stop_request_past_its_time_limit_and_when_progres
             timeout_seconds=60,
             input_options=["-readrate", "1"],
         )
+
+
+def test_a_stream_off_the_allowlist_is_ignored_and_its_decoder_never_opened(tmp_path: Path):
+    # The png decoder, had it opened the corrupted header, would log "Picture size 0x32 is invalid".
+    probed = media.probe(make_h264_with_png(tmp_path / "both.mkv", corrupt_png=True))
+    assert (probed.video_index, probed.metadata.video_codec) == (0, "h264")
+    assert probed.metadata.ignored_streams == [IgnoredStream(index=1, codec="png")]
+
+
+def test_an_input_whose_only_video_stream_is_off_the_allowlist_is_unsupported(tmp_path: Path):
+    assert failure_of(make_png_only(tmp_path / "png.mkv")) == ErrorCode.UNSUPPORTED_FORMAT
+
+
+def test_a_streamed_mkv_without_a_duration_is_measured(tmp_path: Path):
+    streamed = make_streamed_mkv(tmp_path / "streamed.mkv", seconds=3)
+    assert media.probe(streamed).metadata.duration_seconds == pytest.approx(3, abs=0.2)
+    assert failure_of(streamed, media.Limits(max_duration_seconds=2)) == ErrorCode.INPUT_TOO_LARGE
+
+
+def test_children_run_without_aws_credentials_and_with_resource_limits(monkeypatch: pytest.MonkeyPatch):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.setenv(name, "secret-value")
+    script = (
+        "import json, os, resource; print(json.dumps({'env': dict(os.environ), 'limits': "
+        "[resource.getrlimit(r)[0] for r in (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_NOFILE)]}))"
+    )
+    limits = media.ChildLimits(address_space_bytes=3 * 1024**3, cpu_seconds=77, open_files=55)
+    seen = json.loads(media.run_confined([sys.executable, "-c", script], limits, timeout_seconds=60).stdout)
+    assert not [name for name in seen["env"] if name.startswith("AWS_") or "secret-value" in seen["env"][name]]
+    assert seen["limits"] == [3 * 1024**3, 77, 55]
+
+
+def test_a_child_past_its_cpu_time_or_address_space_is_stopped():
+    limits = media.ChildLimits(address_space_bytes=1024**3, cpu_seconds=1, open_files=64)
+    spinning = media.run_confined([sys.executable, "-c", "while True: pass"], limits, timeout_seconds=60)
+    assert spinning.returncode < 0  # SIGXCPU, then SIGKILL at the hard limit
+    greedy = media.run_confined([sys.executable, "-c", "bytearray(2 * 1024**3)"], limits, timeout_seconds=60)
+    assert greedy.returncode != 0 and "MemoryError" in greedy.stderr
+
+
+def test_every_allowed_codec_has_its_decoders_in_both_ffmpeg_and_pyav():
+    import av
+
+    listing = subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-decoders"], capture_output=True, text=True)
+    rows = [line.split() for line in listing.stdout.split(" ------\n", 1)[1].splitlines()]
+    ffmpeg_decoders = {row[1] for row in rows if len(row) > 1}
+    for codec, decoders in (media.VIDEO_DECODERS | media.AUDIO_DECODERS).items():
+        assert decoders[0] in ffmpeg_decoders, codec  # the first is the native one, in every build
+        assert av.Codec(decoders[0], "r").canonical_name == codec

@@ -111,6 +111,8 @@ class Stop(StrEnum):
     """The job is no longer ours: finished, or taken over after our lease ran out."""
     SHUTDOWN = "shutdown"
     HAND_OFF = "hand_off"
+    DEADLINE = "deadline"
+    """The attempt ran past its time limit (a probe or a transfer that hangs): the lease is no longer renewed."""
 
 
 class Interrupted(Exception):
@@ -187,7 +189,9 @@ def _run(job: Job, deps: WorkerDeps, heartbeat: Heartbeat, attempt: Attempt, upl
             settings.max_input_duration_seconds,
             settings.max_input_streams,
         )
-        probed = media.probe(source, limits)
+        probed = media.probe(
+            source, limits, timeout_seconds=max(min(media.PROBE_TIMEOUT_SECONDS, attempt.seconds_left()), 1)
+        )
         heartbeat.record_probe(probed.metadata)
 
         made_dir = scratch / "outputs"
@@ -258,8 +262,13 @@ def _interrupted(job: Job, deps: WorkerDeps, reason: Stop, uploaded: list[str]) 
     if reason is Stop.CANCELLED:
         return Outcome(_cancel(job, deps, uploaded))
     _discard(deps, uploaded)
-    if reason is Stop.HAND_OFF:
+    if reason is Stop.HAND_OFF or (reason is Stop.DEADLINE and deps.long_jobs is not None):
         return _hand_off(job, deps)
+    if reason is Stop.DEADLINE:
+        detail = f"the job ran longer than {deps.settings.job_time_limit_seconds:.0f} s"
+        return Outcome(
+            deps.jobs.fail(job.id, ErrorDetail(code=ErrorCode.PROCESSING_FAILED, message=detail), deps.worker_id)
+        )
     if reason is Stop.SHUTDOWN:
         deps.jobs.release(job.id, deps.worker_id)
         return Outcome(job, retry_in_seconds=0)
@@ -376,6 +385,9 @@ class Heartbeat:
                 logger.warning("heartbeat failed", exc_info=True)
 
     def _beat(self, now: float) -> None:
+        if now >= self._attempt.deadline:  # renewing past it would hold the job for ever
+            self._stop(Stop.DEADLINE)
+            return
         self._keep_message_hidden(now)
         if self._attempt.shutdown is not None and self._attempt.shutdown.is_set():
             self._stop(Stop.SHUTDOWN)
