@@ -48,6 +48,7 @@ from infra.websocket import add_websocket_api
 from videojobs import settings as env
 from videojobs import wiring
 from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
+from videojobs.observability import TRACER_ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: every code asset is staged from it, filtered down to what each function needs."""
@@ -435,6 +436,7 @@ class VideoJobs(Construct):
 
     def _environment(self, decl: wiring.Function) -> dict[str, str]:
         environment = {"POWERTOOLS_SERVICE_NAME": SERVICE_NAME, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
+        environment |= TRACER_ENVIRONMENT
         environment |= self.locations(decl.uses)
         reads = settings_reads(decl.settings)
         environment |= {

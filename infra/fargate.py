@@ -23,6 +23,7 @@ from aws_cdk import aws_logs as logs
 from infra import nag
 from videojobs import wiring
 from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
+from videojobs.observability import TRACER_ENVIRONMENT
 
 if TYPE_CHECKING:
     from infra.construct import VideoJobs
@@ -132,6 +133,7 @@ def _service(
         service, f"{prefix}Logs", retention=props.log_retention, removal_policy=props.removal_policy
     )
     environment = {"POWERTOOLS_SERVICE_NAME": SERVICE_NAME, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
+    environment |= TRACER_ENVIRONMENT
     environment |= service.locations(decl.uses)
     task.add_container(
         "worker",

@@ -8,3 +8,7 @@ from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
 logger = Logger(service=SERVICE_NAME)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
 tracer = Tracer(service=SERVICE_NAME)
+
+TRACER_ENVIRONMENT = {"POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false", "POWERTOOLS_TRACER_CAPTURE_ERROR": "false"}
+"""Set on every function and task: by default the tracer copies each handler's response and error into X-Ray,
+where secrets (``whsec_`` secrets, tickets, presigned URLs) would stay 30 days for anyone with read access."""

@@ -13,8 +13,9 @@ from constructs import IConstruct
 from infra.construct import VideoJobs
 from tests.infra.conftest import Synth, policy_documents
 from videojobs import wiring
+from videojobs.observability import TRACER_ENVIRONMENT
 
-COMMON_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+COMMON_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", *TRACER_ENVIRONMENT}
 ZIP_FUNCTIONS = [name for name, fn in wiring.FUNCTIONS.items() if not fn.image]
 IMAGE_FUNCTIONS = [name for name, fn in wiring.FUNCTIONS.items() if fn.image]
 

@@ -8,8 +8,8 @@ from pydantic import ValidationError
 
 from infra.local.resources import Resources
 from videojobs.aws import client
+from videojobs.job_store import JobStore
 from videojobs.models import CreateJobRequest, Job, StoredOutput, utcnow
-from videojobs.store import JobStore
 
 STORABLE = [10**38 - 1, -(10**38 - 1), 1.5e125, 1e-130, -2.5e-100, 0.1, 1 / 3, 12345678901234567890, 0, -0.0]
 UNSTORABLE = [10**38 + 1, 123456789012345678901234567890123456789, 1e126, 1.7e308, 1e-131, 5e-324]

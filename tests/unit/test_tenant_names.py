@@ -8,7 +8,7 @@ import pytest
 
 from videojobs.cli import EXIT_USAGE, main
 from videojobs.ids import InvalidTenantName, check_tenant_name
-from videojobs.store import IdempotencyKey
+from videojobs.job_store import IdempotencyKey
 
 VALID = ["acme", "a", "0", "acme-eu", "a" * 63, "9-lives"]
 INVALID = ["", "acme#eu", "Acme", "-acme", "acme eu", "a" * 64, "acme/eu", "acme\n", "ácme", " acme"]
