@@ -25,6 +25,7 @@ import uvicorn
 from botocore.config import Config
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
+from starlette.types import ASGIApp
 
 from infra.local.atomic_dynamodb import make_dynamodb_atomic
 from infra.local.functions import Functions
@@ -32,7 +33,7 @@ from infra.local.gateway import LocalGateway
 from infra.local.pollers import SqsPoller, StreamPoller
 from infra.local.resources import Resources, create_resources
 from infra.local.services import ServiceTasks
-from infra.local.web import StaticSite
+from infra.local.web import LoopbackHostOnly, StaticSite
 from infra.local.websocket import PATH as WEBSOCKET_PATH
 from videojobs import aws, settings, wiring
 from videojobs.ids import hash_api_key, new_api_key
@@ -270,9 +271,13 @@ class LocalStack:
         self._functions = Functions(self._region, DEFAULT_ACCOUNT_ID, self._handlers)
         self._start_pollers(self._functions, self._resources)
         # The web page and the API docs in front of the API (the page reads its dev key from /config.json).
+        # Only loopback host names: no page can reach it by DNS rebinding.
         self._serve(
-            StaticSite(
-                LocalGateway(self._functions, self._region, DEFAULT_ACCOUNT_ID), config={"api_key": self._api_key}
+            LoopbackHostOnly(
+                StaticSite(
+                    LocalGateway(self._functions, self._region, DEFAULT_ACCOUNT_ID), config={"api_key": self._api_key}
+                ),
+                also=self._host,
             )
         )
         # Known once the port is: the WebSocket API is served by the gateway (infra/local/websocket.py).
@@ -319,7 +324,7 @@ class LocalStack:
         for poller in self._pollers:
             poller.start()
 
-    def _serve(self, app: StaticSite) -> None:
+    def _serve(self, app: ASGIApp) -> None:
         family, kind, proto, _, address = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -74,6 +74,42 @@ class StaticSite:
         return FileResponse(path, headers={"Cache-Control": "no-cache"})
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+class LoopbackHostOnly:
+    """ASGI: every request (HTTP and WebSocket) must name a loopback host (any port) in ``Host``. A page on
+    another site that rebinds its DNS name to 127.0.0.1 still sends its own name: it reaches nothing here,
+    not the dev key in /config.json nor the API. ``also`` admits the host the stack was bound to."""
+
+    def __init__(self, app: ASGIApp, also: str | None = None):
+        self._app = app
+        self._allowed = LOOPBACK_HOSTS | ({also.lower()} if also else set())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or self._host_of(scope) in self._allowed:
+            await self._app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # before the accept: the handshake gets 403
+            return
+        body = {
+            "error": {"code": "forbidden", "message": "the local stack answers only 127.0.0.1, localhost and [::1]"}
+        }
+        await JSONResponse(body, status_code=403)(scope, receive, send)
+
+    @staticmethod
+    def _host_of(scope: Scope) -> str:
+        hosts = [value for name, value in scope["headers"] if name == b"host"]
+        if len(hosts) != 1:
+            return ""
+        host = hosts[0].decode("latin-1").strip().lower()
+        name, colon, port = host.rpartition(":")
+        if colon and port.isdigit() and (not name.startswith("[") or name.endswith("]")):
+            host = name  # drop the port (an IPv6 literal keeps its brackets)
+        return host
+
+
 def export(directory: Path, api_url: str | None = None) -> list[Path]:
     """Copy the site into ``directory``; ``api_url`` goes into its config.json (else the page asks)."""
     missing = missing_files()
