@@ -119,6 +119,9 @@ class VideoJobsProps:
     # Notifications (infra/websocket.py and the notify function).
     webhook_retry_delays_seconds: tuple[int, ...] | None = None
     """Wait before each retry of a failed webhook delivery; its length is the number of retries."""
+    authorizer_cache_ttl_seconds: int = wiring.AUTHORIZER_CACHE_SECONDS
+    """API Gateway caches the authorizer's answer per key this long (0 to 3600): a revoked key is refused at
+    once if it was not used within this time, else at most this much later."""
 
     def __post_init__(self) -> None:
         # Fail at synth, with the prop's name, rather than at deploy time or in a function's cold start.
@@ -127,6 +130,7 @@ class VideoJobsProps:
             "max_upload_bytes": self.max_upload_bytes is None or 0 < self.max_upload_bytes <= env.S3_OBJECT_LIMIT,
             "process_memory_mb": self.process_memory_mb is None or 128 <= self.process_memory_mb <= 10240,
             "process_ephemeral_storage_mib": 512 <= self.process_ephemeral_storage_mib <= 10240,
+            "authorizer_cache_ttl_seconds": 0 <= self.authorizer_cache_ttl_seconds <= 3600,
             "api_rate_limit": self.api_rate_limit > 0,
             "api_burst_limit": self.api_burst_limit >= self.api_rate_limit,
             "lambda_time_budget_seconds": self.lambda_time_budget_seconds is None
@@ -581,7 +585,7 @@ class VideoJobs(Construct):
                 "Authorizer",
                 handler=self.functions[wiring.AUTHORIZER],
                 identity_sources=[apigw.IdentitySource.header("Authorization")],
-                results_cache_ttl=Duration.seconds(wiring.AUTHORIZER_CACHE_SECONDS),
+                results_cache_ttl=Duration.seconds(self.props.authorizer_cache_ttl_seconds),
             )
         integrations: dict[str, apigw.LambdaIntegration] = {}
         for route in wiring.ROUTES:

@@ -40,7 +40,8 @@ PUBLIC_ROUTES = {
 
 API_KEYS_NOT_USERS = (
     "Clients are programs holding API keys, not users: a Lambda REQUEST authorizer checks the bearer key's "
-    "hash against the api_keys table (results cached 5 minutes), so a Cognito user pool has no one to hold"
+    "hash against the api_keys table (results cached per key, 60 s by default), so a Cognito user pool has "
+    "no one to hold"
 )
 
 RESOURCELESS_ACTIONS = {

@@ -1,13 +1,15 @@
 """``videojobs`` command line: submit and follow media jobs, download results, receive webhooks; and
-``videojobs admin create-key --tenant NAME``, which prints a new API key.
+``videojobs admin create-key --tenant NAME`` (prints a new API key), ``admin list-keys --tenant NAME`` and
+``admin revoke-key KEY_ID``.
 
 Where the API is and which key to use: ``--url``/``--api-key``, else ``VIDEOJOBS_URL``/``VIDEOJOBS_API_KEY``, else
 the config file (``--config``, ``VIDEOJOBS_CONFIG`` or ``~/.config/videojobs/config.toml`` with ``url = "…"`` and
 ``api_key = "…"``), else the local stack's ``.local/stack.json`` when ``make run`` is up.
 
-Exit codes: 0 done; 1 the job failed; 2 bad usage or configuration; 3 the API refused the request (its error code
-is printed); 4 the API or storage could not be reached, or answered 5xx; 5 the job was cancelled; 6 ``--timeout``
-ran out; 130 interrupted. ``--json`` prints machine-readable results on stdout; progress always goes to stderr.
+Exit codes: 0 done; 1 the job failed (or ``revoke-key`` knows no such key); 2 bad usage or configuration; 3 the
+API refused the request (its error code is printed); 4 the API or storage could not be reached, or answered 5xx;
+5 the job was cancelled; 6 ``--timeout`` ran out; 130 interrupted. ``--json`` prints machine-readable results on
+stdout; progress always goes to stderr.
 """
 
 from __future__ import annotations
@@ -66,15 +68,48 @@ def _use_local_stack(state_file: Path) -> None:
         os.environ.setdefault(name, value)
 
 
-def create_key(tenant: str) -> str:
+def _api_keys():  # type: ignore[no-untyped-def]
     from videojobs.aws import client
-    from videojobs.ids import hash_api_key, new_api_key
     from videojobs.job_store import ApiKeyStore
     from videojobs.settings import AdminSettings
 
+    return ApiKeyStore(client("dynamodb"), AdminSettings.from_env().api_keys_table)
+
+
+def create_key(tenant: str) -> str:
+    from videojobs.ids import hash_api_key, key_prefix, new_api_key
+
     key = new_api_key()
-    ApiKeyStore(client("dynamodb"), AdminSettings.from_env().api_keys_table).add(hash_api_key(key), tenant)
+    _api_keys().add(hash_api_key(key), tenant, key_prefix(key))
     return key
+
+
+def _admin(args: argparse.Namespace) -> int:
+    """``admin create-key``, ``list-keys`` and ``revoke-key``, straight on the api_keys table."""
+    from dataclasses import asdict
+
+    from videojobs.ids import InvalidTenantName, check_tenant_name
+
+    tenant = getattr(args, "tenant", None)
+    if tenant is not None:
+        try:
+            check_tenant_name(tenant)
+        except InvalidTenantName as error:
+            print(f"videojobs: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    _use_local_stack(args.local_state)
+    if args.admin_command == "create-key":
+        print(create_key(tenant), flush=True)
+        print(f"created an API key for tenant {tenant!r}; it is shown only once", file=sys.stderr)
+    elif args.admin_command == "list-keys":
+        _print_json([asdict(key) for key in _api_keys().list_for_tenant(tenant)])
+    else:
+        revoked = _api_keys().revoke(args.key_id)
+        if revoked is None:
+            print(f"videojobs: no API key has the id {args.key_id!r}", file=sys.stderr)
+            return EXIT_JOB_FAILED
+        print(f"revoked {revoked.id}; API Gateway may still accept it for its authorizer cache time", file=sys.stderr)
+    return EXIT_OK
 
 
 # --- configuration ---------------------------------------------------------------------------------------------
@@ -390,9 +425,17 @@ def build_parser() -> argparse.ArgumentParser:
     admin = commands.add_parser("admin", help="operator commands").add_subparsers(dest="admin_command", required=True)
     create = admin.add_parser("create-key", help="create an API key for a tenant; prints the key")
     create.add_argument("--tenant", required=True, help="tenant name; keys of one tenant see only its jobs")
-    create.add_argument(
-        "--local-state", type=Path, default=LOCAL_STATE_FILE, help="the local stack's state file (default: %(default)s)"
-    )
+    listing = admin.add_parser("list-keys", help="a tenant's keys as JSON (ids and dates, never the keys)")
+    listing.add_argument("--tenant", required=True)
+    revoke = admin.add_parser("revoke-key", help="revoke a key by its id (from list-keys); exit 1 if unknown")
+    revoke.add_argument("key_id")
+    for command in (create, listing, revoke):
+        command.add_argument(
+            "--local-state",
+            type=Path,
+            default=LOCAL_STATE_FILE,
+            help="the local stack's state file (default: %(default)s)",
+        )
     return parser
 
 
@@ -400,18 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
 
-    if args.command == "admin" and args.admin_command == "create-key":
-        from videojobs.ids import InvalidTenantName, check_tenant_name
-
-        try:
-            tenant = check_tenant_name(args.tenant)
-        except InvalidTenantName as error:
-            print(f"videojobs: {error}", file=sys.stderr)
-            return EXIT_USAGE
-        _use_local_stack(args.local_state)
-        print(create_key(tenant), flush=True)
-        print(f"created an API key for tenant {tenant!r}; it is shown only once", file=sys.stderr)
-        return EXIT_OK
+    if args.command == "admin":
+        return _admin(args)
     try:
         return _run_client_command(args.run, args)
     except UsageError as error:

@@ -19,8 +19,10 @@ Access = Literal["read", "write", "read_write"]
 
 API_STAGE = "v1"
 """The REST and WebSocket APIs' stage, and the custom domain's base path: URLs end in ``/v1/...``."""
-AUTHORIZER_CACHE_SECONDS = 300
-"""How long API Gateway reuses an authorizer's answer for the same ``Authorization`` header."""
+AUTHORIZER_CACHE_SECONDS = 60
+"""How long API Gateway reuses an authorizer's answer for the same ``Authorization`` header: a revoked key works
+at most this long. The default of the CDK prop ``authorizer_cache_ttl_seconds`` and of the local stack's
+``--authorizer-cache-ttl``."""
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 """SQS's maximum: dead letters (and failed stream records) wait for a human."""
 
@@ -266,7 +268,7 @@ FUNCTIONS: dict[str, Function] = {
         handler="functions.authorizer.handler.lambda_handler",
         timeout_seconds=5,
         memory_mb=256,
-        uses={"api_keys": "read"},
+        uses={"api_keys": "read_write"},  # read_write: it records when a key was last used
         settings=env.AuthorizerSettings,
     ),
     "submit": Function(

@@ -53,6 +53,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="refuse webhook URLs on http://127.0.0.1 as AWS does (by default the local stack allows them, so "
         "that a receiver on this machine can be used)",
     )
+    parser.add_argument(
+        "--authorizer-cache-ttl",
+        type=float,
+        default=wiring.AUTHORIZER_CACHE_SECONDS,
+        metavar="SECONDS",
+        help="how long the gateway caches the authorizer's answer per key, as the CDK prop "
+        "authorizer_cache_ttl_seconds (default: %(default)s)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -74,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         allow_loopback_webhooks=not args.no_loopback_webhooks,
         webhook_retry_delays=args.webhook_retry_delays,
+        authorizer_cache_seconds=args.authorizer_cache_ttl,
     )
     with stack:
         print(f"videojobs local stack ready: {stack.url}")

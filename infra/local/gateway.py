@@ -130,8 +130,10 @@ class LocalGateway:
         region: str,
         account_id: str,
         integration_timeout_seconds: float = INTEGRATION_TIMEOUT_SECONDS,
+        authorizer_cache_seconds: float = AUTHORIZER_CACHE_SECONDS,
     ):
         self._functions = functions
+        self._authorizer_cache_seconds = authorizer_cache_seconds
         self._region = region
         self._account_id = account_id
         self._integration_timeout = integration_timeout_seconds
@@ -311,7 +313,7 @@ class LocalGateway:
             }
             try:
                 result = await run_in_threadpool(self._functions.invoke, wiring.AUTHORIZER, authorizer_event)
-                cached = _parse_authorizer_result(result)
+                cached = _parse_authorizer_result(result, self._authorizer_cache_seconds)
             except Exception as failure:
                 if str(failure) == "Unauthorized":
                     return gateway_error("UNAUTHORIZED")
@@ -349,7 +351,7 @@ async def _in_daemon_thread(function: Any, *args: Any) -> Any:
     return await future
 
 
-def _parse_authorizer_result(result: Any) -> _CachedPolicy:
+def _parse_authorizer_result(result: Any, cache_seconds: float) -> _CachedPolicy:
     if (
         not isinstance(result, dict)
         or not result.get("principalId")
@@ -364,7 +366,7 @@ def _parse_authorizer_result(result: Any) -> _CachedPolicy:
         if value is not None:
             context[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return _CachedPolicy(
-        time.monotonic() + AUTHORIZER_CACHE_SECONDS, str(result["principalId"]), result["policyDocument"], context
+        time.monotonic() + cache_seconds, str(result["principalId"]), result["policyDocument"], context
     )
 
 

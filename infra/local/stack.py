@@ -36,7 +36,7 @@ from infra.local.services import ServiceTasks
 from infra.local.web import LoopbackHostOnly, StaticSite
 from infra.local.websocket import PATH as WEBSOCKET_PATH
 from videojobs import aws, settings, wiring
-from videojobs.ids import hash_api_key, new_api_key
+from videojobs.ids import hash_api_key, key_prefix, new_api_key
 from videojobs.job_store import ApiKeyStore
 from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
 
@@ -104,11 +104,13 @@ class LocalStack:
         service_tasks: int = 1,
         allow_loopback_webhooks: bool = True,
         webhook_retry_delays: Sequence[float] | None = None,
+        authorizer_cache_seconds: float = wiring.AUTHORIZER_CACHE_SECONDS,
     ):
         unknown = set(queue_concurrency or {}) - set(wiring.QUEUES)
         if unknown:
             raise ValueError(f"concurrency for unknown queues: {sorted(unknown)}")
         self._host = host
+        self._authorizer_cache_seconds = authorizer_cache_seconds
         self._port = port
         self._moto_port = moto_port
         self._state_file = Path(state_file) if state_file is not None else None
@@ -265,7 +267,7 @@ class LocalStack:
 
         self._api_key = new_api_key()
         ApiKeyStore(self.client("dynamodb"), self._resources.tables["api_keys"]).add(
-            hash_api_key(self._api_key), DEV_TENANT
+            hash_api_key(self._api_key), DEV_TENANT, key_prefix(self._api_key)
         )
 
         self._functions = Functions(self._region, DEFAULT_ACCOUNT_ID, self._handlers)
@@ -275,7 +277,13 @@ class LocalStack:
         self._serve(
             LoopbackHostOnly(
                 StaticSite(
-                    LocalGateway(self._functions, self._region, DEFAULT_ACCOUNT_ID), config={"api_key": self._api_key}
+                    LocalGateway(
+                        self._functions,
+                        self._region,
+                        DEFAULT_ACCOUNT_ID,
+                        authorizer_cache_seconds=self._authorizer_cache_seconds,
+                    ),
+                    config={"api_key": self._api_key},
                 ),
                 also=self._host,
             )

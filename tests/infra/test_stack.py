@@ -375,11 +375,13 @@ def test_every_route_is_a_method_with_the_declared_authorization(synth: Synth, s
     assert methods[("GET", "/health")]["AuthorizationType"] == "NONE"
 
 
-def test_authorizer_reads_the_authorization_header_and_caches_five_minutes(synth: Synth, service: VideoJobs) -> None:
+def test_authorizer_reads_the_authorization_header_and_caches_for_the_declared_ttl(
+    synth: Synth, service: VideoJobs
+) -> None:
     authorizer = synth.resource(service.node.find_child("Authorizer"))["Properties"]
     assert authorizer["Type"] == "REQUEST"
     assert authorizer["IdentitySource"] == "method.request.header.Authorization"
-    assert authorizer["AuthorizerResultTtlInSeconds"] == 300
+    assert authorizer["AuthorizerResultTtlInSeconds"] == wiring.AUTHORIZER_CACHE_SECONDS == 60
     assert f'"{synth.logical_id(service.functions[wiring.AUTHORIZER])}"' in json.dumps(authorizer["AuthorizerUri"])
 
 
