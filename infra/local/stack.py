@@ -33,7 +33,7 @@ from infra.local.gateway import LocalGateway
 from infra.local.pollers import SqsPoller, StreamPoller
 from infra.local.resources import Resources, create_resources
 from infra.local.services import ServiceTasks
-from infra.local.web import LoopbackHostOnly, StaticSite
+from infra.local.web import REDACT_SECRETS, LoopbackHostOnly, StaticSite
 from infra.local.websocket import PATH as WEBSOCKET_PATH
 from videojobs import aws, settings, wiring
 from videojobs.ids import hash_api_key, key_prefix, new_api_key
@@ -341,6 +341,8 @@ class LocalStack:
         host = f"[{self._host}]" if family == socket.AF_INET6 else self._host
         self._url = f"http://{host}:{port}"
         config = uvicorn.Config(app, lifespan="off", log_level=self._log_level, timeout_graceful_shutdown=2)
+        for name in ("uvicorn.access", "uvicorn.error"):  # after uvicorn.Config: it configures its loggers
+            logging.getLogger(name).addFilter(REDACT_SECRETS)
         self._server = uvicorn.Server(config)
         self._server_thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -73,6 +74,23 @@ class StaticSite:
             return None
         return FileResponse(path, headers={"Cache-Control": "no-cache"})
 
+
+_QUERY = re.compile(r"\?[^\s\"]*")
+_PLAYBACK_TOKEN = re.compile(r"job_[0-9a-f]{32}\.\d+\.\d+\.[A-Za-z0-9_-]{43}")
+
+
+class RedactSecrets(logging.Filter):
+    """For the server's own request lines: no query string (WebSocket tickets, presigned signatures) and no
+    playback token. API Gateway's access logs, which these stand for, log the resource path, not the path."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg, record.args = _PLAYBACK_TOKEN.sub("{token}", _QUERY.sub("?…", message)), None
+        return True
+
+
+REDACT_SECRETS = RedactSecrets()
+"""One instance: adding it again (another stack in the same process) is then a no-op."""
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 
