@@ -56,8 +56,10 @@ def test_a_presigned_get_is_sigv4_on_the_regional_virtual_host(objects: ObjectSt
     assert_sigv4_query(objects.presigned_download(BUCKET, KEY, 3600))
 
 
-def test_a_multipart_part_url_is_sigv4_on_the_regional_virtual_host(objects: ObjectStore):
-    assert_sigv4_query(objects.presigned_part(BUCKET, KEY, "s3-upload-id", 3, 900))
+def test_a_multipart_part_url_is_sigv4_on_the_regional_virtual_host_and_signs_the_part_size(objects: ObjectStore):
+    url = objects.presigned_part(BUCKET, KEY, "s3-upload-id", 3, 900, size_bytes=5 * 1024**2)
+    assert_sigv4_query(url)
+    assert parse_qs(urlsplit(url).query)["X-Amz-SignedHeaders"] == ["content-length;host"]
 
 
 def test_a_presigned_post_is_sigv4_on_the_regional_virtual_host(objects: ObjectStore):
