@@ -23,8 +23,8 @@ from infra.local import LocalStack
 from infra.local.stack import DEV_TENANT
 from videojobs import settings
 from videojobs.aws import client
+from videojobs.object_store import ObjectStore, upload_key
 from videojobs.sdk import Client
-from videojobs.storage import ObjectStore, upload_key
 
 MIB = 1024**2
 SESSION_LIFETIME_SECONDS = 3600
@@ -269,7 +269,7 @@ def test_the_sdk_resumes_an_upload_whose_part_urls_expire_midway(
 
 def stack_key(stack: LocalStack, tenant: str) -> str:
     from videojobs.ids import hash_api_key, new_api_key
-    from videojobs.store import ApiKeyStore
+    from videojobs.job_store import ApiKeyStore
 
     key = new_api_key()
     ApiKeyStore(stack.client("dynamodb"), stack.resources.tables["api_keys"]).add(hash_api_key(key), tenant)

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from videojobs.aws import client, reset_clients
-from videojobs.storage import ObjectStore
+from videojobs.object_store import ObjectStore
 
 REGION, BUCKET, KEY = "eu-west-1", "videojobs-uploads-123456789012", "uploads/t1/upl_0123"
 REGIONAL_HOST = f"{BUCKET}.s3.{REGION}.amazonaws.com"
