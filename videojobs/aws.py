@@ -12,11 +12,15 @@ import boto3
 from botocore.config import Config
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
+# Without these, botocore presigns S3 with SigV2 on the global host, which buckets created since June 2020 refuse
+# (and a bucket outside us-east-1 may answer with a redirect). Against an IP endpoint (the local stack) botocore
+# falls back to path style by itself.
+_S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
 
 
 @cache
 def client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=_CONFIG)
+    return boto3.session.Session().client(service, config=_S3_CONFIG if service == "s3" else _CONFIG)
 
 
 @cache

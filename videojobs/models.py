@@ -149,6 +149,16 @@ def _unique(values: list[Any]) -> list[Any]:
     return values
 
 
+class RefreshPartsRequest(_Strict):
+    """Parts whose URLs expired (S3 answered 403, or 400 ``ExpiredToken``) and are still to be sent."""
+
+    part_numbers: Annotated[
+        list[Annotated[int, Field(ge=1, le=MAX_UPLOAD_PARTS)]],
+        Field(min_length=1, max_length=MAX_UPLOAD_PARTS),
+        AfterValidator(_unique),
+    ]
+
+
 class Mp4Output(_Strict):
     """H.264/AAC MP4 at ``height`` (never above the input's height)."""
 
@@ -268,11 +278,14 @@ class UploadPart(BaseModel):
     part_number: int
     url: str
     """A presigned ``PUT`` for this part; S3 answers its ``ETag``, which completing the upload needs."""
+    size_bytes: int
+    """The part's exact size: its URL is signed for this ``Content-Length`` and refuses any other."""
 
 
 class MultipartUploadResponse(BaseModel):
     """Files above the multipart threshold: PUT each part (bytes ``(n-1)*part_size`` up to ``n*part_size``)
-    to its URL, then ``POST /uploads/{upload_id}/complete`` with every part's ETag."""
+    to its URL, then ``POST /uploads/{upload_id}/complete`` with every part's ETag. A part URL refused once it
+    expired is replaced by ``POST /uploads/{upload_id}/parts``."""
 
     upload_id: str
     method: Literal["MULTIPART"] = "MULTIPART"

@@ -35,6 +35,12 @@ def upload_key(tenant_id: str, upload_id: str) -> str:
     return f"uploads/{tenant_id}/{upload_id}"
 
 
+def upload_plan_key(tenant_id: str, upload_id: str) -> str:
+    """The plan of a multipart upload (declared size, part size): S3 keeps no readable metadata on an
+    unfinished multipart upload, and re-signing a part needs its exact size."""
+    return f"upload-plans/{tenant_id}/{upload_id}.json"
+
+
 def output_key(tenant_id: str, job_id: str, name: str) -> str:
     return f"outputs/{tenant_id}/{job_id}/{name}"
 
@@ -62,10 +68,20 @@ class ObjectStore:
         )
         return started["UploadId"]
 
-    def presigned_part(self, bucket: str, key: str, multipart_id: str, part_number: int, expires_in: int) -> str:
+    def presigned_part(
+        self, bucket: str, key: str, multipart_id: str, part_number: int, expires_in: int, *, size_bytes: int
+    ) -> str:
+        """A presigned PUT of one part, signed for exactly ``size_bytes`` (``Content-Length`` is a signed
+        header): S3 checks no size on parts otherwise, up to 5 GiB each whatever was declared."""
         return self._client.generate_presigned_url(
             "upload_part",
-            Params={"Bucket": bucket, "Key": key, "UploadId": multipart_id, "PartNumber": part_number},
+            Params={
+                "Bucket": bucket,
+                "Key": key,
+                "UploadId": multipart_id,
+                "PartNumber": part_number,
+                "ContentLength": size_bytes,
+            },
             ExpiresIn=expires_in,
         )
 
@@ -158,6 +174,18 @@ class ObjectStore:
     def read(self, bucket: str, key: str) -> bytes:
         """A small object's content (a playlist), read into memory."""
         return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def read_if_exists(self, bucket: str, key: str) -> bytes | None:
+        try:
+            return self.read(bucket, key)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("404", "NoSuchKey"):
+                return None
+            raise
+
+    def write(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        """A small object, from memory."""
+        self._client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
 
     def delete_keys(self, bucket: str, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # what one DeleteObjects takes

@@ -369,6 +369,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", "status", authorized=False),
     Route("POST", "/uploads", "submit"),
     Route("POST", "/uploads/{id}/complete", "submit"),
+    Route("POST", "/uploads/{id}/parts", "submit"),
     Route("DELETE", "/uploads/{id}", "submit"),
     Route("POST", "/jobs", "submit"),
     Route("GET", "/jobs", "status"),

@@ -55,8 +55,13 @@ function send(method, url, body, onProgress) {
     const request = new XMLHttpRequest();
     request.open(method, url);
     request.upload.onprogress = (event) => event.lengthComputable && onProgress(event.loaded, event.total);
-    request.onload = () => (request.status < 300 ? resolve(request)
-      : reject(new Error(`storage answered ${request.status}: ${request.responseText.slice(0, 200)}`)));
+    request.onload = () => {
+      if (request.status < 300) return resolve(request);
+      const error = new Error(`storage answered ${request.status}: ${request.responseText.slice(0, 200)}`);
+      error.status = request.status;
+      error.body = request.responseText;
+      return reject(error);
+    };
     request.onerror = () => reject(new Error("storage could not be reached"));
     request.send(body);
   });
@@ -78,6 +83,9 @@ async function upload(file, onProgress) {
   return answer.upload_id;
 }
 
+// S3's answer to a presigned URL past its expiry (403) or past its signing session's (400 ExpiredToken).
+const urlExpired = (error) => error.status === 403 || (error.status === 400 && /<Code>ExpiredToken</.test(error.body));
+
 async function uploadParts(file, answer, onProgress) {
   const sent = new Map();
   const report = () => onProgress([...sent.values()].reduce((a, b) => a + b, 0));
@@ -87,14 +95,26 @@ async function uploadParts(file, answer, onProgress) {
   async function sendPart(part) {
     const start = (part.part_number - 1) * answer.part_size;
     const blob = file.slice(start, Math.min(start + answer.part_size, file.size));
-    for (let attempt = 0; ; attempt += 1) {
+    let url = part.url;
+    let refreshed = false;
+    for (let attempt = 0; ;) {
       try {
-        const request = await send("PUT", part.url, blob, (loaded) => { sent.set(part.part_number, loaded); report(); });
+        const request = await send("PUT", url, blob, (loaded) => { sent.set(part.part_number, loaded); report(); });
         return { part_number: part.part_number, etag: request.getResponseHeader("ETag") };
       } catch (error) {
         sent.set(part.part_number, 0);
+        if (urlExpired(error) && !refreshed) {
+          // A presigned URL dies with the session that signed it: sign this part again; the others stay sent.
+          const { body: fresh } = await api("POST", `/uploads/${answer.upload_id}/parts`,
+            { part_numbers: [part.part_number] });
+          url = fresh.parts[0].url;
+          refreshed = true;
+          continue;
+        }
         if (attempt >= PART_RETRIES) throw error;
         await sleep(500 * 2 ** attempt);
+        attempt += 1;
+        refreshed = false;
       }
     }
   }

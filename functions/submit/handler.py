@@ -23,6 +23,7 @@ from videojobs.models import (
     ErrorCode,
     JobResource,
     MultipartUploadResponse,
+    RefreshPartsRequest,
     UploadResponse,
 )
 from videojobs.object_store import ObjectStore
@@ -75,6 +76,20 @@ COMPLETE_UPLOAD = api.Operation(
 @app.post("/uploads/<upload_id>/complete", **COMPLETE_UPLOAD.route())
 def complete_upload(upload_id: UploadId, body: CompleteUploadRequest):
     return COMPLETE_UPLOAD.answer(jobs.complete_upload(upload_id, body, api.tenant_of(app), get_deps()))
+
+
+REFRESH_PART_URLS = api.Operation(
+    "Re-sign parts of a multipart upload",
+    HTTPStatus.OK,
+    MultipartUploadResponse,
+    "Fresh presigned PUTs for the listed parts (those S3 refused with 403, or 400 `ExpiredToken`: a URL dies "
+    "with the session that signed it, often before its `expires_at`). Parts already sent stay.",
+)
+
+
+@app.post("/uploads/<upload_id>/parts", **REFRESH_PART_URLS.route())
+def refresh_part_urls(upload_id: UploadId, body: RefreshPartsRequest):
+    return REFRESH_PART_URLS.answer(jobs.refresh_part_urls(upload_id, body, api.tenant_of(app), get_deps()))
 
 
 ABORT_UPLOAD = api.Operation(

@@ -8,7 +8,12 @@ import signal
 import sys
 import threading
 
-from infra.local.stack import DEFAULT_QUEUE_CONCURRENCY, DEFAULT_VISIBILITY_TIMEOUT_SECONDS, LocalStack
+from infra.local.stack import (
+    DEFAULT_QUEUE_CONCURRENCY,
+    DEFAULT_S3_SESSION_LIFETIME_SECONDS,
+    DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
+    LocalStack,
+)
 from videojobs import settings, wiring
 
 
@@ -61,6 +66,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="how long the gateway caches the authorizer's answer per key, as the CDK prop "
         "authorizer_cache_ttl_seconds (default: %(default)s)",
     )
+    parser.add_argument(
+        "--s3-session-lifetime",
+        type=float,
+        default=DEFAULT_S3_SESSION_LIFETIME_SECONDS,
+        metavar="SECONDS",
+        help="presigned S3 URLs are refused this long after they were signed, whatever their expiry, as AWS "
+        "refuses them once the signing role's session has expired (default: %(default)s)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -83,12 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         allow_loopback_webhooks=not args.no_loopback_webhooks,
         webhook_retry_delays=args.webhook_retry_delays,
         authorizer_cache_seconds=args.authorizer_cache_ttl,
+        s3_session_lifetime_seconds=args.s3_session_lifetime,
     )
     with stack:
         print(f"videojobs local stack ready: {stack.url}")
         print(f"dev API key: {stack.api_key}")
         print(f"web page: {stack.url}/   API docs: {stack.url}/docs")
-        print(f"moto endpoint: {stack.moto_endpoint} (state in {args.state_file})")
+        print(f"moto endpoint: {stack.moto_endpoint}, S3 (strict): {stack.s3_endpoint} (state in {args.state_file})")
         print(f"WebSocket API: {stack.env[settings.WEBSOCKET_URL]}")
         print(f'try: curl -s -H "Authorization: Bearer {stack.api_key}" {stack.url}/jobs')
         sys.stdout.flush()

@@ -7,6 +7,7 @@ runs it until interrupted; tests start it on port 0 as a context manager.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +34,7 @@ from infra.local.gateway import LocalGateway
 from infra.local.pollers import SqsPoller, StreamPoller
 from infra.local.resources import Resources, create_resources
 from infra.local.services import ServiceTasks
+from infra.local.strict_s3 import SigningCredentials, StrictS3, StrictS3Server
 from infra.local.web import REDACT_SECRETS, LoopbackHostOnly, StaticSite
 from infra.local.websocket import PATH as WEBSOCKET_PATH
 from videojobs import aws, settings, wiring
@@ -45,12 +47,17 @@ log = logging.getLogger(__name__)
 DEV_TENANT = "dev"
 DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 60
 DEFAULT_QUEUE_CONCURRENCY = 2  # concurrent batches per queue: a job keeps a core busy for minutes
+# As long as a Lambda role's session token (~1,200 characters, with "+" and "/"), so that presigned URLs are as
+# long as in AWS.
+FAKE_SESSION_TOKEN = "IQoJb3JpZ2luX2VjE" + base64.b64encode(bytes(range(256)) * 4).decode()[: 1200 - 17]
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": FAKE_SESSION_TOKEN,
+    "AWS_SECURITY_TOKEN": FAKE_SESSION_TOKEN,
 }
+# A presigned URL dies with the session that signed it; a Lambda role's session lasts about an hour.
+DEFAULT_S3_SESSION_LIFETIME_SECONDS = 3600
 POWERTOOLS = {
     "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
     "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -84,6 +91,9 @@ class LocalStack:
         machine), which the SSRF guard refuses in AWS (``WEBHOOK_ALLOW_LOOPBACK_HTTP``). On by default here.
     :param webhook_retry_delays: seconds before each retry of a failed webhook delivery; None keeps the
         deployed schedule (5 s, 5 min, 30 min, … about three days in all).
+    :param s3_session_lifetime_seconds: how long after its signing a presigned URL's session expires
+        (infra/local/strict_s3.py checks every S3 request as S3 would).
+    :param clock: the strict S3's clock (tests move it forward to expire URLs instead of waiting).
 
     ``start()`` changes ``os.environ`` of this process (credentials, region, endpoint, resource names: see
     ``env``) because handlers read their settings from it; ``stop()`` restores it. Only one stack can run in a
@@ -105,6 +115,8 @@ class LocalStack:
         allow_loopback_webhooks: bool = True,
         webhook_retry_delays: Sequence[float] | None = None,
         authorizer_cache_seconds: float = wiring.AUTHORIZER_CACHE_SECONDS,
+        s3_session_lifetime_seconds: float = DEFAULT_S3_SESSION_LIFETIME_SECONDS,
+        clock: Callable[[], float] = time.time,
     ):
         unknown = set(queue_concurrency or {}) - set(wiring.QUEUES)
         if unknown:
@@ -123,12 +135,15 @@ class LocalStack:
         if webhook_retry_delays is not None:
             self._notification_env[settings.WEBHOOK_RETRY_DELAYS] = ",".join(str(d) for d in webhook_retry_delays)
 
+        self._s3_session_lifetime = s3_session_lifetime_seconds
+        self._clock = clock
         self._region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
         self._saved_env: dict[str, str | None] = {}
         self._env: dict[str, str] = {}
         self._stopping = threading.Event()
         self._moto: ThreadedMotoServer | None = None
         self._moto_endpoint: str | None = None
+        self._strict_s3: StrictS3Server | None = None
         self._functions: Functions | None = None
         self._resources: Resources | None = None
         self._pollers: list[threading.Thread] = []
@@ -153,6 +168,11 @@ class LocalStack:
     @property
     def moto_endpoint(self) -> str:
         return _started(self._moto_endpoint)
+
+    @property
+    def s3_endpoint(self) -> str:
+        """Where the functions' S3 calls and presigned URLs go: moto's S3 behind the strict checks."""
+        return _started(self._strict_s3).endpoint
 
     @property
     def region(self) -> str:
@@ -208,6 +228,9 @@ class LocalStack:
             self._state_written = False
         if self._functions is not None:
             self._functions.unload()
+        if self._strict_s3 is not None:
+            self._strict_s3.stop()
+            self._strict_s3 = None
         if self._moto is not None:
             try:
                 _reset_moto(self._moto_endpoint)  # moto's backends are process-wide: leave none of our state behind
@@ -259,7 +282,19 @@ class LocalStack:
         host, port = self._moto.get_host_and_port()
         self._moto_endpoint = f"http://{host}:{port}"
         _reset_moto(self._moto_endpoint)  # a previous stack in this process may have left resources behind
-        self._set_env({"AWS_ENDPOINT_URL": self._moto_endpoint})
+        credentials = SigningCredentials(
+            FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"], FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"], FAKE_SESSION_TOKEN
+        )
+        self._strict_s3 = StrictS3Server(
+            lambda s3: StrictS3(
+                s3,
+                credentials=credentials,
+                region=self._region,
+                session_lifetime_seconds=self._s3_session_lifetime,
+                clock=self._clock,
+            )
+        ).start()
+        self._set_env({"AWS_ENDPOINT_URL": self._moto_endpoint, "AWS_ENDPOINT_URL_S3": self._strict_s3.endpoint})
         aws.reset_clients()
 
         self._resources = create_resources(self.client, self._region, self._visibility_timeout)

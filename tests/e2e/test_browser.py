@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from tests.e2e.conftest import ROOT, RunningStack
 from tests.media import make_clip, pad_media
@@ -137,3 +137,36 @@ def test_the_docs_page_shows_every_documented_operation_without_a_cdn(stack: Run
     page.wait_for_function(f"document.querySelectorAll('.opblock').length === {operations}", timeout=30_000)
     assert page.inner_text(".info .title").startswith(document["info"]["title"])
     assert offsite == []
+
+
+def test_the_page_signs_a_part_again_when_storage_says_its_url_expired(
+    small_parts_stack: RunningStack, page: Page, tmp_path: Path
+):
+    big = pad_media(make_clip(tmp_path / "big.mp4", seconds=2), 20 * 1024**2)  # three parts of 8 MiB
+    refused: list[str] = []
+    api_calls: list[str] = []
+
+    def expire_part_two_until_signed_again(route: Route) -> None:
+        if route.request.method == "PUT" and "parts" not in api_calls:
+            refused.append(route.request.url)
+            route.fulfill(
+                status=403,
+                headers={"Access-Control-Allow-Origin": "*", "Content-Type": "application/xml"},
+                body="<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+            )
+        else:
+            route.continue_()
+
+    page.route(lambda url: "partNumber=2" in url, expire_part_two_until_signed_again)
+    page.on("request", lambda request: api_calls.append(urlsplit(request.url).path.rsplit("/", 1)[-1]))
+    page.goto(small_parts_stack.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    page.set_input_files("#file", str(big))
+    page.select_option("select[name=mp4-height]", "144")
+    page.click("#submit")
+    page.wait_for_selector("#job-status[data-status], #error:not([hidden])", timeout=PATIENCE_MS)
+
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    assert len(refused) == 1
+    assert api_calls.count("parts") == 1 and api_calls.count("complete") == 1
+    assert page.eval_on_selector("#upload-progress", "bar => bar.value") == big.stat().st_size

@@ -24,7 +24,10 @@ pytestmark = pytest.mark.e2e
 PUBLIC = {route.path for route in wiring.ROUTES if not route.authorized}
 PARAMETER = re.compile(r"\{(\w+)\}")
 # Bodies that pass validation, so a 404 comes from the ownership check and not from a 422 before it.
-BODIES = {("POST", "/uploads/{id}/complete"): {"parts": [{"part_number": 1, "etag": "etag"}]}}
+BODIES = {
+    ("POST", "/uploads/{id}/complete"): {"parts": [{"part_number": 1, "etag": "etag"}]},
+    ("POST", "/uploads/{id}/parts"): {"part_numbers": [1]},
+}
 # A delivery id of tenant B's own kind: the route's job is tenant A's, which must be enough for the 404.
 FOREIGN_DELIVERY = "dlv_" + "0" * 32
 

@@ -202,9 +202,13 @@ def test_unreadable_output_specs_are_refused(spec: str):
 class FakeStorage:
     """The API's upload routes and presigned storage URLs, recording what arrives."""
 
-    def __init__(self, size: int, part_size: int | None = None, failures: dict[int, list[int]] | None = None):
+    def __init__(
+        self, size: int, part_size: int | None = None, failures: dict[int, list[int | tuple[int, str]]] | None = None
+    ):
         self.size, self.part_size = size, part_size
-        self.failures = failures or {}  # part number -> statuses to answer before succeeding
+        # part number -> statuses (or (status, S3 error code)) to answer before succeeding
+        self.failures = failures or {}
+        self.refreshed: list[int] = []
         self.parts: dict[int, bytes] = {}
         self.posted: dict | None = None
         self.completed: list[dict] | None = None
@@ -218,7 +222,9 @@ class FakeStorage:
                 number = int(request.url.params["partNumber"])
                 pending = self.failures.get(number, [])
                 if pending:
-                    return httpx.Response(pending.pop(0), text="<Error>no</Error>")
+                    failure = pending.pop(0)
+                    status, code = failure if isinstance(failure, tuple) else (failure, "No")
+                    return httpx.Response(status, text=f"<Error><Code>{code}</Code></Error>")
                 self.parts[number] = request.read()
                 return httpx.Response(200, headers={"ETag": f'"etag-{number}"'})
             self.posted = {"body": request.read(), "type": request.headers["content-type"]}
@@ -254,6 +260,11 @@ class FakeStorage:
                     "max_bytes": self.size,
                 },
             )
+        if request.url.path == "/uploads/upl_1/parts":
+            numbers = json.loads(request.content)["part_numbers"]
+            self.refreshed += numbers
+            parts = [{"part_number": n, "url": f"http://storage.test/k?partNumber={n}&fresh=1"} for n in numbers]
+            return httpx.Response(200, json={"upload_id": "upl_1", "part_size": self.part_size, "parts": parts})
         if request.url.path == "/uploads/upl_1/complete":
             self.completed = json.loads(request.content)["parts"]
             return httpx.Response(200, json={"upload_id": "upl_1", "size_bytes": self.size})
@@ -283,10 +294,35 @@ def test_a_multipart_upload_sends_every_part_retries_failures_and_completes(tmp_
 def test_a_part_that_storage_refuses_aborts_the_upload(tmp_path: Path):
     source = tmp_path / "big.mp4"
     source.write_bytes(b"v" * 9000)
-    storage = FakeStorage(9000, part_size=3000, failures={3: [403]})
+    storage = FakeStorage(9000, part_size=3000, failures={3: [400]})
     with pytest.raises(UploadError, match="part 3"), client_for(storage) as client:
         client.upload(source)
     assert storage.aborted and storage.completed is None
+
+
+def test_a_part_whose_url_expired_is_signed_again_and_resent_without_losing_the_others(tmp_path: Path):
+    data = bytes(range(256)) * 40
+    source = tmp_path / "big.mp4"
+    source.write_bytes(data)
+    storage = FakeStorage(len(data), part_size=3000, failures={2: [403], 3: [(400, "ExpiredToken")]})
+    progress: list[int] = []
+
+    with client_for(storage, part_concurrency=2) as client:
+        client.upload(source, on_progress=lambda sent, total: progress.append(sent))
+
+    assert sorted(storage.refreshed) == [2, 3]
+    assert b"".join(storage.parts[n] for n in sorted(storage.parts)) == data
+    assert storage.completed is not None and not storage.aborted
+    assert max(progress) == progress[-1] == len(data)
+
+
+def test_a_fresh_url_that_is_refused_again_fails_the_part(tmp_path: Path):
+    source = tmp_path / "big.mp4"
+    source.write_bytes(b"v" * 9000)
+    storage = FakeStorage(9000, part_size=3000, failures={3: [403, 403]})
+    with pytest.raises(UploadError, match=r"part 3 .* 403"), client_for(storage) as client:
+        client.upload(source)
+    assert storage.refreshed == [3]
 
 
 def test_a_small_file_goes_in_one_presigned_post_with_its_fields(tmp_path: Path):

@@ -141,10 +141,11 @@ class Client:
         stop = threading.Event()
 
         def send(part: dict[str, Any]) -> dict[str, Any]:
-            number = part["part_number"]
+            number, url = part["part_number"], part["url"]
             offset = (number - 1) * part_size
             length = min(part_size, size - offset)
-            for attempt in range(self._retries + 1):
+            attempt, refreshed = 0, False
+            while True:
                 sent = 0
 
                 def chunks(file: Any) -> Iterator[bytes]:
@@ -164,11 +165,15 @@ class Client:
                 try:
                     with path.open("rb") as file:
                         file.seek(offset)
-                        response = self._storage.put(
-                            part["url"], content=chunks(file), headers={"Content-Length": str(length)}
-                        )
+                        response = self._storage.put(url, content=chunks(file), headers={"Content-Length": str(length)})
                     if response.is_success and response.headers.get("ETag"):
                         return {"part_number": number, "etag": response.headers["ETag"]}
+                    if _url_expired(response) and not refreshed:
+                        # A presigned URL dies with the session that signed it, often before its expires_at:
+                        # sign this part again and resend it; the parts already sent stay.
+                        progress.add(-sent)
+                        url, refreshed = self._fresh_part_url(upload_id, number), True
+                        continue
                     problem, retryable = (
                         f"storage answered {response.status_code}: {response.text[:300]}",
                         response.status_code in RETRYABLE_STATUSES,
@@ -179,7 +184,7 @@ class Client:
                 if stop.is_set() or not retryable or attempt == self._retries:
                     raise UploadError(f"part {number} of {path.name} failed: {problem}")
                 self._sleep(_backoff(attempt))
-            raise AssertionError("unreachable")
+                attempt, refreshed = attempt + 1, False
 
         pool = ThreadPoolExecutor(
             max_workers=min(self._part_concurrency, len(answer["parts"])), thread_name_prefix="videojobs-part"
@@ -198,6 +203,10 @@ class Client:
             raise
         pool.shutdown()
         self._request("POST", f"/uploads/{upload_id}/complete", json={"parts": completed})
+
+    def _fresh_part_url(self, upload_id: str, part_number: int) -> str:
+        answer = self._request("POST", f"/uploads/{upload_id}/parts", json={"part_numbers": [part_number]}).json()
+        return answer["parts"][0]["url"]
 
     def _abort_quietly(self, upload_id: str) -> None:
         with contextlib.suppress(ApiError, TransportError):  # else the bucket's lifecycle rule removes the parts
@@ -516,6 +525,11 @@ def _api_error(response: httpx.Response) -> ApiError:
     except ValueError:
         body = response.text
     return ApiError.from_response(response.status_code, body, dict(response.headers))
+
+
+def _url_expired(response: httpx.Response) -> bool:
+    """S3's answer to a presigned URL past its expiry (403) or past its signing session's (400 ExpiredToken)."""
+    return response.status_code == 403 or (response.status_code == 400 and "<Code>ExpiredToken</Code>" in response.text)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,13 +25,14 @@ from videojobs.models import (
     JobResource,
     JobStatus,
     MultipartUploadResponse,
+    RefreshPartsRequest,
     StoredOutput,
     UploadPart,
     UploadResponse,
     isoformat,
     utcnow,
 )
-from videojobs.object_store import ObjectStore, PartsRejected, upload_key
+from videojobs.object_store import ObjectStore, PartsRejected, upload_key, upload_plan_key
 from videojobs.queues import JobQueue
 from videojobs.settings import StatusSettings, SubmitSettings
 from videojobs.ssrf import UnsafeUrl, check_url
@@ -103,27 +105,79 @@ def _create_multipart_upload(request: CreateUploadRequest, tenant_id: str, deps:
         )
     upload_id = new_upload_id()
     key = upload_key(tenant_id, upload_id)
+    part_size = part_size_for(request.size_bytes, settings.multipart_part_bytes)
+    plan = UploadPlan(size_bytes=request.size_bytes, part_size=part_size)
+    deps.objects.write(
+        settings.uploads_bucket, upload_plan_key(tenant_id, upload_id), plan.to_json(), "application/json"
+    )
     multipart_id = deps.objects.start_multipart(
         settings.uploads_bucket,
         key,
         content_type=request.content_type,
         metadata={DECLARED_SIZE: str(request.size_bytes)},
     )
-    part_size = part_size_for(request.size_bytes, settings.multipart_part_bytes)
-    ttl = settings.multipart_url_ttl_seconds
-    parts = [
-        UploadPart(
-            part_number=number, url=deps.objects.presigned_part(settings.uploads_bucket, key, multipart_id, number, ttl)
-        )
-        for number in range(1, -(-request.size_bytes // part_size) + 1)
-    ]
+    return _part_urls(upload_id, key, multipart_id, plan, range(1, plan.part_count + 1), deps)
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    """How a multipart upload is cut: every part ``part_size`` bytes but the last."""
+
+    size_bytes: int
+    part_size: int
+
+    @property
+    def part_count(self) -> int:
+        return -(-self.size_bytes // self.part_size)
+
+    def part_bytes(self, number: int) -> int:
+        return min(self.part_size, self.size_bytes - (number - 1) * self.part_size)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"size_bytes": self.size_bytes, "part_size": self.part_size}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> UploadPlan:
+        plan = json.loads(data)
+        return cls(size_bytes=int(plan["size_bytes"]), part_size=int(plan["part_size"]))
+
+
+def _part_urls(
+    upload_id: str, key: str, multipart_id: str, plan: UploadPlan, numbers: Iterable[int], deps: SubmitDeps
+) -> MultipartUploadResponse:
+    ttl = deps.settings.multipart_url_ttl_seconds
+    bucket = deps.settings.uploads_bucket
+    parts = []
+    for number in numbers:
+        size = plan.part_bytes(number)
+        url = deps.objects.presigned_part(bucket, key, multipart_id, number, ttl, size_bytes=size)
+        parts.append(UploadPart(part_number=number, url=url, size_bytes=size))
     return MultipartUploadResponse(
         upload_id=upload_id,
-        part_size=part_size,
+        part_size=plan.part_size,
         parts=parts,
         expires_at=isoformat(utcnow() + timedelta(seconds=ttl)),
-        max_bytes=request.size_bytes,
+        max_bytes=plan.size_bytes,
     )
+
+
+def refresh_part_urls(
+    upload_id: str, request: RefreshPartsRequest, tenant_id: str, deps: SubmitDeps
+) -> MultipartUploadResponse:
+    """Fresh URLs for parts of an unfinished multipart upload: a presigned URL dies with the session that
+    signed it (a Lambda role's, about an hour), long before a slow upload of many parts ends."""
+    bucket, key = deps.settings.uploads_bucket, upload_key(tenant_id, upload_id)
+    multipart_id = deps.objects.multipart_in_progress(bucket, key)
+    saved_plan = deps.objects.read_if_exists(bucket, upload_plan_key(tenant_id, upload_id))
+    if multipart_id is None or saved_plan is None:
+        raise not_found("multipart upload in progress")
+    plan = UploadPlan.from_json(saved_plan)
+    if max(request.part_numbers) > plan.part_count:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            f"part_numbers must be between 1 and {plan.part_count}, the parts of this upload",
+        )
+    return _part_urls(upload_id, key, multipart_id, plan, request.part_numbers, deps)
 
 
 def complete_upload(
@@ -163,6 +217,7 @@ def complete_upload(
             code,
             f"the parts add up to {size} bytes but the upload declared {declared}; start a new upload",
         )
+    deps.objects.delete(bucket, upload_plan_key(tenant_id, upload_id))
     return CompletedUpload(upload_id=upload_id, size_bytes=joined.size_bytes)
 
 
@@ -173,6 +228,7 @@ def abort_upload(upload_id: str, tenant_id: str, deps: SubmitDeps) -> None:
     if multipart_id is None:
         raise not_found("multipart upload in progress")
     deps.objects.abort_multipart(bucket, key, multipart_id)
+    deps.objects.delete(bucket, upload_plan_key(tenant_id, upload_id))
 
 
 def request_hash(request: CreateJobRequest) -> str:
