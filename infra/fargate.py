@@ -10,17 +10,21 @@ stays on the VPC's gateway endpoints.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
-from aws_cdk import Aws, Duration, Fn, IgnoreMode
+from aws_cdk import Aws, Duration, Fn, IgnoreMode, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 
 from infra import nag
+from infra.scaling import Scaling, backlog_scaling
 from videojobs import wiring
 from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
 from videojobs.observability import TRACER_ENVIRONMENT
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 PROCESS, OUTPUTS = "process", "outputs"
 STOP_TIMEOUT = Duration.seconds(120)  # Fargate's maximum: time for a consumer to hand its job back on SIGTERM
 SCALING_PERIOD = Duration.minutes(1)
+ENTRY_POINT_PREFIX = ("env", "-u", "LAMBDA_TASK_ROOT")
 
 
 def _pascal(name: str) -> str:
@@ -132,13 +137,19 @@ def _service(
     log_group = logs.LogGroup(
         service, f"{prefix}Logs", retention=props.log_retention, removal_policy=props.removal_policy
     )
-    environment = {"POWERTOOLS_SERVICE_NAME": SERVICE_NAME, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
+    environment = {
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon beside the task
+    }
     environment |= TRACER_ENVIRONMENT
     environment |= service.locations(decl.uses)
     task.add_container(
         "worker",
         image=image,
-        entry_point=["python3", "-m", decl.module],  # the image's own entry point is Lambda's runtime client
+        # The image's own entry point is Lambda's runtime client. Its base sets LAMBDA_TASK_ROOT, from which
+        # Powertools and the X-Ray SDK conclude they run in Lambda: the task is not.
+        entry_point=[*ENTRY_POINT_PREFIX, "python3", "-m", decl.module],
         environment=environment,
         logging=ecs.LogDrivers.aws_logs(stream_prefix=name, log_group=log_group),
         stop_timeout=STOP_TIMEOUT,
@@ -150,6 +161,25 @@ def _service(
         "and tuning values, no secret: the same variables the Lambda functions get",
     )
     service.grant(task.task_role, decl.uses)
+    # Scale-in protection while a job runs: the consumer sets it through the ECS agent, with the task role.
+    protection = iam.Policy(
+        service,
+        f"{prefix}TaskProtection",
+        statements=[
+            iam.PolicyStatement(
+                actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
+                resources=[f"arn:{Aws.PARTITION}:ecs:{Aws.REGION}:{Aws.ACCOUNT_ID}:task/{cluster.cluster_name}/*"],
+            )
+        ],
+    )
+    protection.attach_to_role(task.task_role)
+    cluster_id = Stack.of(cluster).get_logical_id(cluster.node.default_child)  # type: ignore[arg-type]
+    nag.acknowledge(
+        protection,
+        f"IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<{cluster_id}>/*]",
+        "A task learns its own ID only at run time: the grant covers the tasks of this cluster, and protection "
+        "is all it allows",
+    )
     service.buckets[OUTPUTS].grant_delete(task.task_role)
 
     fargate = ecs.FargateService(
@@ -174,16 +204,55 @@ def _service(
         period=SCALING_PERIOD,
         label=f"{name} backlog (visible + in flight)",
     )
-    max_tasks = props.fargate_max_tasks or decl.max_tasks
-    # One task per job waiting or running, up to the maximum; none when the queue is empty.
-    steps = [autoscaling.ScalingInterval(upper=1, change=0)]
-    steps += [autoscaling.ScalingInterval(lower=n, upper=n + 1, change=n) for n in range(1, max_tasks)]
-    steps += [autoscaling.ScalingInterval(lower=max_tasks, change=max_tasks)]
-    fargate.auto_scale_task_count(min_capacity=0, max_capacity=max_tasks).scale_on_metric(
-        "Backlog",
-        metric=backlog,
-        scaling_steps=steps,
-        adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
-        cooldown=SCALING_PERIOD,
-    )
+    _scale_on_backlog(service, fargate, prefix, backlog, backlog_scaling(props.fargate_max_tasks or decl.max_tasks))
     return fargate
+
+
+def _scale_on_backlog(
+    service: VideoJobs, fargate: ecs.FargateService, prefix: str, backlog: cw.IMetric, scaling: Scaling
+) -> None:
+    """Each declared step policy as an alarm on the backlog and the step scaling action it invokes, exactly as
+    declared (not ``scale_on_metric``, which splits its steps into alarms of its own)."""
+    target = autoscaling.ScalableTarget(
+        service,
+        f"{prefix}TaskCount",
+        service_namespace=autoscaling.ServiceNamespace.ECS,
+        scalable_dimension="ecs:service:DesiredCount",
+        resource_id=f"service/{fargate.cluster.cluster_name}/{fargate.service_name}",
+        min_capacity=scaling.min_capacity,
+        max_capacity=scaling.max_capacity,
+        # What ECS service scaling uses anyway; no role of our own to maintain.
+        role=iam.Role.from_role_arn(
+            service,
+            f"{prefix}ScalingRole",
+            f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/aws-service-role/ecs.application-autoscaling."
+            f"{Aws.URL_SUFFIX}/AWSServiceRoleForApplicationAutoScaling_ECSService",
+        ),
+    )
+    for index, policy in enumerate(scaling.policies):
+        action = autoscaling.StepScalingAction(
+            service,
+            f"{prefix}Scaling{index + 1}",
+            scaling_target=target,
+            adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
+            metric_aggregation_type=autoscaling.MetricAggregationType.MAXIMUM,
+            cooldown=SCALING_PERIOD,
+        )
+        for step in policy.steps:
+            action.add_adjustment(adjustment=step.capacity, lower_bound=step.lower, upper_bound=step.upper)
+        alarm = cw.Alarm(
+            service,
+            f"{prefix}ScalingAlarm{index + 1}",
+            metric=backlog,
+            threshold=policy.threshold,
+            comparison_operator=_comparison(policy.comparison),
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.IGNORE,
+            alarm_description=f"Scales the {prefix} service on its backlog (infra/scaling.py)",
+        )
+        alarm.add_alarm_action(cw_actions.ApplicationScalingAction(action))
+
+
+def _comparison(cloudformation_name: str) -> cw.ComparisonOperator:
+    """``GreaterThanOrEqualToThreshold`` -> ``ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD``."""
+    return cw.ComparisonOperator[re.sub(r"(?<!^)(?=[A-Z])", "_", cloudformation_name).upper()]

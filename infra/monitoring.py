@@ -18,6 +18,8 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from videojobs import wiring
+
 # The handlers' EMF metrics, by the names they are emitted under: Powertools adds the dimension service=<name>.
 from videojobs.metric_names import (
     JOB_DURATION,
@@ -26,6 +28,7 @@ from videojobs.metric_names import (
     JOBS_SUBMITTED,
     METRICS_NAMESPACE,
     SERVICE_NAME,
+    TASK_PROTECTION_FAILED,
     UNREADABLE_MESSAGES,
     WEBHOOK_DELIVERIES_FAILED,
     WEBHOOK_DELIVERIES_SUCCEEDED,
@@ -94,6 +97,16 @@ class Monitoring(Construct):
         self._alarm_on_functions()
         self._alarm_on_queues()
         self._alarm_on_api()
+        if wiring.SERVICES:
+            self._alarm(
+                "TaskProtectionFailed",
+                "A long-jobs task could not take ECS scale-in protection: a scale-in may stop it mid-job "
+                "(the job is handed back, but restarts from the beginning)",
+                metric=_business_metric(TASK_PROTECTION_FAILED),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            )
         self.dashboard = self._dashboard()
 
     def _name(self, construct: Construct) -> str:
@@ -161,14 +174,18 @@ class Monitoring(Construct):
                 )
 
     def _alarm_on_queues(self) -> None:
+        # Not ApproximateAgeOfOldestMessage: it counts in-flight messages, so every job running longer than the
+        # limit and every webhook deferred to a later attempt would trip it. What waits for a consumer is visible.
+        waiting_periods = int(QUEUE_AGE_LIMIT.to_seconds() / PERIOD.to_seconds())
         for queue in self.work_queues:
             self._alarm(
-                f"{self._name(queue)}OldestMessage",
-                f"A message has waited in {_label(queue)} for over {QUEUE_AGE_LIMIT.to_minutes()} minutes: "
-                "the consumers fall behind, or a message came back after a failed attempt",
-                metric=queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
-                threshold=QUEUE_AGE_LIMIT.to_seconds(),
-                evaluation_periods=1,
+                f"{self._name(queue)}Waiting",
+                f"Messages have waited in {_label(queue)} for {QUEUE_AGE_LIMIT.to_minutes()} minutes without "
+                "the queue emptying once: the consumers fall behind or do not run",
+                metric=queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Minimum"),
+                threshold=0,
+                evaluation_periods=waiting_periods,
+                datapoints_to_alarm=waiting_periods,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             )
         for queue in self.failure_queues:
@@ -262,14 +279,14 @@ class Monitoring(Construct):
                 width=12,
             ),
             cw.GraphWidget(
-                title="Age of the oldest message (seconds)",
+                # In-flight messages count here: a long job is old, not late (the alarms watch waiting ones).
+                title="Age of the oldest message, running jobs included (seconds)",
                 left=[
                     queue.metric_approximate_age_of_oldest_message(
                         period=PERIOD, statistic="Maximum", label=self._name(queue)
                     )
                     for queue in self.work_queues
                 ],
-                left_annotations=[cw.HorizontalAnnotation(value=QUEUE_AGE_LIMIT.to_seconds(), label="alarm")],
                 width=12,
             ),
         )

@@ -294,10 +294,13 @@ class JobStore:
             now=now,
         )
 
-    def release(self, job_id: str, worker_id: str, *, to_long_queue: bool = False) -> Job | None:
-        """Give the job up so that the next delivery may claim it at once (a retry, or a shutdown). Handed to
-        the long-jobs queue, the try does not count: the job was only probed."""
-        extra = "attempts = attempts - :one" if to_long_queue else ""
+    def release(
+        self, job_id: str, worker_id: str, *, to_long_queue: bool = False, count_attempt: bool = True
+    ) -> Job | None:
+        """Give the job up so that the next delivery may claim it at once (a retry, or a shutdown). The try does
+        not count when ``count_attempt`` is False (a worker told to stop) or the job goes to the long-jobs queue
+        (it was only probed)."""
+        extra = "attempts = attempts - :one" if to_long_queue or not count_attempt else ""
         return self._held_update(
             job_id,
             worker_id,

@@ -116,8 +116,10 @@ class WorkerSettings(FunctionSettings):
     # take it over. The queue message is kept invisible for twice as long.
     lease_seconds: float = Field(60, alias=LEASE_SECONDS, ge=2, le=3600)
     max_attempts: int = Field(3, alias=MAX_ATTEMPTS, ge=1)
-    # The long-jobs consumer's wall-clock limit for one job (the Lambda worker stops at its own timeout).
-    job_time_limit_seconds: float = Field(12 * 3600, alias=JOB_TIME_LIMIT_SECONDS, gt=0)
+    # The long-jobs consumer's wall-clock limit for one job (the Lambda worker stops at its own timeout). Below
+    # SQS's 12 h (queues.MAX_VISIBILITY_SECONDS), which count from the message's receive, with 5 minutes for the
+    # claim and the hand-back: the job's message must stay hidden until the job ends.
+    job_time_limit_seconds: float = Field(11 * 3600, alias=JOB_TIME_LIMIT_SECONDS, gt=0, le=12 * 3600 - 300)
     # Inputs above these fail with input_too_large before any decoding.
     max_input_dimension: int = Field(8192, alias=MAX_INPUT_DIMENSION, gt=0)
     max_input_pixels: int = Field(8192 * 4320, alias=MAX_INPUT_PIXELS, gt=0)

@@ -24,13 +24,22 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from videojobs.aws import client
 from videojobs.job_store import JobStore
+from videojobs.metric_names import TASK_PROTECTION_FAILED
 from videojobs.models import JobMessage
 from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, metrics
 from videojobs.queues import ReceivedMessage, UnreadableMessage, read_message
-from videojobs.service.processing import Attempt, WorkerDeps, process_job, record_job_metrics
+from videojobs.service.processing import (
+    Attempt,
+    WorkerDeps,
+    process_job,
+    record_job_metrics,
+    sweep_stale_scratch,
+)
 from videojobs.settings import WorkerSettings
 
 RECEIVE_WAIT_SECONDS = 20  # SQS long polling's maximum: an idle task costs one request per 20 s
@@ -41,6 +50,7 @@ MAX_PROTECTION_MINUTES = 2880
 @cache
 def get_deps() -> WorkerDeps:
     settings = WorkerSettings.from_env()
+    sweep_stale_scratch(settings.scratch_dir)  # what a killed earlier run left behind
     return WorkerDeps(
         settings=settings,
         jobs=JobStore(client("dynamodb"), settings.jobs_table),
@@ -64,7 +74,9 @@ def scale_in_protection(minutes: float) -> Iterator[None]:
         _protect(agent, {"ProtectionEnabled": False})
 
 
-def _protect(agent: str, state: dict[str, Any]) -> None:
+def _protect(agent: str, state: dict[str, Any]) -> bool:
+    """Set the task's protection through the ECS agent; a failure is logged and counted (``TASK_PROTECTION_FAILED``):
+    without protection a scale-in may stop this task mid-job, which then hands the job back on SIGTERM."""
     request = urllib.request.Request(
         f"{agent}/task-protection/v1/state",
         data=json.dumps(state).encode(),
@@ -72,10 +84,19 @@ def _protect(agent: str, state: dict[str, Any]) -> None:
         headers={"Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=5):
-            pass
-    except OSError:  # without protection a scale-in may stop us: the job is then handed back on SIGTERM
-        logger.warning("could not set ECS task protection", exc_info=True)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            answer = json.loads(response.read() or b"{}")
+    except (OSError, ValueError):
+        logger.exception("could not set ECS task protection", extra={"state": state})
+    else:
+        # The agent answers 200 with a "failure" (or "error") when ECS refused, e.g. for a missing permission.
+        problem = answer.get("failure") or answer.get("error")
+        if not problem:
+            return True
+        logger.error("ECS refused task protection", extra={"state": state, "answer": problem})
+    metrics.add_metric(name=TASK_PROTECTION_FAILED, unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics()
+    return False
 
 
 def handle(message: dict[str, Any], received_at: float, deps: WorkerDeps, sqs: Any, shutdown: threading.Event) -> None:

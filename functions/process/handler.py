@@ -26,7 +26,13 @@ from videojobs.models import JobMessage
 from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, metrics
 from videojobs.queues import JobQueue, ReceivedMessage, queue_url_of, read_message
-from videojobs.service.processing import Attempt, WorkerDeps, process_job, record_job_metrics
+from videojobs.service.processing import (
+    Attempt,
+    WorkerDeps,
+    process_job,
+    record_job_metrics,
+    sweep_stale_scratch,
+)
 from videojobs.settings import WorkerSettings
 
 # Leave time to record a failure, hand the job on and clean up before Lambda stops the invocation.
@@ -42,6 +48,7 @@ class Redeliver(Exception):
 @cache
 def get_deps() -> WorkerDeps:
     settings = WorkerSettings.from_env()
+    sweep_stale_scratch(settings.scratch_dir)  # what a killed earlier run left behind
     return WorkerDeps(
         settings=settings,
         jobs=JobStore(client("dynamodb"), settings.jobs_table),

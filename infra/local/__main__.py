@@ -8,12 +8,7 @@ import signal
 import sys
 import threading
 
-from infra.local.stack import (
-    DEFAULT_QUEUE_CONCURRENCY,
-    DEFAULT_S3_SESSION_LIFETIME_SECONDS,
-    DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
-    LocalStack,
-)
+from infra.local.stack import DEFAULT_QUEUE_CONCURRENCY, DEFAULT_S3_SESSION_LIFETIME_SECONDS, LocalStack
 from videojobs import settings, wiring
 
 
@@ -34,10 +29,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--visibility-timeout",
         type=int,
-        default=DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
+        default=-1,
         metavar="SECONDS",
-        help="visibility timeout of the queues (default: %(default)s). AWS uses 6x the worker's 15-min timeout, "
-        "so a crashed local worker's job would wait 90 min for its retry; -1 keeps the deployed value.",
+        help="one visibility timeout for every queue (default: -1, the deployed ones: 6x each consumer's "
+        "timeout, as in AWS)",
     )
     parser.add_argument(
         "--workers",

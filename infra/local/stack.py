@@ -35,6 +35,7 @@ from infra.local.pollers import SqsPoller, StreamPoller
 from infra.local.resources import Resources, create_resources
 from infra.local.services import ServiceTasks
 from infra.local.strict_s3 import SigningCredentials, StrictS3, StrictS3Server
+from infra.local.strict_sqs import make_sqs_visibility_strict
 from infra.local.web import REDACT_SECRETS, LoopbackHostOnly, StaticSite
 from infra.local.websocket import PATH as WEBSOCKET_PATH
 from videojobs import aws, settings, wiring
@@ -45,7 +46,7 @@ from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
 log = logging.getLogger(__name__)
 
 DEV_TENANT = "dev"
-DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 60
+DEFAULT_VISIBILITY_TIMEOUT_SECONDS: int | None = None  # the deployed ones: see the docstring
 DEFAULT_QUEUE_CONCURRENCY = 2  # concurrent batches per queue: a job keeps a core busy for minutes
 # As long as a Lambda role's session token (~1,200 characters, with "+" and "/"), so that presigned URLs are as
 # long as in AWS.
@@ -80,12 +81,14 @@ class LocalStack:
     :param moto_port: the moto server's port; 0 picks a free one.
     :param state_file: where to write ``url``, ``moto_endpoint``, ``api_key``, ``region`` and ``env`` as JSON
         for other processes (removed on stop); None writes nothing.
-    :param visibility_timeout_seconds: the queues' visibility timeout. The CDK stack uses 6x the consumer's
-        timeout (90 min for the 15-min worker), which would make a crashed local run wait that long before its
-        retry; None keeps the deployed value.
+    :param visibility_timeout_seconds: one visibility timeout for every queue instead of the deployed ones
+        (None, the default: 6x the consumer's timeout, as the CDK stack sets them). Workers do not rely on it:
+        they hide their message for two leases before claiming and heartbeat it, so a crashed worker's job
+        comes back within minutes in both places.
     :param queue_concurrency: concurrent batches per queue name (default 2); dead-letter queues get one.
     :param handlers: function name -> handler string, replacing the declared handlers (for tests).
-    :param service_tasks: subprocesses per container service of the wiring (the long-jobs consumer); 0 runs none.
+    :param run_services: run the wiring's container services (the long-jobs consumer) as subprocesses, as many
+        as the deployed scaling policy gives for their queue's backlog (``infra/local/services.py``).
     :param log_level: uvicorn's log level; "info" also logs each request.
     :param allow_loopback_webhooks: let webhooks go to ``http://127.0.0.1`` (a receiver on the developer's
         machine), which the SSRF guard refuses in AWS (``WEBHOOK_ALLOW_LOOPBACK_HTTP``). On by default here.
@@ -111,7 +114,7 @@ class LocalStack:
         queue_concurrency: Mapping[str, int] | None = None,
         handlers: Mapping[str, str] | None = None,
         log_level: str = "warning",
-        service_tasks: int = 1,
+        run_services: bool = True,
         allow_loopback_webhooks: bool = True,
         webhook_retry_delays: Sequence[float] | None = None,
         authorizer_cache_seconds: float = wiring.AUTHORIZER_CACHE_SECONDS,
@@ -130,7 +133,7 @@ class LocalStack:
         self._queue_concurrency = dict(queue_concurrency or {})
         self._handlers = dict(handlers or {})
         self._log_level = log_level
-        self._services = ServiceTasks(service_tasks)
+        self._services = ServiceTasks(run_services)
         self._notification_env = {settings.WEBHOOK_ALLOW_LOOPBACK_HTTP: str(allow_loopback_webhooks).lower()}
         if webhook_retry_delays is not None:
             self._notification_env[settings.WEBHOOK_RETRY_DELAYS] = ",".join(str(d) for d in webhook_retry_delays)
@@ -277,6 +280,7 @@ class LocalStack:
         if werkzeug.level == logging.NOTSET:  # else moto's server prints a line for every AWS call
             werkzeug.setLevel(logging.WARNING)
         make_dynamodb_atomic()  # concurrent handlers rely on conditional writes being atomic
+        make_sqs_visibility_strict()  # the 12 h visibility cap counted from the receive
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self._moto_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
@@ -326,7 +330,9 @@ class LocalStack:
         # Known once the port is: the WebSocket API is served by the gateway (infra/local/websocket.py).
         websocket_url = "ws" + self.url.removeprefix("http") + WEBSOCKET_PATH
         self._set_env({**self._notification_env, settings.WEBSOCKET_URL: websocket_url})
-        self._services.start(os.environ)  # once the environment is complete: the tasks inherit it
+        # Once the environment is complete: the tasks inherit it.
+        queue_urls = {name: ref.url for name, ref in self._resources.queues.items()}
+        self._services.start(os.environ, self.client("sqs"), queue_urls)
         self._write_state()
 
     def _start_pollers(self, functions: Functions, resources: Resources) -> None:

@@ -101,7 +101,7 @@ def running_stack(state_file: Path, env: dict[str, str] | None = None) -> Iterat
     """``python -m infra.local`` in its own process until the block ends; ``env`` adds settings to its
     environment (e.g. a lower multipart threshold)."""
     process = subprocess.Popen(
-        # A short visibility timeout so that failed deliveries come back within the test's patience.
+        # The deployed visibility timeouts: work comes back through heartbeats and explicit retries, as in AWS.
         [
             sys.executable,
             "-m",
@@ -110,8 +110,6 @@ def running_stack(state_file: Path, env: dict[str, str] | None = None) -> Iterat
             "0",
             "--state-file",
             str(state_file),
-            "--visibility-timeout",
-            "5",
             # Webhook retries at test speed (the deployed schedule waits 5 s, then 5 min, ...).
             "--webhook-retry-delays",
             "1,1,1,1",

@@ -9,6 +9,7 @@ from moto import mock_aws
 
 from infra.local.atomic_dynamodb import make_dynamodb_atomic
 from infra.local.resources import Resources, create_resources
+from infra.local.strict_sqs import make_sqs_visibility_strict
 from videojobs.aws import client, reset_clients
 
 REGION = "us-east-1"
@@ -28,6 +29,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Resources]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     reset_clients()
     make_dynamodb_atomic()
+    make_sqs_visibility_strict()
     with mock_aws():
         resources = create_resources(client, REGION)
         for name, value in resources.environment().items():

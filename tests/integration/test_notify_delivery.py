@@ -4,11 +4,15 @@ local server through the pinned-address client (no redirects, bounded read, time
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +29,7 @@ from videojobs.ssrf import Target
 from videojobs.webhooks import DeliveryMessage, DeliveryStatus, Response
 
 URL = "https://hooks.example/in"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeReceiver:
@@ -197,14 +202,20 @@ def test_attempts_are_signed_with_the_tenants_secret(aws: Resources) -> None:
 # --- the HTTP client ---------------------------------------------------------------------------------------------
 
 
+traced: list[str] = []
+"""The X-Amzn-Trace-Id headers the server received."""
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[int, list[dict[str, str]]]]:
     seen: list[dict[str, str]] = []
+    traced.clear()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("content-length", 0)))
             seen.append({"path": self.path, "host": self.headers["host"], "id": self.headers["webhook-id"]})
+            traced.extend([self.headers["X-Amzn-Trace-Id"]] if "X-Amzn-Trace-Id" in self.headers else [])
             if self.path == "/slow":
                 time.sleep(1.5)
             status, body = {"/redirect": (302, b""), "/big": (200, b"x" * 1_000_000)}.get(self.path, (204, b""))
@@ -255,3 +266,29 @@ def test_a_slow_receiver_times_out(server: tuple[int, list[dict[str, str]]]) -> 
     port, _ = server
     response = post(port, "/slow", timeout=0.3)
     assert response.status_code is None and (response.error or "").startswith("timeout")
+
+
+def test_a_webhook_sent_by_a_traced_lambda_carries_no_trace_header(server: tuple[int, list[dict[str, str]]]) -> None:
+    """In Lambda, with active tracing: a customer's receiver must not see our X-Ray trace."""
+    port, seen = server
+    lambda_env = {
+        **{name: value for name, value in os.environ.items() if name != "POWERTOOLS_TRACE_DISABLED"},
+        "LAMBDA_TASK_ROOT": str(ROOT),  # what makes Powertools and the X-Ray SDK trace
+        "AWS_LAMBDA_FUNCTION_NAME": "deliver",
+        "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9",  # UDP into the void
+    }
+    script = (
+        "from aws_xray_sdk.core import patcher\n"
+        "from videojobs.observability import tracer\n"
+        "from tests.integration.test_notify_delivery import post\n"
+        "assert not tracer.disabled\n"
+        # Any other patched HTTP client (httpx, requests, http.client) would send the header to receivers.
+        "assert patcher._PATCHED_MODULES == {'botocore'}, patcher._PATCHED_MODULES\n"
+        f"print(post({port}, '/traced').status_code)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=lambda_env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "204", done.stderr
+    assert seen[-1]["path"] == "/traced"
+    assert traced == []

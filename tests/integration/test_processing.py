@@ -174,6 +174,27 @@ def test_a_job_too_long_for_the_lambda_is_finished_by_the_long_jobs_consumer(
     )
 
 
+def test_a_shutdown_hands_the_job_back_without_counting_an_attempt(aws: Resources, tmp_path: Path, clip: Path):
+    """SIGTERM (a deployment, or a scale-in past the task's protection) is not the job's fault."""
+    deps = worker_deps(aws, tmp_path, "consumer", long_jobs=False)
+    job = queued_job(deps, clip, [{"type": "mp4", "height": 144}])
+    sqs, url = client("sqs"), aws.queues["long_jobs"].url
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": job.id}))
+    (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    stopping = threading.Event()
+    stopping.set()  # SIGTERM came while the job ran
+    consumer.handle(message, time.monotonic(), deps, sqs, stopping)
+
+    handed_back = deps.jobs.get(job.id, consistent=True)
+    assert (handed_back.status, handed_back.attempts, handed_back.lease_owner) == ("processing", 0, None)
+    assert visible_in(aws, "long_jobs") == 1  # at once, for another task
+    (again,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    consumer.handle(
+        again, time.monotonic(), worker_deps(aws, tmp_path, "another", long_jobs=False), sqs, threading.Event()
+    )
+    assert deps.jobs.get(job.id).attempts == 1
+
+
 def _dead_letter(body: str, message_id: str = "m0") -> dict:
     return {
         "messageId": message_id,

@@ -60,7 +60,7 @@ def stack(clock: MovableClock) -> Iterator[LocalStack]:
         patch.setenv(settings.MULTIPART_PART_BYTES, str(5 * MIB))
         patch.setenv(settings.UPLOAD_URL_TTL_SECONDS, str(UPLOAD_URL_TTL_SECONDS))
         with LocalStack(
-            port=0, service_tasks=0, s3_session_lifetime_seconds=SESSION_LIFETIME_SECONDS, clock=clock
+            port=0, run_services=False, s3_session_lifetime_seconds=SESSION_LIFETIME_SECONDS, clock=clock
         ) as started:
             yield started
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from videojobs.models import Job, JobStage, StoredOutput, utcnow
-from videojobs.service.processing import Attempt, Heartbeat, Interrupted, Stop, WorkerDeps
+from videojobs.service.processing import Attempt, Heartbeat, Interrupted, Stop, WorkerDeps, process_job
 from videojobs.settings import WorkerSettings
 
 ENV = {"JOBS_TABLE": "t", "UPLOADS_BUCKET": "u", "OUTPUTS_BUCKET": "o", "LONG_JOBS_QUEUE_URL": "q"}
@@ -167,3 +167,20 @@ def test_past_the_attempts_time_limit_the_heartbeat_stops_renewing_and_stops_the
     assert (len(jobs.writes), len(message.hidden)) == (writes, hides)  # neither the lease nor the message renewed
     with pytest.raises(Interrupted):  # a transfer that still trickles is cut at its next chunk
         beat.transferred(1024)
+
+
+class CrashingJobs:
+    """A worker that dies right at its claim, before any heartbeat: what its message does then matters."""
+
+    def claim(self, job_id, worker_id, lease):
+        raise SystemExit("killed")
+
+
+def test_the_message_is_hidden_for_two_leases_before_the_claim():
+    # The queue's own visibility is the deployed one (90 min for the jobs queue): a worker dying before its first
+    # heartbeat must not leave its job waiting that long.
+    message = Message()
+    deps = WorkerDeps(WorkerSettings.from_env(ENV), CrashingJobs(), None, "w1")  # type: ignore[arg-type]
+    with pytest.raises(SystemExit):
+        process_job("job_1", deps, Attempt(10_000.0, message))
+    assert message.hidden == [2 * deps.settings.lease_seconds]

@@ -13,6 +13,8 @@ ffmpeg or the transfer in flight is stopped at once.
 from __future__ import annotations
 
 import math
+import os
+import re
 import shutil
 import tempfile
 import threading
@@ -46,6 +48,9 @@ from videojobs.observability import logger, metrics
 from videojobs.outputs import plan_encode
 from videojobs.queues import JobQueue
 from videojobs.settings import WorkerSettings
+
+SCRATCH_OWNER_MARK = "pid"
+_SCRATCH_NAME = re.compile(rf"job_[0-9a-f]+-{SCRATCH_OWNER_MARK}(\d+)-.+")
 
 PROGRESS_INTERVAL_SECONDS = 1.0
 """Progress is written at most this often, and only when it moved by a whole percent."""
@@ -121,10 +126,40 @@ class Interrupted(Exception):
         self.reason = reason
 
 
+def sweep_stale_scratch(scratch_dir: str) -> int:
+    """Remove the job scratch directories whose worker process is gone; returns how many. A Lambda invocation
+    killed at its timeout leaves its files in a ``/tmp`` that the sandbox's next runtime reuses; run this when a
+    worker starts. A directory of a live process is another worker's at work (locally, workers share a folder)."""
+    removed = 0
+    for path in Path(scratch_dir).glob("job_*"):
+        owner = _SCRATCH_NAME.fullmatch(path.name)
+        if owner is None or not path.is_dir() or _alive(int(owner.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    if removed:
+        logger.info("removed stale scratch directories", extra={"count": removed, "scratch_dir": scratch_dir})
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def process_job(job_id: str, deps: WorkerDeps, attempt: Attempt) -> Outcome:
     """Run the job if this worker can claim it. Permanent failures end the job ``failed`` (done); transient ones
     give the job back and ask for the message again later; a job another live worker holds is asked for again
     once that worker's lease could have run out."""
+    if attempt.message is not None:
+        # The queue's visibility is long (it covers a whole Lambda run); should this worker die before its first
+        # heartbeat, its message comes back after two leases instead.
+        attempt.message.hide_for(2 * deps.settings.lease_seconds)
     job = deps.jobs.claim(job_id, deps.worker_id, deps.lease)
     if job is None:
         return _not_claimed(job_id, deps)
@@ -171,7 +206,8 @@ def _not_claimed(job_id: str, deps: WorkerDeps) -> Outcome:
 
 def _run(job: Job, deps: WorkerDeps, heartbeat: Heartbeat, attempt: Attempt, uploaded: list[str]) -> Outcome:
     settings = deps.settings
-    with tempfile.TemporaryDirectory(prefix=f"{job.id}-", dir=settings.scratch_dir) as directory:
+    prefix = f"{job.id}-{SCRATCH_OWNER_MARK}{os.getpid()}-"  # the owner's pid: see sweep_stale_scratch
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=settings.scratch_dir) as directory:
         scratch = Path(directory)
         heartbeat.stage(JobStage.PROBING)
         found = deps.objects.head(settings.uploads_bucket, job.input_key)
@@ -269,8 +305,8 @@ def _interrupted(job: Job, deps: WorkerDeps, reason: Stop, uploaded: list[str]) 
         return Outcome(
             deps.jobs.fail(job.id, ErrorDetail(code=ErrorCode.PROCESSING_FAILED, message=detail), deps.worker_id)
         )
-    if reason is Stop.SHUTDOWN:
-        deps.jobs.release(job.id, deps.worker_id)
+    if reason is Stop.SHUTDOWN:  # a deployment or a scale-in, not the job's fault: the try does not count
+        deps.jobs.release(job.id, deps.worker_id, count_attempt=False)
         return Outcome(job, retry_in_seconds=0)
     return Outcome(deps.jobs.get(job.id, consistent=True))
 
