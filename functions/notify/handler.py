@@ -25,7 +25,8 @@ from videojobs.queues import DeliveryQueue
 from videojobs.service.fanout import NotifyDeps, handle_change
 from videojobs.settings import NotifySettings
 
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+# A batch that only failed (a routine retry) is reported, not raised: raising would be a Lambda function error.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
 @cache

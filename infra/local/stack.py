@@ -83,6 +83,12 @@ class LocalStack:
         machine), which the SSRF guard refuses in AWS (``WEBHOOK_ALLOW_LOOPBACK_HTTP``). On by default here.
     :param webhook_retry_delays: seconds before each retry of a failed webhook delivery; None keeps the
         deployed schedule (5 s, 5 min, 30 min, … about three days in all).
+    :param account_concurrency: the account's unreserved Lambda concurrency; an invocation beyond it is
+        throttled (None: unlimited). Functions with reserved concurrency in the wiring have their own pool.
+    :param cold_start_seconds: the init time of each new execution environment (API Gateway's 29 s include it).
+    :param function_timeouts: function name -> seconds, replacing declared timeouts (for tests).
+    :param custom_domain: serve the API as behind a custom domain's base-path mapping (only under ``/v1``,
+        with ``/v1`` kept in the event's ``path``).
 
     ``start()`` changes ``os.environ`` of this process (credentials, region, endpoint, resource names: see
     ``env``) because handlers read their settings from it; ``stop()`` restores it. Only one stack can run in a
@@ -103,6 +109,10 @@ class LocalStack:
         service_tasks: int = 1,
         allow_loopback_webhooks: bool = True,
         webhook_retry_delays: Sequence[float] | None = None,
+        account_concurrency: int | None = None,
+        cold_start_seconds: float = 0.0,
+        function_timeouts: Mapping[str, float] | None = None,
+        custom_domain: bool = False,
     ):
         unknown = set(queue_concurrency or {}) - set(wiring.QUEUES)
         if unknown:
@@ -114,6 +124,10 @@ class LocalStack:
         self._visibility_timeout = visibility_timeout_seconds
         self._queue_concurrency = dict(queue_concurrency or {})
         self._handlers = dict(handlers or {})
+        self._account_concurrency = account_concurrency
+        self._cold_start_seconds = cold_start_seconds
+        self._function_timeouts = dict(function_timeouts or {})
+        self._custom_domain = custom_domain
         self._log_level = log_level
         self._services = ServiceTasks(service_tasks)
         self._notification_env = {settings.WEBHOOK_ALLOW_LOOPBACK_HTTP: str(allow_loopback_webhooks).lower()}
@@ -154,6 +168,11 @@ class LocalStack:
     @property
     def region(self) -> str:
         return self._region
+
+    @property
+    def functions(self) -> Functions:
+        """The functions as invoked by the gateway and the pollers: ``errors()`` counts their function errors."""
+        return _started(self._functions)
 
     @property
     def resources(self) -> Resources:
@@ -267,12 +286,20 @@ class LocalStack:
             hash_api_key(self._api_key), DEV_TENANT
         )
 
-        self._functions = Functions(self._region, DEFAULT_ACCOUNT_ID, self._handlers)
+        self._functions = Functions(
+            self._region,
+            DEFAULT_ACCOUNT_ID,
+            self._handlers,
+            account_concurrency=self._account_concurrency,
+            cold_start_seconds=self._cold_start_seconds,
+            timeouts=self._function_timeouts,
+        )
         self._start_pollers(self._functions, self._resources)
         # The web page and the API docs in front of the API (the page reads its dev key from /config.json).
         self._serve(
             StaticSite(
-                LocalGateway(self._functions, self._region, DEFAULT_ACCOUNT_ID), config={"api_key": self._api_key}
+                LocalGateway(self._functions, self._region, DEFAULT_ACCOUNT_ID, custom_domain=self._custom_domain),
+                config={"api_key": self._api_key},
             )
         )
         # Known once the port is: the WebSocket API is served by the gateway (infra/local/websocket.py).
@@ -288,6 +315,9 @@ class LocalStack:
             if isinstance(subscription.source, wiring.QueueRef):
                 url, arn = created.url, created.arn
                 concurrency = self._queue_concurrency.get(subscription.source.name, DEFAULT_QUEUE_CONCURRENCY)
+                # One poller per concurrent invocation: never more than the event source's max_concurrency.
+                declared = wiring.QUEUES[subscription.source.name].max_concurrency
+                concurrency = concurrency if declared is None else min(concurrency, declared)
             else:
                 url, arn, concurrency = created.dlq_url, created.dlq_arn, 1
             for index in range(concurrency):

@@ -5,6 +5,7 @@ answers ``GoneException``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from standardwebhooks import Webhook
 
+from functions.events import handler as events_handler
 from functions.notify import handler as notify_handler
 from functions.websocket import handler as websocket_handler
 from infra.local.lambda_context import LambdaContext
@@ -310,6 +312,35 @@ def test_sse_long_poll_waits_answers_new_events_and_ends_after_the_terminal_one(
     [terminal] = event_stream.wait_for_events("job_3", "t1", 0, 5, deps) or []
     assert (terminal.type, terminal.version) == ("job.completed", 4)
     assert event_stream.last_event_id(" 7 ") == 7 and event_stream.last_event_id("x") == 0
+
+
+def test_sse_long_poll_counts_its_wait_from_when_api_gateway_received_the_request(
+    aws: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # API Gateway's 29 s include a cold start's init: a request that spent its wait before the handler started
+    # (requestTimeEpoch is that far back) must answer at once, not wait another 25 s and be cut off with a 504.
+    dynamodb = client("dynamodb")
+    jobs, log = JobStore(dynamodb, aws.tables["jobs"]), EventLog(dynamodb, aws.tables["job_events"])
+    jobs.create(Job.model_validate(job_image(1)))
+    log.append("job_1", event_for(None, job_image(1)))  # type: ignore[arg-type]
+    waits: list[float] = []
+    clock = iter(range(1000))
+    deps = notifications.EventsDeps(jobs, log, sleep=waits.append, clock=lambda: float(next(clock)))
+    monkeypatch.setattr(events_handler, "get_deps", lambda: deps)
+    wait = events_handler.get_settings().sse_wait_seconds
+    received = int((time.time() - wait) * 1000)
+    event = {
+        "headers": {"Last-Event-ID": "1"},
+        "pathParameters": {"id": "job_1"},
+        "requestContext": {"authorizer": {"tenant_id": "t1"}, "requestTimeEpoch": received, "requestId": "r"},
+    }
+    answer = events_handler.lambda_handler(event, context())
+    assert answer["statusCode"] == 200 and ": no news" in answer["body"]
+    assert waits == []  # no time left: nothing new is answered at once
+
+    assert events_handler.long_poll_seconds({"requestContext": {"requestTimeEpoch": 10_000}}, 25, 14.0) == 21
+    assert events_handler.long_poll_seconds({"requestContext": {"requestTimeEpoch": 10_000}}, 25, 40.0) == 0
+    assert events_handler.long_poll_seconds({}, 25, 40.0) == 25
 
 
 # --- webhook secrets -------------------------------------------------------------------------------------------
