@@ -325,7 +325,7 @@ def test_sse_long_poll_counts_its_wait_from_when_api_gateway_received_the_reques
     log.append("job_1", event_for(None, job_image(1)))  # type: ignore[arg-type]
     waits: list[float] = []
     clock = iter(range(1000))
-    deps = notifications.EventsDeps(jobs, log, sleep=waits.append, clock=lambda: float(next(clock)))
+    deps = event_stream.EventsDeps(jobs, log, sleep=waits.append, clock=lambda: float(next(clock)))
     monkeypatch.setattr(events_handler, "get_deps", lambda: deps)
     wait = events_handler.get_settings().sse_wait_seconds
     received = int((time.time() - wait) * 1000)
