@@ -155,6 +155,29 @@ def test_an_unreadable_record_does_not_hold_up_the_records_behind_it(aws: Resour
     assert queued_messages(aws) == []  # job.queued is not among the default webhook events
 
 
+def test_records_that_would_run_past_the_timeout_are_left_for_the_next_invocation(
+    aws: Resources, notify: notifications.NotifyDeps
+) -> None:
+    # Lambda's timeout fails the whole invocation (and replays every record): with too little time left for
+    # another fan-out, notify stops after the first record and reports the rest for a retry instead.
+    short = LambdaContext(
+        function_name="notify",
+        memory_limit_in_mb=256,
+        timeout_seconds=notify_handler.FAN_OUT_RESERVE_MILLISECONDS / 1000 / 2,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:notify",
+    )
+    batch = {
+        "Records": [
+            stream_record(4, job_image(1)),
+            stream_record(5, job_image(2, "processing"), job_image(1)),
+            stream_record(6, job_image(3, "processing", 5), job_image(2, "processing")),
+        ]
+    }
+    failures = notify_handler.lambda_handler(batch, short)["batchItemFailures"]
+    assert [failure["itemIdentifier"] for failure in failures] == ["5", "6"]
+    assert [event.version for event in notify.events.after("job_1", 0)] == [1]
+
+
 def test_a_failing_write_is_a_batch_item_failure_from_that_record_on(
     aws: Resources, notify: fanout.NotifyDeps, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -120,3 +120,14 @@ def stream_consumer(event: dict[str, Any], context: Any) -> dict[str, Any]:
             if _stream_attempts[key] <= fail_times:
                 failures.append({"itemIdentifier": key})
     return {"batchItemFailures": failures}
+
+
+# --- invocation --------------------------------------------------------------------------------------------
+
+
+def hold(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Keeps its execution environment busy until ``recorder.release`` is set; changes the event it got."""
+    _record("hold", event, context)
+    event["changed"] = True
+    recorder.release.wait(10)
+    return {"ok": True}
