@@ -338,6 +338,9 @@ class LocalGateway:
             try:
                 result = await run_in_threadpool(self._functions.invoke, wiring.AUTHORIZER, authorizer_event)
                 cached = _parse_authorizer_result(result)
+            except Throttled:  # AUTHORIZER_FAILURE: 500, which the stack's DEFAULT_5XX response shapes
+                log.warning("%s throttled on %s %s", wiring.AUTHORIZER, request.method, api_path)
+                return error(500, "internal_error", "internal server error")
             except Exception as failure:
                 # The documented way to a 401 is an authorizer failing with this exact message, which Lambda
                 # counts as a function error; ours answers Deny instead (ACCESS_DENIED, mapped to 401).
