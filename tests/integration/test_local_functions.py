@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 
@@ -44,10 +45,8 @@ def in_background(functions: Functions, name: str) -> threading.Thread:
 
 
 def _quietly(functions: Functions, name: str) -> None:
-    try:
+    with contextlib.suppress(FunctionError):
         functions.invoke(name, {})
-    except FunctionError:
-        pass
 
 
 def test_event_and_result_go_through_json(functions: Functions) -> None:
