@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from infra.local import LocalStack
@@ -16,6 +18,7 @@ from infra.local.functions import (
     RequestTooLarge,
     Throttled,
 )
+from infra.local.gateway import LocalGateway
 from tests.integration.fake_functions import recorder as fake
 from tests.integration.test_local_pollers import eventually
 from videojobs import wiring
@@ -103,3 +106,31 @@ def test_a_throttled_sqs_receive_still_counts_towards_the_dead_letter_queue() ->
         assert fake.calls("sqs") == []  # no handler ever saw it
         assert stack.functions.throttles("process") == wiring.QUEUES["jobs"].max_receive_count
         assert stack.functions.errors() == 0
+
+
+def test_a_cold_start_is_outside_the_function_timeout_but_inside_the_gateways() -> None:
+    fake.reset()
+    fake.release.set()
+    handlers = {"cancel": f"{FAKE}.hold", "status": f"{FAKE}.echo"}
+    # Init takes longer than both the function's timeout and the gateway's integration timeout here.
+    functions = Functions("us-east-1", "123456789012", handlers, cold_start_seconds=3, timeouts={"cancel": 1})
+    gateway = LocalGateway(functions, "us-east-1", "123456789012", integration_timeout_seconds=1.5)
+
+    async def health_answers() -> list[int]:
+        transport = httpx.ASGITransport(app=gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            answers = [(await http.get("/health")).status_code]
+            # Once the environment is warm (the abandoned call finished), the same request answers.
+            while answers[-1] != 201 and len(answers) < 20:
+                await asyncio.sleep(0.5)
+                answers.append((await http.get("/health")).status_code)
+            return answers
+
+    try:
+        assert functions.invoke("cancel", {}) == {"ok": True}  # Lambda's timeout starts after init
+        answers = asyncio.run(health_answers())
+        assert answers[0] == 504  # API Gateway's 29 s include init
+        assert answers[-1] == 201
+        assert functions.environments("status") == 1
+    finally:
+        functions.unload()
