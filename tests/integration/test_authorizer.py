@@ -7,7 +7,7 @@ from infra.local.gateway import policy_allows
 from infra.local.resources import Resources
 from videojobs.aws import client
 from videojobs.ids import hash_api_key, new_api_key
-from videojobs.store import ApiKeyStore
+from videojobs.job_store import ApiKeyStore
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc/v1/GET/jobs"
 

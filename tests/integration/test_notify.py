@@ -156,7 +156,7 @@ def test_an_unreadable_record_does_not_hold_up_the_records_behind_it(aws: Resour
 
 
 def test_records_that_would_run_past_the_timeout_are_left_for_the_next_invocation(
-    aws: Resources, notify: notifications.NotifyDeps
+    aws: Resources, notify: fanout.NotifyDeps
 ) -> None:
     # Lambda's timeout fails the whole invocation (and replays every record): with too little time left for
     # another fan-out, notify stops after the first record and reports the rest for a retry instead.
