@@ -377,6 +377,7 @@ class VideoJobs(Construct):
                 logging_format=lambda_.LoggingFormat.JSON,
                 log_group=log_group,
                 environment=self._environment(decl),
+                reserved_concurrent_executions=decl.reserved_concurrency,
             )
             if decl.image:
                 if name == PROCESS and self.props.process_memory_mb is not None:
@@ -493,7 +494,10 @@ class VideoJobs(Construct):
             if decl.consumer in self.functions:  # else a container service polls it (infra/fargate.py)
                 self.functions[decl.consumer].add_event_source(
                     sources.SqsEventSource(
-                        self.queues[name], batch_size=decl.batch_size, report_batch_item_failures=True
+                        self.queues[name],
+                        batch_size=decl.batch_size,
+                        max_concurrency=decl.max_concurrency,
+                        report_batch_item_failures=True,
                     )
                 )
             if decl.dead_letter_consumer:
@@ -543,6 +547,7 @@ class VideoJobs(Construct):
             "Api",
             rest_api_name=Names.unique_resource_name(self, max_length=128, separator="-"),
             description="videojobs: long-running media jobs",
+            binary_media_types=list(wiring.BINARY_MEDIA_TYPES) or None,
             # Access logging needs the account's CloudWatch role; kept on stack deletion (other APIs use it).
             cloud_watch_role=self.props.api_logs_role,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN if self.props.api_logs_role else None,
@@ -607,7 +612,7 @@ class VideoJobs(Construct):
             certificate=acm.Certificate.from_certificate_arn(self, "Certificate", domain.certificate_arn),
             endpoint_type=apigw.EndpointType.REGIONAL,
             security_policy=apigw.SecurityPolicy.TLS_1_2,
-            base_path=wiring.API_STAGE,
+            base_path=wiring.API_BASE_PATH,
         )
         if domain.hosted_zone_id and domain.hosted_zone_name:
             zone = route53.HostedZone.from_hosted_zone_attributes(

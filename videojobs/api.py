@@ -14,12 +14,14 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
+from videojobs import wiring
 from videojobs.errors import ApiError, status_of
 from videojobs.models import ErrorBody, ErrorCode, ErrorDetail
 from videojobs.observability import logger
 from videojobs.operations import ERRORS_EXTENSION
 
 MAX_BODY_BYTES = 64 * 1024
+BASE_PATH = f"/{wiring.API_BASE_PATH}"
 JSON = "application/json"
 
 
@@ -85,8 +87,11 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
 
 
 def new_resolver() -> APIGatewayRestResolver:
-    """A Powertools REST resolver with request validation and the service's error shape."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    """A Powertools REST resolver with request validation and the service's error shape.
+
+    Behind a custom domain the event's ``path`` keeps the base path (``/v1/jobs``) and the resolver routes on
+    ``path``: the prefix is stripped, or every route would answer 404."""
+    app = APIGatewayRestResolver(enable_validation=True, strip_prefixes=[BASE_PATH])
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(error: RequestValidationError) -> Response:
@@ -157,12 +162,15 @@ def tenant_of(app: APIGatewayRestResolver) -> str:
 
 
 def base_url(app: APIGatewayRestResolver) -> str:
-    """The API's public base URL as the client called it, e.g. ``https://abc.execute-api…/v1`` in AWS or
-    ``http://127.0.0.1:8080`` locally: the stage prefix is what ``requestContext.path`` has before ``path``."""
+    """The API's public base URL as the client called it, e.g. ``https://abc.execute-api…/v1`` in AWS,
+    ``https://api.example.com/v1`` behind a custom domain or ``http://127.0.0.1:8080`` locally: what
+    ``requestContext.path`` (the path as called) has before the route's own path (``path`` without the
+    custom domain's base path)."""
     event = app.current_event
     headers = {key.lower(): value for key, value in (event.headers or {}).items()}
     scheme = headers.get("x-forwarded-proto", "http")
     host = headers.get("host") or event.request_context.domain_name or "localhost"
+    route_path = event.path[len(BASE_PATH) :] if event.path.startswith(f"{BASE_PATH}/") else event.path
     full_path = event.request_context.path or event.path
-    prefix = full_path[: -len(event.path)] if event.path and full_path.endswith(event.path) else ""
+    prefix = full_path[: -len(route_path)] if route_path and full_path.endswith(route_path) else ""
     return f"{scheme}://{host}{prefix}"

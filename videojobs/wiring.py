@@ -93,8 +93,12 @@ class Queue:
     env_var: str
     consumer: str
     """The function that consumes it (its timeout sets the visibility timeout), or a container ``Service``."""
-    max_receive_count: int = 3
+    max_receive_count: int = 5
+    """At least 5, as AWS advises for a Lambda consumer: a receive whose invocation is throttled still counts."""
     batch_size: int = 1
+    max_concurrency: int | None = None
+    """The most concurrent invocations the event source mapping makes (2 at least; None: up to the account's
+    concurrency). Each local poller is one such invocation."""
     dead_letter_consumer: str | None = None
     dead_letter_batch_size: int = 10
     """A dead letter costs its consumer one conditional write, and each record fails alone (batch item
@@ -127,6 +131,8 @@ class Function:
     settings: type[env.FunctionSettings] | None = None
     """What the function reads from its environment: ``tests/infra/test_stack.py``
     (``test_function_environment_satisfies_its_settings_model``) checks ``uses`` provides all of it."""
+    reserved_concurrency: int | None = None
+    """Concurrent executions set aside for it, which are also its cap (None: it shares the account's pool)."""
 
     @property
     def directory(self) -> str:
@@ -233,7 +239,11 @@ BUCKETS: dict[str, Bucket] = {
 
 QUEUES: dict[str, Queue] = {
     "jobs": Queue(
-        env_var=env.JOBS_QUEUE_URL, consumer="process", max_receive_count=3, dead_letter_consumer="fail_dead_jobs"
+        env_var=env.JOBS_QUEUE_URL,
+        consumer="process",
+        dead_letter_consumer="fail_dead_jobs",
+        # A burst of submits must not take the account's concurrency from the API (jobs wait in the queue).
+        max_concurrency=10,
     ),
     # Retries are scheduled by the deliverer (ChangeMessageVisibility), which also moves a delivery whose
     # schedule is spent to the DLQ; the redrive catches only messages the deliverer itself keeps failing on
@@ -242,6 +252,7 @@ QUEUES: dict[str, Queue] = {
         env_var=env.DELIVERIES_QUEUE_URL,
         consumer="deliver",
         max_receive_count=20,
+        max_concurrency=10,
         dead_letter_env_var=env.DELIVERIES_DLQ_URL,
     ),
     # Jobs the Lambda worker estimates too long for its 15 minutes. A receive that finds the job held by a live
@@ -344,9 +355,12 @@ FUNCTIONS: dict[str, Function] = {
         uses={"ws_tickets": "read_write", "ws_connections": "read_write", "job_events": "read"},
         settings=env.WebSocketSettings,
     ),
+    # Each SSE long poll holds an execution environment up to 25 s: reserved concurrency caps them, so open
+    # streams can never take the concurrency the rest of the API needs.
     "events": Function(
         handler="functions.events.handler.lambda_handler",
         memory_mb=256,
+        reserved_concurrency=50,
         uses={"jobs": "read", "job_events": "read"},
         settings=env.EventsSettings,
     ),
@@ -383,6 +397,13 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/account/webhook-secret", "notifications"),
     Route("POST", "/account/webhook-secret/rotate", "notifications"),
 )
+
+API_BASE_PATH = API_STAGE
+"""A custom domain's base-path mapping, the same, so URLs read alike on both hosts: ``https://<domain>/v1``.
+Behind it the proxy event's ``path`` keeps the base path (``/v1/jobs``) and ``resource`` does not."""
+BINARY_MEDIA_TYPES: tuple[str, ...] = ()
+"""Content types API Gateway passes to and from the functions as base64 (``binaryMediaTypes``): none, as every
+body of this API is JSON or text. Any other body reaches a handler as text."""
 
 STREAM_TRIGGERS: tuple[StreamTrigger, ...] = (StreamTrigger(table="jobs", function="notify"),)
 

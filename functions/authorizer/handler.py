@@ -1,6 +1,9 @@
 """API Gateway REQUEST authorizer: ``Authorization: Bearer <key>`` -> the key's tenant, or 401.
 
-The policy allows every route of the stage because API Gateway caches it per key for all routes.
+The policy allows every route of the stage because API Gateway caches it per key for all routes. An unknown key
+gets a Deny policy rather than the documented ``raise Exception("Unauthorized")``: Lambda counts a raise as a
+function error, so every bad key would page the Errors alarm. API Gateway answers a Deny with ACCESS_DENIED
+(403), which the stack's gateway responses turn into our 401 ``unauthorized``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from videojobs.job_store import ApiKeyStore
 from videojobs.observability import logger
 from videojobs.settings import AuthorizerSettings
 
+UNKNOWN_PRINCIPAL = "unknown"
+
 
 @cache
 def get_keys() -> ApiKeyStore:
@@ -36,18 +41,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     request = APIGatewayAuthorizerRequestEvent(event)
     token = bearer_token(request.headers or {})
     tenant = get_keys().tenant_for(hash_api_key(token)) if token else None
-    if tenant is None:
-        logger.info("rejected request", extra={"has_token": token is not None})
-        # This exact message makes API Gateway answer 401 (the gateway response shapes the body).
-        raise Exception("Unauthorized")
     arn = request.parsed_arn
     policy = APIGatewayAuthorizerResponse(
-        principal_id=tenant,
+        principal_id=tenant or UNKNOWN_PRINCIPAL,
         region=arn.region,
         aws_account_id=arn.aws_account_id,
         api_id=arn.api_id,
         stage=arn.stage,
-        context={"tenant_id": tenant},
+        context={"tenant_id": tenant} if tenant else None,
     )
-    policy.allow_all_routes()
+    if tenant is None:
+        logger.info("rejected request", extra={"has_token": token is not None})
+        policy.deny_all_routes()
+    else:
+        policy.allow_all_routes()
     return policy.asdict()

@@ -21,7 +21,8 @@ from videojobs.service.webhook_delivery import DeliverDeps, deliver
 from videojobs.settings import DeliverSettings
 from videojobs.webhooks import DeliveryMessage
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch that only failed (a routine retry) is reported, not raised: raising would be a Lambda function error.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class Deferred(Exception):

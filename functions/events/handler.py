@@ -12,6 +12,7 @@ current request is process-wide state (see ``wiring.Route.long_poll``).
 from __future__ import annotations
 
 import json
+import time
 from functools import cache
 from http import HTTPStatus
 from typing import Any
@@ -110,6 +111,15 @@ def _error(error: ApiError) -> dict[str, Any]:
     }
 
 
+def long_poll_seconds(event: dict[str, Any], wait_seconds: float, now: float) -> float:
+    """How long this request may still wait: ``wait_seconds`` counted from when API Gateway received it
+    (``requestTimeEpoch``), because API Gateway's 29 s include a cold start's init, which runs first."""
+    received_ms = (event.get("requestContext") or {}).get("requestTimeEpoch")
+    if not isinstance(received_ms, int | float):
+        return wait_seconds
+    return max(0.0, min(wait_seconds, received_ms / 1000 + wait_seconds - now))
+
+
 def _header(event: dict[str, Any], name: str) -> str | None:
     return next((value for key, value in (event.get("headers") or {}).items() if key.lower() == name), None)
 
@@ -126,7 +136,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         # EventSource sends the header; a client that cannot set headers may pass ?last_event_id=.
         query = event.get("queryStringParameters") or {}
         since = event_stream.last_event_id(_header(event, "last-event-id") or query.get("last_event_id"))
-        events = event_stream.wait_for_events(job_id, tenant, since, get_settings().sse_wait_seconds, get_deps())
+        wait = long_poll_seconds(event, get_settings().sse_wait_seconds, time.time())
+        events = event_stream.wait_for_events(job_id, tenant, since, wait, get_deps())
     except ApiError as error:
         return _error(error)
     if events is None:

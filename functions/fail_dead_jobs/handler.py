@@ -20,7 +20,9 @@ from videojobs.queues import UnreadableMessage, read_message
 from videojobs.service.processing import fail_abandoned
 from videojobs.settings import JobsTableSettings
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed (dead letters of jobs a live worker still holds) is a routine retry, not a
+# Lambda function error: report it, do not raise.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @cache
@@ -33,7 +35,7 @@ def fail_job(record: SQSRecord) -> None:
         message = read_message(JobMessage, record.body, record.message_id)
     except UnreadableMessage:
         return  # logged and counted (an alarm): the last stop, with no job to fail and no further queue
-    job = fail_abandoned(message.job_id, get_jobs(), "processing failed on every attempt")
+    job = fail_abandoned(message.job_id, get_jobs())
     logger.info("dead letter", extra={"job_id": message.job_id, "failed_now": job is not None})
 
 

@@ -25,7 +25,8 @@ from videojobs.queues import DeliveryQueue
 from videojobs.service.fanout import NotifyDeps, handle_change
 from videojobs.settings import NotifySettings
 
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+# A batch that only failed (a routine retry) is reported, not raised: raising would be a Lambda function error.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
 @cache
@@ -54,19 +55,33 @@ def fan_out(record: DynamoDBRecord) -> None:
         logger.info("job event", extra={"job_id": event.data.id, "type": event.type.value, "version": event.version})
 
 
+FAN_OUT_RESERVE_MILLISECONDS = 5_000
+"""Time kept back from the function's timeout: a record is not started with less left (one fan-out, its
+WebSocket pushes included, fits in it), so the invocation ends before Lambda's timeout would fail it all."""
+
+
 class EarlierRecordFailed(Exception):
     """Lambda retries a shard from its first failed record: later ones wait for it, so events keep their order."""
+
+
+class OutOfTime(Exception):
+    """Too little time left for another record: it and the ones after it are retried by the next invocation."""
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     failed = False
+    started = False
 
     def in_order(record: DynamoDBRecord) -> None:
-        nonlocal failed
+        nonlocal failed, started
         if failed:
             raise EarlierRecordFailed(record.event_id)
         try:
+            # The first record always runs, so that every invocation makes progress.
+            if started and context.get_remaining_time_in_millis() < FAN_OUT_RESERVE_MILLISECONDS:
+                raise OutOfTime(record.event_id)
+            started = True
             fan_out(record)
         except Exception:
             failed = True

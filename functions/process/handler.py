@@ -38,7 +38,8 @@ from videojobs.settings import WorkerSettings
 # Leave time to record a failure, hand the job on and clean up before Lambda stops the invocation.
 SAFETY_MARGIN_SECONDS = 30
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch that only failed (a routine retry) is reported, not raised: raising would be a Lambda function error.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class Redeliver(Exception):

@@ -69,6 +69,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="presigned S3 URLs are refused this long after they were signed, whatever their expiry, as AWS "
         "refuses them once the signing role's session has expired (default: %(default)s)",
     )
+    parser.add_argument(
+        "--custom-domain",
+        action="store_true",
+        help="serve the API as behind a custom domain's base-path mapping: only under /v1, with /v1 kept in "
+        "the event's path (as on https://api.example.com/v1)",
+    )
+    parser.add_argument(
+        "--account-concurrency",
+        type=int,
+        metavar="N",
+        help="the account's unreserved Lambda concurrency: invocations beyond it are throttled (default: none)",
+    )
+    parser.add_argument(
+        "--cold-start",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="init time of each new execution environment, inside API Gateway's 29 s (default: %(default)s)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -92,9 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         webhook_retry_delays=args.webhook_retry_delays,
         authorizer_cache_seconds=args.authorizer_cache_ttl,
         s3_session_lifetime_seconds=args.s3_session_lifetime,
+        custom_domain=args.custom_domain,
+        account_concurrency=args.account_concurrency,
+        cold_start_seconds=args.cold_start,
     )
     with stack:
-        print(f"videojobs local stack ready: {stack.url}")
+        # Behind a custom domain, the API lives under its base path only.
+        print(f"videojobs local stack ready: {stack.url}{f'/{wiring.API_BASE_PATH}' if args.custom_domain else ''}")
         print(f"dev API key: {stack.api_key}")
         print(f"web page: {stack.url}/   API docs: {stack.url}/docs")
         print(f"moto endpoint: {stack.moto_endpoint}, S3 (strict): {stack.s3_endpoint} (state in {args.state_file})")

@@ -7,14 +7,23 @@ Lambda never runs two invocations in one execution environment at a time, so han
 per-invocation state in module globals (Powertools' ``BatchProcessor`` does). Here, each concurrent invocation
 of a function gets its own "environment": a separate copy of the handler module, loaded when the existing ones
 are all busy and reused afterwards, as Lambda reuses warm environments.
+
+An invocation is what Lambda makes of it: the event and the result go through JSON (6 MB each way), the
+declared timeout is enforced (a late result is a failed invocation, and the environment is thrown away), a new
+environment may take a cold-start delay, reserved concurrency and an optional account concurrency limit throttle,
+and every function error is counted (``errors``) so that tests can prove routine traffic causes none.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
+import logging
 import sys
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +37,36 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
+log = logging.getLogger(__name__)
+
+# Lambda's synchronous invoke limits (RequestEntityTooLargeException; the response may be 100 bytes longer).
+MAX_REQUEST_PAYLOAD_BYTES = 6 * 1024 * 1024
+MAX_RESPONSE_PAYLOAD_BYTES = 6 * 1024 * 1024 + 100
+FUNCTION_ERROR_LOG = "function error"
+"""Every function error is logged with this prefix: an e2e test reads the stack's output for it."""
+
+
+class InvokeError(Exception):
+    """Lambda refused the invocation before running the handler (not a function error)."""
+
+
+class RequestTooLarge(InvokeError):
+    """RequestEntityTooLargeException: the event is over 6 MB as JSON."""
+
+
+class Throttled(InvokeError):
+    """TooManyRequestsException: no concurrency left for the function (reserved) or the account."""
+
+
+class FunctionError(Exception):
+    """The invocation ran and failed: the handler raised, ran past its timeout, or returned something Lambda
+    cannot send back (not JSON, over 6 MB). Lambda counts it in the function's ``Errors`` metric."""
+
+    def __init__(self, function: str, kind: str, message: str):
+        super().__init__(f"{function}: {kind}: {message}")
+        self.function = function
+        self.kind = kind
+
 
 def physical_function_name(name: str) -> str:
     return f"videojobs-{name}"
@@ -39,34 +78,136 @@ class Functions:
     ``handlers`` replaces handler strings by function name (tests run the machinery with tiny fake handlers).
     """
 
-    def __init__(self, region: str, account_id: str, handlers: Mapping[str, str] | None = None):
-        unknown = set(handlers or {}) - set(wiring.FUNCTIONS)
+    def __init__(
+        self,
+        region: str,
+        account_id: str,
+        handlers: Mapping[str, str] | None = None,
+        *,
+        account_concurrency: int | None = None,
+        cold_start_seconds: float = 0.0,
+        timeouts: Mapping[str, float] | None = None,
+    ):
+        """``account_concurrency``: the account's unreserved concurrency (None: unlimited); functions with
+        ``reserved_concurrency`` in the wiring have their own pool, as in AWS. ``cold_start_seconds``: the init
+        time of each new environment. ``timeouts``: function name -> seconds, replacing the declared timeout
+        (tests make a timeout short instead of waiting for it)."""
+        unknown = (set(handlers or {}) | set(timeouts or {})) - set(wiring.FUNCTIONS)
         if unknown:
-            raise ValueError(f"handler overrides for unknown functions: {sorted(unknown)}")
+            raise ValueError(f"overrides for unknown functions: {sorted(unknown)}")
         self._region = region
         self._account_id = account_id
         self._handler_strings = {name: fn.handler for name, fn in wiring.FUNCTIONS.items()} | dict(handlers or {})
+        self._timeouts = {name: float(fn.timeout_seconds) for name, fn in wiring.FUNCTIONS.items()} | dict(
+            timeouts or {}
+        )
+        self._cold_start_seconds = cold_start_seconds
+        self._account_concurrency = account_concurrency
+        self._running: Counter[str] = Counter()
+        self._unreserved_running = 0
         self._idle: dict[str, list[Handler]] = {}
         self._environments: dict[str, int] = {}
         self._imported_modules: set[str] = set()
+        self._errors: Counter[str] = Counter()
+        self._throttles: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def invoke(self, name: str, event: dict[str, Any]) -> Any:
-        """Call the function's handler as Lambda would; its exceptions propagate to the caller."""
+    def invoke(self, name: str, event: Any) -> Any:
+        """Call the function's handler as Lambda would and return its result as Lambda hands it on.
+
+        Raises ``RequestTooLarge`` or ``Throttled`` when Lambda would refuse the invocation, and ``FunctionError``
+        when the invocation fails (the handler's exception is its ``__cause__``)."""
+        payload = json.dumps(event)  # what cannot be JSON never reaches a Lambda function
+        if len(payload.encode()) > MAX_REQUEST_PAYLOAD_BYTES:
+            raise RequestTooLarge(f"{name}: the request must be smaller than {MAX_REQUEST_PAYLOAD_BYTES} bytes")
+        self._reserve(name)
+        try:
+            return self._run(name, json.loads(payload))
+        finally:
+            self._release(name)
+
+    def errors(self, name: str | None = None) -> int:
+        """Function errors so far, of one function or of all (Lambda's ``Errors`` metric)."""
+        with self._lock:
+            return self._errors[name] if name else sum(self._errors.values())
+
+    def throttles(self, name: str | None = None) -> int:
+        """Invocations refused for want of concurrency (Lambda's ``Throttles`` metric)."""
+        with self._lock:
+            return self._throttles[name] if name else sum(self._throttles.values())
+
+    def _run(self, name: str, event: Any) -> Any:
         declared = wiring.FUNCTIONS[name]
         physical = physical_function_name(name)
+        timeout = self._timeouts[name]
+        handler, cold = self._acquire(name)
+        if cold and self._cold_start_seconds:
+            # Init (the runtime starting, the module importing) is not in the function's timeout, but a caller
+            # such as API Gateway waits for it: its 29 s include it.
+            time.sleep(self._cold_start_seconds)
         context = LambdaContext(
             function_name=physical,
             memory_limit_in_mb=declared.memory_mb,
             invoked_function_arn=f"arn:aws:lambda:{self._region}:{self._account_id}:function:{physical}",
-            timeout_seconds=declared.timeout_seconds,
+            timeout_seconds=timeout,
         )
-        handler = self._acquire(name)
-        try:
-            return handler(event, context)
-        finally:
-            with self._lock:
-                self._idle[name].append(handler)
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def run() -> None:
+            try:
+                result = handler(event, context)
+            except BaseException as failure:  # whatever escapes the handler fails the invocation
+                outcome["error"] = ("Unhandled", failure)
+                finished.set()
+                return
+            try:
+                outcome["result"] = json.dumps(result)
+            except (TypeError, ValueError) as failure:
+                outcome["error"] = ("Runtime.MarshalError", failure)
+            finally:
+                finished.set()
+
+        # A thread of its own, so that a handler running past its timeout can be left behind (nothing can stop
+        # it); Lambda then discards the environment, so it is not given back.
+        threading.Thread(target=run, name=f"lambda:{name}", daemon=True).start()
+        if not finished.wait(timeout):
+            self._fail(name, "Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds")
+        with self._lock:
+            self._idle[name].append(handler)
+        if "error" in outcome:
+            kind, failure = outcome["error"]
+            self._fail(name, kind, f"{type(failure).__name__}: {failure}", failure)
+        result: str = outcome["result"]
+        if len(result.encode()) > MAX_RESPONSE_PAYLOAD_BYTES:
+            self._fail(name, "Function.ResponseSizeTooLarge", "Response payload size exceeded maximum allowed size")
+        return json.loads(result)
+
+    def _fail(self, name: str, kind: str, message: str, cause: BaseException | None = None) -> None:
+        with self._lock:
+            self._errors[name] += 1
+        log.error("%s: %s %s: %s", FUNCTION_ERROR_LOG, physical_function_name(name), kind, message)
+        raise FunctionError(name, kind, message) from cause
+
+    def _reserve(self, name: str) -> None:
+        reserved = wiring.FUNCTIONS[name].reserved_concurrency
+        with self._lock:
+            if reserved is not None:
+                available = self._running[name] < reserved
+            else:
+                available = self._account_concurrency is None or self._unreserved_running < self._account_concurrency
+            if not available:
+                self._throttles[name] += 1
+                raise Throttled(f"{name}: Rate Exceeded (concurrency)")
+            self._running[name] += 1
+            if reserved is None:
+                self._unreserved_running += 1
+
+    def _release(self, name: str) -> None:
+        with self._lock:
+            self._running[name] -= 1
+            if wiring.FUNCTIONS[name].reserved_concurrency is None:
+                self._unreserved_running -= 1
 
     def environments(self, name: str) -> int:
         """How many environments (module copies) the function has needed so far."""
@@ -83,16 +224,17 @@ class Functions:
             self._idle.clear()
             self._environments.clear()
 
-    def _acquire(self, name: str) -> Handler:
+    def _acquire(self, name: str) -> tuple[Handler, bool]:
+        """An idle environment's handler, or a new environment's (True: a cold start)."""
         with self._lock:  # loading under the lock too: it happens once per environment
             idle = self._idle.setdefault(name, [])
             if idle:
-                return idle.pop()
+                return idle.pop(), False
             index = self._environments.get(name, 0)
             module_name, _, attribute = self._handler_strings[name].rpartition(".")
             handler = getattr(self._load(module_name, index), attribute)
             self._environments[name] = index + 1
-            return handler
+            return handler, True
 
     def _load(self, module_name: str, index: int) -> ModuleType:
         if str(PROJECT_ROOT) not in sys.path:

@@ -3,6 +3,11 @@
 It does what the deployed API does before and after a handler runs: route matching on ``wiring.ROUTES``, the
 REQUEST authorizer with its identity source and result cache, the 10 MB payload limit, the gateway responses
 the CDK stack configures (our JSON error shape), and the mapping of the proxy response back to HTTP.
+
+What a failed invocation becomes is API Gateway's answer: a function error (the handler raised, timed out or
+returned an oversized or non-JSON result) is 502, a throttled invocation 500 (API Gateway never passes Lambda's
+429 on), an event over Lambda's 6 MB 413. ``custom_domain=True`` serves the API as a custom domain with the
+base-path mapping does: only under ``/v1``, with the base path kept in the event's ``path``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from infra.local.functions import Functions
+from infra.local.functions import FunctionError, Functions, RequestTooLarge, Throttled
 from infra.local.websocket import LocalWebSocketApi
 from videojobs import wiring
 
@@ -131,9 +136,13 @@ class LocalGateway:
         account_id: str,
         integration_timeout_seconds: float = INTEGRATION_TIMEOUT_SECONDS,
         authorizer_cache_seconds: float = AUTHORIZER_CACHE_SECONDS,
+        custom_domain: bool = False,
+        binary_media_types: Iterable[str] = wiring.BINARY_MEDIA_TYPES,
     ):
         self._functions = functions
         self._authorizer_cache_seconds = authorizer_cache_seconds
+        self._custom_domain = custom_domain
+        self._binary_media_types = tuple(binary_media_types)
         self._region = region
         self._account_id = account_id
         self._integration_timeout = integration_timeout_seconds
@@ -158,9 +167,12 @@ class LocalGateway:
 
     async def _handle(self, request: Request) -> Response:
         called_path = request.url.path
-        # Served both at the root and under the stage prefix, so that links built from the request context
-        # (``requestContext.path`` carries the stage in AWS) work locally too.
-        path = called_path.removeprefix(f"/{STAGE}") if called_path.startswith(f"/{STAGE}/") else called_path
+        base = f"/{wiring.API_BASE_PATH if self._custom_domain else STAGE}"
+        if self._custom_domain and not called_path.startswith(f"{base}/"):
+            return gateway_error("MISSING_AUTHENTICATION_TOKEN")  # no base-path mapping for it
+        # Otherwise served both at the root and under the stage prefix, so that links built from the request
+        # context (``requestContext.path`` carries the stage in AWS) work locally too.
+        path = called_path.removeprefix(base) if called_path.startswith(f"{base}/") else called_path
         found = self._match(path)
         if found is None:
             return gateway_error("MISSING_AUTHENTICATION_TOKEN")
@@ -178,10 +190,13 @@ class LocalGateway:
         body = await _read_body(request)
         if body is None:
             return gateway_error("REQUEST_TOO_LARGE")
-        event = self._proxy_event(request, route, path, called_path, params, body)
+        # Behind a custom domain, the event's ``path`` keeps the base path; ``resource`` never has it.
+        event = self._proxy_event(
+            request, route, called_path if self._custom_domain else path, called_path, params, body
+        )
 
         if route.authorized:
-            denied = await self._authorize(request, event)
+            denied = await self._authorize(request, event, path)
             if denied is not None:
                 return denied
 
@@ -195,10 +210,20 @@ class LocalGateway:
             return error(504, "internal_error", "endpoint request timed out")
         try:
             result = call.result()
-        except Exception:
-            log.exception("%s raised on %s %s", route.function, request.method, path)
+        except RequestTooLarge:
+            return gateway_error("REQUEST_TOO_LARGE")
+        except Throttled:
+            log.warning("%s throttled on %s %s", route.function, request.method, path)
             return error(500, "internal_error", "internal server error")
-        return _to_response(route.function, result)
+        except FunctionError:
+            log.exception("%s failed on %s %s", route.function, request.method, path)
+            return error(502, "internal_error", "internal server error")
+        return _to_response(route.function, result, self._binary_response(request))
+
+    def _binary_response(self, request: Request) -> bool:
+        """API Gateway decodes a base64 proxy response only when the request accepts a binary media type."""
+        accepted = [part.split(";")[0].strip() for part in request.headers.get("accept", "").split(",")]
+        return any(_media_type_matches(kind, self._binary_media_types) for kind in accepted if kind)
 
     def _invoke_route(self, route: wiring.Route, event: dict[str, Any]) -> Any:
         # One at a time: Powertools' REST resolver keeps the current event in a class attribute shared by every
@@ -226,7 +251,8 @@ class LocalGateway:
         client_ip = request.client.host if request.client else "127.0.0.1"
         headers, multi_headers = _headers(request, client_ip)
         query, multi_query = _query(request)
-        text, is_base64 = _body_text(body)
+        is_base64 = _media_type_matches(headers.get("Content-Type", ""), self._binary_media_types)
+        text = _body_text(body, is_base64)
         now = datetime.now(UTC)
         return {
             "resource": route.path,
@@ -276,20 +302,20 @@ class LocalGateway:
             "isBase64Encoded": is_base64,
         }
 
-    def _method_arn(self, event: dict[str, Any]) -> str:
+    def _method_arn(self, event: dict[str, Any], api_path: str) -> str:
         return (
             f"arn:aws:execute-api:{self._region}:{self._account_id}:{API_ID}/{STAGE}/"
-            f"{event['httpMethod']}/{event['path'].lstrip('/')}"
+            f"{event['httpMethod']}/{api_path.lstrip('/')}"
         )
 
     # --- authorizer ----------------------------------------------------------------------------------------
 
-    async def _authorize(self, request: Request, event: dict[str, Any]) -> Response | None:
+    async def _authorize(self, request: Request, event: dict[str, Any], api_path: str) -> Response | None:
         """None when the request may go on (``event`` then carries the authorizer's context), else the answer."""
         token = request.headers.get("authorization")
         if not token:  # the identity source is missing: API Gateway answers without calling the authorizer
             return gateway_error("UNAUTHORIZED")
-        method_arn = self._method_arn(event)
+        method_arn = self._method_arn(event, api_path)
         cached = self._policies.get(token)
         if cached is None or cached.expires <= time.monotonic():
             authorizer_event = {
@@ -314,8 +340,13 @@ class LocalGateway:
             try:
                 result = await run_in_threadpool(self._functions.invoke, wiring.AUTHORIZER, authorizer_event)
                 cached = _parse_authorizer_result(result, self._authorizer_cache_seconds)
+            except Throttled:  # AUTHORIZER_FAILURE: 500, which the stack's DEFAULT_5XX response shapes
+                log.warning("%s throttled on %s %s", wiring.AUTHORIZER, request.method, api_path)
+                return error(500, "internal_error", "internal server error")
             except Exception as failure:
-                if str(failure) == "Unauthorized":
+                # The documented way to a 401 is an authorizer failing with this exact message, which Lambda
+                # counts as a function error; ours answers Deny instead (ACCESS_DENIED, mapped to 401).
+                if isinstance(failure, FunctionError) and str(failure.__cause__) == "Unauthorized":
                     return gateway_error("UNAUTHORIZED")
                 log.exception("authorizer failed")
                 return error(500, "internal_error", "authorizer configuration error")
@@ -409,16 +440,23 @@ def _query(request: Request) -> tuple[dict[str, str] | None, dict[str, list[str]
     return {name: values[-1] for name, values in multi.items()}, multi
 
 
-def _body_text(body: bytes) -> tuple[str | None, bool]:
+def _media_type_matches(content_type: str, binary_media_types: Iterable[str]) -> bool:
+    """Whether a Content-Type or Accept type is one of ``binaryMediaTypes`` (which may hold wildcards)."""
+    kind = content_type.split(";")[0].strip().lower()
+    return bool(kind) and any(
+        re.fullmatch(re.escape(pattern.lower()).replace(r"\*", ".*"), kind) for pattern in binary_media_types
+    )
+
+
+def _body_text(body: bytes, is_base64: bool) -> str | None:
+    """The event's body: base64 for a binary media type; else text, as API Gateway passes any other body
+    (bytes that are not UTF-8 do not survive as they were)."""
     if not body:
-        return None, False
-    try:
-        return body.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return base64.b64encode(body).decode(), True
+        return None
+    return base64.b64encode(body).decode() if is_base64 else body.decode("utf-8", errors="replace")
 
 
-def _to_response(function: str, result: Any) -> Response:
+def _to_response(function: str, result: Any, binary: bool) -> Response:
     """A Lambda proxy response as HTTP; a malformed one is a 502, as API Gateway answers it."""
     try:
         if not isinstance(result, dict):
@@ -427,7 +465,8 @@ def _to_response(function: str, result: Any) -> Response:
         body = result.get("body")
         if body is not None and not isinstance(body, str):
             raise TypeError("body must be a string")
-        content = base64.b64decode(body or "") if result.get("isBase64Encoded") else (body or "").encode()
+        # A base64 body stays base64 text unless the request accepts a binary media type.
+        content = base64.b64decode(body or "") if result.get("isBase64Encoded") and binary else (body or "").encode()
         multi: dict[str, list[str]] = {
             name: [str(value) for value in values] for name, values in (result.get("multiValueHeaders") or {}).items()
         }

@@ -1,7 +1,7 @@
 """A stand-in for the ``context`` object Lambda passes to a handler.
 
 It carries what handlers and Powertools read: names, memory, request id and the remaining time, counted from
-the function's declared timeout (the local stack cannot stop a handler that overruns it).
+the function's timeout (``infra.local.functions`` fails an invocation that overruns it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ class LambdaContext:
     function_name: str
     memory_limit_in_mb: int
     invoked_function_arn: str
-    timeout_seconds: int
+    timeout_seconds: float
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     function_version: str = "$LATEST"
     identity: None = None

@@ -16,13 +16,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.local.functions import Functions
+from infra.local.functions import Functions, Throttled
 from videojobs import wiring
 
 log = logging.getLogger(__name__)
 
 ALL = None
 """``failed_items`` answer meaning the whole batch failed."""
+THROTTLE_BACKOFF_SECONDS = 1.0
+"""How long a poller waits after a throttled invocation (Lambda's event source mappings back off too)."""
 
 
 def failed_items(result: Any, identifiers: list[str]) -> set[str] | None:
@@ -76,7 +78,8 @@ class SqsPoller(threading.Thread):
     """Long-polls one queue and feeds batches to one function, deleting only the records that succeeded.
 
     A failed record stays in the queue: it comes back when its visibility timeout ends, and the queue's redrive
-    policy moves it to the dead-letter queue after ``maxReceiveCount`` receives.
+    policy moves it to the dead-letter queue after ``maxReceiveCount`` receives. So does a batch whose
+    invocation was throttled: it was received, so its receive count went up although no handler saw it.
     """
 
     def __init__(
@@ -123,6 +126,10 @@ class SqsPoller(threading.Thread):
         event = {"Records": [sqs_record(message, self._queue_arn, self._region) for message in messages]}
         try:
             result = self._functions.invoke(self._function, event)
+        except Throttled:
+            log.warning("%s: %s throttled; the batch comes back when visible again", self.name, self._function)
+            self._stopping.wait(THROTTLE_BACKOFF_SECONDS)
+            return
         except Exception:
             log.exception(
                 "%s: %s raised; the batch becomes visible again after the visibility timeout", self.name, self._function
@@ -273,6 +280,10 @@ class StreamPoller(threading.Thread):
                 return
             try:
                 result = self._functions.invoke(self._trigger.function, {"Records": batch})
+            except Throttled:  # retried as it is, without spending a retry attempt or bisecting
+                log.warning("%s: %s throttled", self.name, self._trigger.function)
+                self._stopping.wait(THROTTLE_BACKOFF_SECONDS)
+                continue
             except Exception:
                 log.exception("%s: %s raised on %d records", self.name, self._trigger.function, len(batch))
                 if len(batch) > 1:  # bisect: find the poison record without failing its neighbours

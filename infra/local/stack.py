@@ -97,6 +97,12 @@ class LocalStack:
     :param s3_session_lifetime_seconds: how long after its signing a presigned URL's session expires
         (infra/local/strict_s3.py checks every S3 request as S3 would).
     :param clock: the strict S3's clock (tests move it forward to expire URLs instead of waiting).
+    :param account_concurrency: the account's unreserved Lambda concurrency; an invocation beyond it is
+        throttled (None: unlimited). Functions with reserved concurrency in the wiring have their own pool.
+    :param cold_start_seconds: the init time of each new execution environment (API Gateway's 29 s include it).
+    :param function_timeouts: function name -> seconds, replacing declared timeouts (for tests).
+    :param custom_domain: serve the API as behind a custom domain's base-path mapping (only under ``/v1``,
+        with ``/v1`` kept in the event's ``path``).
 
     ``start()`` changes ``os.environ`` of this process (credentials, region, endpoint, resource names: see
     ``env``) because handlers read their settings from it; ``stop()`` restores it. Only one stack can run in a
@@ -120,6 +126,10 @@ class LocalStack:
         authorizer_cache_seconds: float = wiring.AUTHORIZER_CACHE_SECONDS,
         s3_session_lifetime_seconds: float = DEFAULT_S3_SESSION_LIFETIME_SECONDS,
         clock: Callable[[], float] = time.time,
+        account_concurrency: int | None = None,
+        cold_start_seconds: float = 0.0,
+        function_timeouts: Mapping[str, float] | None = None,
+        custom_domain: bool = False,
     ):
         unknown = set(queue_concurrency or {}) - set(wiring.QUEUES)
         if unknown:
@@ -132,6 +142,10 @@ class LocalStack:
         self._visibility_timeout = visibility_timeout_seconds
         self._queue_concurrency = dict(queue_concurrency or {})
         self._handlers = dict(handlers or {})
+        self._account_concurrency = account_concurrency
+        self._cold_start_seconds = cold_start_seconds
+        self._function_timeouts = dict(function_timeouts or {})
+        self._custom_domain = custom_domain
         self._log_level = log_level
         self._services = ServiceTasks(run_services)
         self._notification_env = {settings.WEBHOOK_ALLOW_LOOPBACK_HTTP: str(allow_loopback_webhooks).lower()}
@@ -180,6 +194,11 @@ class LocalStack:
     @property
     def region(self) -> str:
         return self._region
+
+    @property
+    def functions(self) -> Functions:
+        """The functions as invoked by the gateway and the pollers: ``errors()`` counts their function errors."""
+        return _started(self._functions)
 
     @property
     def resources(self) -> Resources:
@@ -309,7 +328,14 @@ class LocalStack:
             hash_api_key(self._api_key), DEV_TENANT, key_prefix(self._api_key)
         )
 
-        self._functions = Functions(self._region, DEFAULT_ACCOUNT_ID, self._handlers)
+        self._functions = Functions(
+            self._region,
+            DEFAULT_ACCOUNT_ID,
+            self._handlers,
+            account_concurrency=self._account_concurrency,
+            cold_start_seconds=self._cold_start_seconds,
+            timeouts=self._function_timeouts,
+        )
         self._start_pollers(self._functions, self._resources)
         # The web page and the API docs in front of the API (the page reads its dev key from /config.json).
         # Only loopback host names: no page can reach it by DNS rebinding.
@@ -321,6 +347,7 @@ class LocalStack:
                         self._region,
                         DEFAULT_ACCOUNT_ID,
                         authorizer_cache_seconds=self._authorizer_cache_seconds,
+                        custom_domain=self._custom_domain,
                     ),
                     config={"api_key": self._api_key},
                 ),
@@ -342,6 +369,9 @@ class LocalStack:
             if isinstance(subscription.source, wiring.QueueRef):
                 url, arn = created.url, created.arn
                 concurrency = self._queue_concurrency.get(subscription.source.name, DEFAULT_QUEUE_CONCURRENCY)
+                # One poller per concurrent invocation: never more than the event source's max_concurrency.
+                declared = wiring.QUEUES[subscription.source.name].max_concurrency
+                concurrency = concurrency if declared is None else min(concurrency, declared)
             else:
                 url, arn, concurrency = created.dlq_url, created.dlq_arn, 1
             for index in range(concurrency):

@@ -19,6 +19,7 @@ import boto3
 import httpx
 import pytest
 
+from infra.local.functions import FUNCTION_ERROR_LOG
 from videojobs import settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,9 +98,11 @@ def small_parts_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runn
 
 
 @contextmanager
-def running_stack(state_file: Path, env: dict[str, str] | None = None) -> Iterator[RunningStack]:
+def running_stack(
+    state_file: Path, env: dict[str, str] | None = None, options: list[str] | None = None
+) -> Iterator[RunningStack]:
     """``python -m infra.local`` in its own process until the block ends; ``env`` adds settings to its
-    environment (e.g. a lower multipart threshold)."""
+    environment (e.g. a lower multipart threshold), ``options`` command-line options (e.g. ``--custom-domain``)."""
     process = subprocess.Popen(
         # The deployed visibility timeouts: work comes back through heartbeats and explicit retries, as in AWS.
         [
@@ -113,6 +116,7 @@ def running_stack(state_file: Path, env: dict[str, str] | None = None) -> Iterat
             # Webhook retries at test speed (the deployed schedule waits 5 s, then 5 min, ...).
             "--webhook-retry-delays",
             "1,1,1,1",
+            *(options or []),
         ],
         cwd=ROOT,
         env=_clean_env() | (env or {}),
@@ -145,6 +149,11 @@ def running_stack(state_file: Path, env: dict[str, str] | None = None) -> Iterat
     except subprocess.TimeoutExpired:
         process.kill()
         pytest.fail("the local stack did not stop on Ctrl-C")
+
+
+def function_errors(stack: RunningStack) -> list[str]:
+    """The Lambda function errors the stack logged so far (its ``Errors`` metric in AWS)."""
+    return [line.strip() for line in list(stack.output) if FUNCTION_ERROR_LOG in line]
 
 
 @pytest.fixture(scope="session")

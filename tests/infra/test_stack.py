@@ -93,6 +93,33 @@ def test_jobs_queue_trigger_reports_batch_item_failures(synth: Synth, service: V
         assert len(mappings) == 1, name
         assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert mappings[0].get("BatchSize", 10) == queue.batch_size
+        assert mappings[0].get("ScalingConfig", {}).get("MaximumConcurrency") == queue.max_concurrency
+
+
+def test_worker_and_delivery_event_sources_bound_their_concurrency(synth: Synth, service: VideoJobs) -> None:
+    # A burst of jobs or deliveries must not take the concurrency the API functions need.
+    for name in ("jobs", "deliveries"):
+        [mapping] = _event_source_mappings(
+            synth, wiring.QUEUES[name].consumer, _arn(synth.logical_id(service.queues[name]))
+        )
+        assert 2 <= mapping["ScalingConfig"]["MaximumConcurrency"] <= 20, name
+
+
+def test_queues_with_a_lambda_consumer_allow_at_least_five_receives(synth: Synth, service: VideoJobs) -> None:
+    # AWS's advice: a receive whose invocation was throttled still counts towards maxReceiveCount.
+    for name, queue in wiring.QUEUES.items():
+        if queue.consumer in wiring.FUNCTIONS:
+            policy = synth.resource(service.queues[name])["Properties"]["RedrivePolicy"]
+            assert policy["maxReceiveCount"] >= 5, name
+
+
+def test_only_the_sse_function_reserves_concurrency_as_declared(synth: Synth, service: VideoJobs) -> None:
+    reserved = {
+        name: synth.resource(service.functions[name])["Properties"].get("ReservedConcurrentExecutions")
+        for name in wiring.FUNCTIONS
+    }
+    assert reserved == {name: fn.reserved_concurrency for name, fn in wiring.FUNCTIONS.items()}
+    assert {name for name, value in reserved.items() if value} == {"events"}
 
 
 def test_dead_letter_consumer_reads_the_dlq_reporting_batch_item_failures(synth: Synth, service: VideoJobs) -> None:
@@ -103,6 +130,7 @@ def test_dead_letter_consumer_reads_the_dlq_reporting_batch_item_failures(synth:
         mappings = _event_source_mappings(synth, queue.dead_letter_consumer, dlq)
         assert len(mappings) == 1, name
         assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mappings[0].get("BatchSize", 10) == queue.dead_letter_batch_size
 
 
 def test_every_queue_redrives_to_its_own_dlq_after_declared_receives(synth: Synth, service: VideoJobs) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from aws_lambda_powertools.utilities.parser.models import ApiGatewayAuthorizerRequest, APIGatewayProxyEventModel
 
-from infra.local import LocalStack
+from infra.local import LocalStack, gateway
 from tests.integration.fake_functions import recorder as fake
 
 FAKE = "tests.integration.fake_functions.handlers"
@@ -35,6 +35,7 @@ def stack(state_file: Path) -> Iterator[LocalStack]:
             "status": f"{FAKE}.echo",
             "submit": f"{FAKE}.echo",
         },
+        function_timeouts={"submit": 1},  # short, so that a handler can overrun it
     ) as started:
         yield started
 
@@ -107,13 +108,23 @@ def test_no_query_string_and_no_path_parameters_are_null(http: httpx.Client) -> 
     assert event["pathParameters"] is None
 
 
-def test_text_body_is_passed_as_is_and_binary_body_as_base64(http: httpx.Client) -> None:
+def test_bodies_are_text_when_no_binary_media_type_matches(http: httpx.Client) -> None:
+    # The API declares no binaryMediaTypes: API Gateway passes every body as text, never as base64.
     text = echoed(http.post("/jobs", content='{"x": "é"}', headers=ALLOW))
     binary = echoed(http.post("/uploads", content=b"\xff\x00\xfe", headers=ALLOW))
 
     assert (text["body"], text["isBase64Encoded"]) == ('{"x": "é"}', False)
-    assert binary["isBase64Encoded"] is True
-    assert base64.b64decode(binary["body"]) == b"\xff\x00\xfe"
+    assert binary["isBase64Encoded"] is False
+    assert binary["body"] == "\ufffd\x00\ufffd"
+
+
+def test_binary_media_types_decide_base64_both_ways() -> None:
+    assert gateway._media_type_matches("image/png; q=1", ["image/*"])
+    assert not gateway._media_type_matches("application/json", ["image/*"])
+    assert gateway._body_text(b"\xff", True) == base64.b64encode(b"\xff").decode()
+    encoded = {"statusCode": 200, "body": base64.b64encode(b"\x00").decode(), "isBase64Encoded": True}
+    assert gateway._to_response("f", encoded, binary=True).body == b"\x00"
+    assert gateway._to_response("f", encoded, binary=False).body == encoded["body"].encode()
 
 
 def test_response_status_headers_and_multi_value_headers_reach_the_client(http: httpx.Client) -> None:
@@ -124,10 +135,10 @@ def test_response_status_headers_and_multi_value_headers_reach_the_client(http: 
     assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
 
 
-def test_base64_response_body_is_decoded(http: httpx.Client) -> None:
-    response = http.get("/jobs", headers={**ALLOW, "X-Fake": "binary"})
+def test_base64_response_body_stays_base64_without_binary_media_types(http: httpx.Client) -> None:
+    response = http.get("/jobs", headers={**ALLOW, "X-Fake": "binary", "Accept": "application/octet-stream"})
 
-    assert response.content == b"\x00\xff\x10"
+    assert base64.b64decode(response.content) == b"\x00\xff\x10"
 
 
 def test_unauthorized_route_skips_the_authorizer(http: httpx.Client) -> None:
@@ -147,17 +158,22 @@ def test_missing_authorization_is_401_without_calling_the_authorizer(http: httpx
     assert fake.calls("api") == []
 
 
-def test_authorizer_raising_unauthorized_is_401(http: httpx.Client) -> None:
+def test_authorizer_raising_unauthorized_is_401_and_a_function_error(stack: LocalStack, http: httpx.Client) -> None:
+    errors = stack.functions.errors("authorizer")
     response = http.get("/jobs", headers={"Authorization": "Bearer nobody"})
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
     assert fake.calls("api") == []
+    # AWS's documented way to a 401, and why our authorizer answers Deny instead: Lambda counts the raise.
+    assert stack.functions.errors("authorizer") == errors + 1
 
 
-def test_authorizer_deny_is_401(http: httpx.Client) -> None:
+def test_authorizer_deny_is_401(stack: LocalStack, http: httpx.Client) -> None:
+    errors = stack.functions.errors()
     response = http.get("/jobs", headers={"Authorization": "Bearer deny"})
 
+    assert stack.functions.errors() == errors
     assert response.status_code == 401
     assert response.json() == {"error": {"code": "unauthorized", "message": "missing or invalid API key"}}
     assert fake.calls("api") == []
@@ -217,11 +233,42 @@ def test_stage_prefix_is_served_too_and_kept_in_the_request_context(http: httpx.
     assert event["requestContext"]["path"] == "/v1/health"
 
 
-def test_handler_exception_is_500_internal_error(http: httpx.Client) -> None:
+def test_handler_exception_is_a_counted_function_error_and_502(stack: LocalStack, http: httpx.Client) -> None:
+    errors = stack.functions.errors("status")
     response = http.get("/jobs", headers={**ALLOW, "X-Fake": "crash"})
 
-    assert response.status_code == 500
+    assert response.status_code == 502
     assert response.json()["error"]["code"] == "internal_error"
+    assert stack.functions.errors("status") == errors + 1
+
+
+@pytest.mark.parametrize("mode", ["huge", "not-json"])
+def test_a_result_lambda_cannot_send_back_is_502(stack: LocalStack, http: httpx.Client, mode: str) -> None:
+    errors = stack.functions.errors("status")
+    response = http.get("/jobs", headers={**ALLOW, "X-Fake": mode})
+
+    assert response.status_code == 502
+    assert stack.functions.errors("status") == errors + 1
+
+
+def test_a_handler_past_its_timeout_is_a_function_error_and_502(stack: LocalStack, http: httpx.Client) -> None:
+    errors = stack.functions.errors("submit")
+    try:
+        response = http.post("/jobs", headers={**ALLOW, "X-Fake": "hang"})
+    finally:
+        fake.release.set()
+
+    assert response.status_code == 502
+    assert stack.functions.errors("submit") == errors + 1
+
+
+def test_body_over_lambdas_6_mb_is_413_without_calling_the_handler(http: httpx.Client) -> None:
+    # Under API Gateway's 10 MB, but the event would be over Lambda's 6 MB invoke limit.
+    response = http.post("/jobs", content=b"x" * (7 * 1024 * 1024), headers=ALLOW)
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert fake.calls("api") == []
 
 
 def test_malformed_proxy_response_is_502(http: httpx.Client) -> None:

@@ -5,6 +5,7 @@ answers ``GoneException``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from standardwebhooks import Webhook
 
+from functions.events import handler as events_handler
 from functions.notify import handler as notify_handler
 from functions.websocket import handler as websocket_handler
 from infra.local.lambda_context import LambdaContext
@@ -151,6 +153,29 @@ def test_an_unreadable_record_does_not_hold_up_the_records_behind_it(aws: Resour
     assert notify_handler.lambda_handler(batch, context()) == {"batchItemFailures": []}
     assert [event.type for event in notify.events.after("job_1", 0)] == ["job.queued"]
     assert queued_messages(aws) == []  # job.queued is not among the default webhook events
+
+
+def test_records_that_would_run_past_the_timeout_are_left_for_the_next_invocation(
+    aws: Resources, notify: fanout.NotifyDeps
+) -> None:
+    # Lambda's timeout fails the whole invocation (and replays every record): with too little time left for
+    # another fan-out, notify stops after the first record and reports the rest for a retry instead.
+    short = LambdaContext(
+        function_name="notify",
+        memory_limit_in_mb=256,
+        timeout_seconds=notify_handler.FAN_OUT_RESERVE_MILLISECONDS / 1000 / 2,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:notify",
+    )
+    batch = {
+        "Records": [
+            stream_record(4, job_image(1)),
+            stream_record(5, job_image(2, "processing"), job_image(1)),
+            stream_record(6, job_image(3, "processing", 5), job_image(2, "processing")),
+        ]
+    }
+    failures = notify_handler.lambda_handler(batch, short)["batchItemFailures"]
+    assert [failure["itemIdentifier"] for failure in failures] == ["5", "6"]
+    assert [event.version for event in notify.events.after("job_1", 0)] == [1]
 
 
 def test_a_failing_write_is_a_batch_item_failure_from_that_record_on(
@@ -310,6 +335,35 @@ def test_sse_long_poll_waits_answers_new_events_and_ends_after_the_terminal_one(
     [terminal] = event_stream.wait_for_events("job_3", "t1", 0, 5, deps) or []
     assert (terminal.type, terminal.version) == ("job.completed", 4)
     assert event_stream.last_event_id(" 7 ") == 7 and event_stream.last_event_id("x") == 0
+
+
+def test_sse_long_poll_counts_its_wait_from_when_api_gateway_received_the_request(
+    aws: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # API Gateway's 29 s include a cold start's init: a request that spent its wait before the handler started
+    # (requestTimeEpoch is that far back) must answer at once, not wait another 25 s and be cut off with a 504.
+    dynamodb = client("dynamodb")
+    jobs, log = JobStore(dynamodb, aws.tables["jobs"]), EventLog(dynamodb, aws.tables["job_events"])
+    jobs.create(Job.model_validate(job_image(1)))
+    log.append("job_1", event_for(None, job_image(1)))  # type: ignore[arg-type]
+    waits: list[float] = []
+    clock = iter(range(1000))
+    deps = event_stream.EventsDeps(jobs, log, sleep=waits.append, clock=lambda: float(next(clock)))
+    monkeypatch.setattr(events_handler, "get_deps", lambda: deps)
+    wait = events_handler.get_settings().sse_wait_seconds
+    received = int((time.time() - wait) * 1000)
+    event = {
+        "headers": {"Last-Event-ID": "1"},
+        "pathParameters": {"id": "job_1"},
+        "requestContext": {"authorizer": {"tenant_id": "t1"}, "requestTimeEpoch": received, "requestId": "r"},
+    }
+    answer = events_handler.lambda_handler(event, context())
+    assert answer["statusCode"] == 200 and ": no news" in answer["body"]
+    assert waits == []  # no time left: nothing new is answered at once
+
+    assert events_handler.long_poll_seconds({"requestContext": {"requestTimeEpoch": 10_000}}, 25, 14.0) == 21
+    assert events_handler.long_poll_seconds({"requestContext": {"requestTimeEpoch": 10_000}}, 25, 40.0) == 0
+    assert events_handler.long_poll_seconds({}, 25, 40.0) == 25
 
 
 # --- webhook secrets -------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import av
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from functions.fail_dead_jobs import handler as dead_letters
 from functions.process import consumer
@@ -92,8 +91,9 @@ def test_a_transient_error_gives_the_job_back_and_delivers_it_again_later(
         raise ConnectionError("S3 went away")
 
     monkeypatch.setattr(deps.objects, "download", broken_download)
-    with pytest.raises(BatchProcessingError):  # the whole batch failed: nothing is deleted
-        process_handler.lambda_handler(sqs_event(delivered(aws, job.id)), context())
+    message = delivered(aws, job.id)
+    result = process_handler.lambda_handler(sqs_event(message), context())
+    assert result == {"batchItemFailures": [{"itemIdentifier": message["messageId"]}]}  # nothing is deleted
     given_back = deps.jobs.get(job.id)
     assert (given_back.status, given_back.lease_owner, given_back.attempts) == ("processing", None, 1)
     assert visible_in(aws) == 0  # hidden for the retry's back-off, not the queue's 90 minutes
@@ -119,8 +119,10 @@ def test_a_delivery_that_finds_a_live_worker_comes_back_when_its_lease_could_end
     assert deps.jobs.claim(job.id, "w-live", deps.lease) is not None
     monkeypatch.setattr(process_handler, "get_deps", lambda: deps)
 
-    with pytest.raises(BatchProcessingError):  # kept, not run
-        process_handler.lambda_handler(sqs_event(delivered(aws, job.id)), context())
+    message = delivered(aws, job.id)
+    # Kept, not run: a routine retry, reported as a batch item failure rather than raised (a function error).
+    result = process_handler.lambda_handler(sqs_event(message), context())
+    assert result == {"batchItemFailures": [{"itemIdentifier": message["messageId"]}]}
     assert visible_in(aws) == 0  # hidden until the live worker's lease could have run out
     held = deps.jobs.get(job.id)
     assert (held.lease_owner, held.attempts, held.version) == ("w-live", 1, 2)
@@ -136,6 +138,18 @@ def test_a_dead_letter_ends_an_abandoned_job_failed(deps: WorkerDeps, clip: Path
     assert result == {"batchItemFailures": []}
     failed = deps.jobs.get(job.id)
     assert (failed.status, failed.error.code, failed.lease_owner) == ("failed", "processing_failed", None)
+    assert failed.error.message == "processing failed on every attempt (1)"
+
+
+def test_a_dead_letter_of_a_job_no_worker_ever_ran_says_it_never_started(deps: WorkerDeps, clip: Path, monkeypatch):
+    # Its every receive was throttled (or the worker died before claiming it): attempts is still 0.
+    job = queued_job(deps, clip, [{"type": "mp4", "height": 144}])
+    monkeypatch.setattr(dead_letters, "get_jobs", lambda: deps.jobs)
+
+    dead_letters.lambda_handler({"Records": [_dead_letter(json.dumps({"job_id": job.id}))]}, context(30))
+    failed = deps.jobs.get(job.id)
+    assert (failed.status, failed.attempts) == ("failed", 0)
+    assert failed.error.message.startswith("processing never started")
 
 
 def test_a_dead_letter_waits_while_a_live_worker_holds_the_job(deps: WorkerDeps, clip: Path, monkeypatch):

@@ -158,6 +158,40 @@ def test_wait_follows_the_events_stream_and_resumes_after_the_last_event_id():
     assert sleeps == [0.5]  # reconnected after the server's retry: delay, and never polled
 
 
+def test_wait_resumes_the_events_stream_after_a_gateway_timeout_or_a_failed_invocation():
+    # API Gateway answers 504 when a cold start and the long poll pass its 29 s, 502 or 500 when the invocation
+    # fails or is throttled: the stream goes on from the last event id instead of raising.
+    answers = iter(
+        [
+            error(504, "internal_error"),
+            httpx.Response(
+                200, content=sse_body((2, "job.processing", job(2))), headers={"Content-Type": "text/event-stream"}
+            ),
+            error(502, "internal_error"),
+            error(503, "internal_error"),
+            httpx.Response(
+                200,
+                content=sse_body((3, "job.completed", job(3, "completed", 100))),
+                headers={"Content-Type": "text/event-stream"},
+            ),
+        ]
+    )
+    reads = iter([job(1, "queued"), job(3, "completed", 100)])
+    resumed_from, updates = [], []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            resumed_from.append(request.headers.get("Last-Event-ID"))
+            return next(answers)
+        return httpx.Response(200, json=next(reads))
+
+    with client_for(api) as client:
+        done = client.wait("job_1", on_update=lambda update: updates.append(update.version))
+    assert done.status == "completed"
+    assert resumed_from == ["1", "1", "2", "2", "2"]
+    assert updates == [1, 2, 3]
+
+
 def test_when_the_stream_answers_204_wait_reads_the_job_at_once():
     reads = iter([job(1, "processing"), job(2, "completed", 100)])
     sleeps = []

@@ -342,6 +342,15 @@ class Client:
                     if response.status_code in (404, 405) or (response.is_success and not streaming):
                         response.read()
                         raise EventsUnavailable(f"{self.base_url} has no events stream for jobs")
+                    if response.status_code in RETRYABLE_STATUSES:
+                        # A cold start past API Gateway's 29 s (504), a throttled or failed invocation: the
+                        # stream resumes from the last event id, as after a quiet long poll.
+                        response.read()
+                        failures += 1
+                        if failures > self._retries:
+                            raise TransportError(f"the events stream of {job_id} keeps failing: {response.status_code}")
+                        self._sleep(_retry_after(response) or _backoff(failures - 1))
+                        continue
                     if not response.is_success:
                         response.read()
                         raise _api_error(response)

@@ -508,7 +508,15 @@ class JobStillRunning(Exception):
     """A live worker holds the job: its dead letter must come back later rather than fail it."""
 
 
-def fail_abandoned(job_id: str, jobs: JobStore, reason: str) -> Job | None:
+def abandoned_reason(attempts: int) -> str:
+    """Why a dead-lettered job failed. With no attempt, no worker ever ran it: its message was received (and
+    counted) while the worker was throttled or crashed before claiming it."""
+    if attempts == 0:
+        return "processing never started: every delivery of the job failed before a worker could run it"
+    return f"processing failed on every attempt ({attempts})"
+
+
+def fail_abandoned(job_id: str, jobs: JobStore) -> Job | None:
     """The last delivery of a job's message failed: end the job ``failed`` (or ``cancelled``, if that was
     asked) rather than leave it hanging. Raises ``JobStillRunning`` while a live worker holds it; returns None
     when it is already finished."""
@@ -518,6 +526,7 @@ def fail_abandoned(job_id: str, jobs: JobStore, reason: str) -> Job | None:
     if current.cancel_requested_at is not None:
         ended = jobs.cancel(job_id)
     else:
+        reason = abandoned_reason(current.attempts)
         ended = jobs.fail_abandoned(job_id, ErrorDetail(code=ErrorCode.PROCESSING_FAILED, message=reason))
     if ended is None:
         raise JobStillRunning(job_id)

@@ -28,6 +28,12 @@ def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
         recorder.occupy(0.2)
     if mode == "crash":
         raise RuntimeError("boom")
+    if mode == "hang":  # past any short timeout: held until the test lets it go
+        recorder.release.wait(10)
+    if mode == "huge":  # over Lambda's 6 MB response limit
+        return {"statusCode": 200, "body": "x" * (6 * 1024 * 1024 + 200)}
+    if mode == "not-json":
+        return {"statusCode": 200, "body": "ok", "when": {1, 2}}
     if mode == "malformed":
         return {"body": {"not": "a string"}}
     if mode == "binary":
@@ -114,3 +120,14 @@ def stream_consumer(event: dict[str, Any], context: Any) -> dict[str, Any]:
             if _stream_attempts[key] <= fail_times:
                 failures.append({"itemIdentifier": key})
     return {"batchItemFailures": failures}
+
+
+# --- invocation --------------------------------------------------------------------------------------------
+
+
+def hold(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Keeps its execution environment busy until ``recorder.release`` is set; changes the event it got."""
+    _record("hold", event, context)
+    event["changed"] = True
+    recorder.release.wait(10)
+    return {"ok": True}

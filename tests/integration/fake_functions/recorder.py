@@ -13,6 +13,8 @@ _calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
 _active = 0
 max_active = 0
 barrier = threading.Barrier(2, timeout=10)
+release = threading.Event()
+"""Lets handlers that wait for it go on."""
 
 
 def record(kind: str, event: dict[str, Any], context: Any, module: str) -> None:
@@ -55,3 +57,4 @@ def reset() -> None:
         _calls.clear()
         max_active = 0
     barrier.reset()
+    release.clear()
