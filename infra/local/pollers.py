@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 ALL = None
 """``failed_items`` answer meaning the whole batch failed."""
 THROTTLE_BACKOFF_SECONDS = 1.0
-"""How long a poller waits after a throttled invocation (Lambda's event source mappings back off too)."""
+THROTTLE_BACKOFF_MAX_SECONDS = 8.0
+"""How long a poller waits after a throttled invocation before it tries again, doubling up to the maximum
+(Lambda's event source mappings back off too, for as long as the batch stays hidden)."""
 
 
 def failed_items(result: Any, identifiers: list[str]) -> set[str] | None:
@@ -104,6 +106,7 @@ class SqsPoller(threading.Thread):
         self._batch_size = batch_size
         self._region = region
         self._stopping = stop
+        self._visibility_timeout: float | None = None
 
     def run(self) -> None:
         while not self._stopping.is_set():
@@ -123,17 +126,19 @@ class SqsPoller(threading.Thread):
         ).get("Messages", [])
         if not messages:
             return
+        received_at = time.monotonic()
         event = {"Records": [sqs_record(message, self._queue_arn, self._region) for message in messages]}
         try:
-            result = self._functions.invoke(self._function, event)
+            result = self._invoke_through_throttles(event, received_at)
         except Throttled:
             log.warning("%s: %s throttled; the batch comes back when visible again", self.name, self._function)
-            self._stopping.wait(THROTTLE_BACKOFF_SECONDS)
             return
         except Exception:
             log.exception(
                 "%s: %s raised; the batch becomes visible again after the visibility timeout", self.name, self._function
             )
+            return
+        if result is None:  # stopping
             return
         failed = failed_items(result, [message["MessageId"] for message in messages])
         if failed is ALL:
@@ -150,6 +155,28 @@ class SqsPoller(threading.Thread):
                     for index, message in enumerate(done[start : start + 10])
                 ],
             )
+
+    def _invoke_through_throttles(self, event: dict[str, Any], received_at: float) -> Any:
+        """As Lambda's event source mapping does: a throttled batch is retried with a growing back-off for as long
+        as its messages stay hidden, then left to come back to the queue (its receive count went up). None when
+        the poller stops meanwhile."""
+        backoff = THROTTLE_BACKOFF_SECONDS
+        while True:
+            try:
+                return self._functions.invoke(self._function, event)
+            except Throttled:
+                if time.monotonic() + backoff >= received_at + self._visibility_timeout_seconds():
+                    raise
+                log.info("%s: %s throttled; retrying in %.0f s", self.name, self._function, backoff)
+                if self._stopping.wait(backoff):
+                    return None
+                backoff = min(2 * backoff, THROTTLE_BACKOFF_MAX_SECONDS)
+
+    def _visibility_timeout_seconds(self) -> float:
+        if self._visibility_timeout is None:
+            attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["VisibilityTimeout"])
+            self._visibility_timeout = float(attributes["Attributes"]["VisibilityTimeout"])
+        return self._visibility_timeout
 
 
 # --- DynamoDB Streams --------------------------------------------------------------------------------------
