@@ -9,6 +9,7 @@ import sys
 import threading
 
 from infra.local.stack import DEFAULT_QUEUE_CONCURRENCY, DEFAULT_VISIBILITY_TIMEOUT_SECONDS, LocalStack
+from infra.local.websocket import ConnectionLimits
 from videojobs import settings, wiring
 
 
@@ -53,6 +54,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="refuse webhook URLs on http://127.0.0.1 as AWS does (by default the local stack allows them, so "
         "that a receiver on this machine can be used)",
     )
+    parser.add_argument(
+        "--ws-idle-timeout",
+        type=float,
+        default=ConnectionLimits.idle_seconds,
+        metavar="SECONDS",
+        help="close a WebSocket after this long without a message from its client (API Gateway: %(default)s)",
+    )
+    parser.add_argument(
+        "--ws-max-connection",
+        type=float,
+        default=ConnectionLimits.max_seconds,
+        metavar="SECONDS",
+        help="close any WebSocket after this long (API Gateway: %(default)s)",
+    )
+    parser.add_argument(
+        "--stale-reads",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="eventually consistent DynamoDB reads see the data as it was this long ago, as a lagging replica "
+        "would answer (default: %(default)s, always the latest)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -74,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         allow_loopback_webhooks=not args.no_loopback_webhooks,
         webhook_retry_delays=args.webhook_retry_delays,
+        websocket_limits=ConnectionLimits(idle_seconds=args.ws_idle_timeout, max_seconds=args.ws_max_connection),
+        stale_read_seconds=args.stale_reads,
     )
     with stack:
         print(f"videojobs local stack ready: {stack.url}")

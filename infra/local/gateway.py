@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from infra.local.functions import Functions
-from infra.local.websocket import LocalWebSocketApi
+from infra.local.websocket import ConnectionLimits, LocalWebSocketApi
 from videojobs import wiring
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ class LocalGateway:
         region: str,
         account_id: str,
         integration_timeout_seconds: float = INTEGRATION_TIMEOUT_SECONDS,
+        websocket_limits: ConnectionLimits | None = None,
     ):
         self._functions = functions
         self._region = region
@@ -138,7 +139,7 @@ class LocalGateway:
         self._routes = sorted((compile_route(route) for route in wiring.ROUTES), key=lambda r: -r.static_segments)
         self._policies: dict[str, _CachedPolicy] = {}  # only touched on the event loop: no lock
         self._route_lock = threading.Lock()
-        self._websocket = LocalWebSocketApi(functions, region, account_id)
+        self._websocket = LocalWebSocketApi(functions, region, account_id, websocket_limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._websocket.handles(scope):  # the WebSocket API and its management endpoint

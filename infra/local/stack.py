@@ -26,6 +26,7 @@ from botocore.config import Config
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 
+from infra.local.atomic_dynamodb import configure as configure_dynamodb
 from infra.local.atomic_dynamodb import make_dynamodb_atomic
 from infra.local.functions import Functions
 from infra.local.gateway import LocalGateway
@@ -34,6 +35,7 @@ from infra.local.resources import Resources, create_resources
 from infra.local.services import ServiceTasks
 from infra.local.web import StaticSite
 from infra.local.websocket import PATH as WEBSOCKET_PATH
+from infra.local.websocket import ConnectionLimits
 from videojobs import aws, settings, wiring
 from videojobs.ids import hash_api_key, new_api_key
 from videojobs.job_store import ApiKeyStore
@@ -83,6 +85,10 @@ class LocalStack:
         machine), which the SSRF guard refuses in AWS (``WEBHOOK_ALLOW_LOOPBACK_HTTP``). On by default here.
     :param webhook_retry_delays: seconds before each retry of a failed webhook delivery; None keeps the
         deployed schedule (5 s, 5 min, 30 min, … about three days in all).
+    :param websocket_limits: the WebSocket API's message limit and idle / maximum connection timers (API
+        Gateway's 128 KB, 10 min and 2 h by default; tests shorten them).
+    :param stale_read_seconds: eventually consistent DynamoDB reads (and index queries) see the data as it was
+        this long ago (``infra.local.atomic_dynamodb``); 0, the default, reads the latest.
 
     ``start()`` changes ``os.environ`` of this process (credentials, region, endpoint, resource names: see
     ``env``) because handlers read their settings from it; ``stop()`` restores it. Only one stack can run in a
@@ -103,6 +109,8 @@ class LocalStack:
         service_tasks: int = 1,
         allow_loopback_webhooks: bool = True,
         webhook_retry_delays: Sequence[float] | None = None,
+        websocket_limits: ConnectionLimits | None = None,
+        stale_read_seconds: float = 0.0,
     ):
         unknown = set(queue_concurrency or {}) - set(wiring.QUEUES)
         if unknown:
@@ -114,6 +122,8 @@ class LocalStack:
         self._visibility_timeout = visibility_timeout_seconds
         self._queue_concurrency = dict(queue_concurrency or {})
         self._handlers = dict(handlers or {})
+        self._websocket_limits = websocket_limits
+        self._stale_read_seconds = stale_read_seconds
         self._log_level = log_level
         self._services = ServiceTasks(service_tasks)
         self._notification_env = {settings.WEBHOOK_ALLOW_LOOPBACK_HTTP: str(allow_loopback_webhooks).lower()}
@@ -214,6 +224,7 @@ class LocalStack:
             self._moto = None
         self._functions = None
         self._restore_env()
+        configure_dynamodb()  # the emulation is process-wide: back to its defaults
         aws.reset_clients()
         self._server = self._server_thread = None
         self._pollers = []
@@ -251,6 +262,7 @@ class LocalStack:
         if werkzeug.level == logging.NOTSET:  # else moto's server prints a line for every AWS call
             werkzeug.setLevel(logging.WARNING)
         make_dynamodb_atomic()  # concurrent handlers rely on conditional writes being atomic
+        configure_dynamodb(stale_read_seconds=self._stale_read_seconds)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self._moto_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
@@ -272,7 +284,10 @@ class LocalStack:
         # The web page and the API docs in front of the API (the page reads its dev key from /config.json).
         self._serve(
             StaticSite(
-                LocalGateway(self._functions, self._region, DEFAULT_ACCOUNT_ID), config={"api_key": self._api_key}
+                LocalGateway(
+                    self._functions, self._region, DEFAULT_ACCOUNT_ID, websocket_limits=self._websocket_limits
+                ),
+                config={"api_key": self._api_key},
             )
         )
         # Known once the port is: the WebSocket API is served by the gateway (infra/local/websocket.py).

@@ -20,6 +20,7 @@ from websockets.sync.client import connect
 
 from tests.e2e.conftest import RunningStack, submit, upload, wait_for
 from tests.media import make_clip
+from videojobs import webhooks
 
 pytestmark = pytest.mark.e2e
 
@@ -253,6 +254,11 @@ def test_a_receiver_failing_three_times_gets_the_event_on_the_fourth_attempt(
     assert again.status_code == 202, again.text
     redelivered = eventually(lambda: completed()[4:] if len(completed()) > 4 else [], "redelivery")
     assert redelivered[0].headers["webhook-id"] == ledger["id"] and redelivered[0].body == attempts[0].body
+
+    # Once per interval per delivery: a second redelivery at once is refused, and says when to come back.
+    too_soon = api.post(f"/jobs/{job_id}/deliveries/{ledger['id']}/redeliver")
+    assert too_soon.status_code == 429 and too_soon.json()["error"]["code"] == "rate_limited", too_soon.text
+    assert 1 <= int(too_soon.headers["Retry-After"]) <= webhooks.REDELIVER_INTERVAL_SECONDS
 
 
 def _delivered(api: httpx.Client, job_id: str, event_type: str) -> dict[str, Any] | None:
