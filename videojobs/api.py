@@ -29,8 +29,8 @@ def json_response(status: int, model: BaseModel, headers: dict[str, str] | None 
     return Response(status_code=status, content_type=JSON, body=model.model_dump_json(), headers=headers)
 
 
-def error_response(code: ErrorCode, message: str) -> Response:
-    return json_response(status_of(code), ErrorBody(error=ErrorDetail(code=code, message=message)))
+def error_response(code: ErrorCode, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response(status_of(code), ErrorBody(error=ErrorDetail(code=code, message=message)), headers)
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def new_resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(ApiError)
     def _api_error(error: ApiError) -> Response:
-        return error_response(error.code, error.message)
+        return error_response(error.code, error.message, error.headers)
 
     @app.not_found
     def _not_found(_: Exception) -> Response:

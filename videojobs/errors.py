@@ -85,11 +85,13 @@ def status_of(code: ErrorCode) -> HTTPStatus:
 class ApiError(Exception):
     """An error answered to an API client as ``{"error": {"code", "message"}}``, with its code's status."""
 
-    def __init__(self, code: ErrorCode, message: str):
+    def __init__(self, code: ErrorCode, message: str, *, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status_of(code)
         self.code = code
         self.message = message
+        self.headers = headers
+        """Sent with the error, e.g. ``Retry-After`` with a 429."""
 
 
 def not_found(what: str = "job") -> ApiError:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -42,7 +44,12 @@ _LEASE_FREE = "(attribute_not_exists(lease_owner) OR lease_expires_at < :now_iso
 _WORKING = ("lease_owner", "lease_expires_at", "stage", "eta_seconds")
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+TRANSACTION_ATTEMPTS = 7
+TRANSACTION_RETRY_BASE_SECONDS = 0.05  # full jitter, doubling: at most ~3 s in all
 MAX_PAGE_SIZE = 100
+MAX_FILTERED_READS = 500
+"""Jobs one filtered list request reads at most (a few queries): a tenant with thousands of jobs and few matches
+gets a short page and a cursor instead of a request that reads them all."""
 
 
 def to_item(data: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +81,10 @@ class IdempotencyConflict(Exception):
     """The idempotency key was used before with a different request."""
 
 
+class WriteContention(Exception):
+    """Concurrent requests kept the write from going through; the client may retry."""
+
+
 @dataclass(frozen=True)
 class IdempotencyKey:
     tenant_id: str
@@ -94,10 +105,18 @@ def composite_key(*parts: str) -> str:
 class JobStore:
     """Jobs in DynamoDB, and the idempotency records written atomically with them."""
 
-    def __init__(self, client: Any, jobs_table: str, idempotency_table: str | None = None):
+    def __init__(
+        self,
+        client: Any,
+        jobs_table: str,
+        idempotency_table: str | None = None,
+        *,
+        max_filtered_reads: int = MAX_FILTERED_READS,
+    ):
         self._client = client
         self._table = jobs_table
         self._idempotency_table = idempotency_table
+        self._max_filtered_reads = max_filtered_reads
 
     # --- creation --------------------------------------------------------------------------------------
 
@@ -117,36 +136,45 @@ class JobStore:
                 "expires_at": int((now + IDEMPOTENCY_TTL).timestamp()),
             }
         )
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": item,
-                            "ConditionExpression": "attribute_not_exists(id)",
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._idempotency_table,
-                            "Item": record,
-                            # TTL deletes lazily: an expired record counts as absent.
-                            "ConditionExpression": "attribute_not_exists(id) OR expires_at < :now",
-                            "ExpressionAttributeValues": {":now": {"N": str(int(now.timestamp()))}},
-                        }
-                    },
-                ]
-            )
-            return job
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-        existing = self._client.get_item(
-            TableName=self._idempotency_table, Key={"id": {"S": idempotency.record_id}}, ConsistentRead=True
-        ).get("Item")
-        if existing is None:  # cancelled for another reason (e.g. a transaction conflict): let the client retry
-            raise RuntimeError("job creation was cancelled; retry the request")
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self._table,
+                                "Item": item,
+                                "ConditionExpression": "attribute_not_exists(id)",
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self._idempotency_table,
+                                "Item": record,
+                                # TTL deletes lazily: an expired record counts as absent.
+                                "ConditionExpression": "attribute_not_exists(id) OR expires_at < :now",
+                                "ExpressionAttributeValues": {":now": {"N": str(int(now.timestamp()))}},
+                            }
+                        },
+                    ]
+                )
+                return job
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                reasons = {reason.get("Code") for reason in error.response.get("CancellationReasons", [])}
+                if "TransactionConflict" not in reasons:
+                    break  # a condition failed: the key is taken
+            # Another request with this key is writing it right now and has not committed, so its record
+            # cannot be read yet. Wait (jittered, so racing retries spread out), then look again.
+            time.sleep(random.uniform(0, TRANSACTION_RETRY_BASE_SECONDS * 2**attempt))
+            if self._idempotency_record(idempotency) is not None:
+                break
+        else:
+            raise WriteContention("the request kept conflicting with a concurrent one")
+        existing = self._idempotency_record(idempotency)
+        if existing is None:  # the record expired and was deleted in between, or another request forgot it
+            raise WriteContention("the idempotency record changed while the job was being created")
         stored = from_item(existing)
         if stored["request_hash"] != idempotency.request_hash:
             raise IdempotencyConflict(idempotency.key)
@@ -154,6 +182,15 @@ class JobStore:
         if found is None:
             raise RuntimeError(f"idempotency record points at missing job {stored['job_id']}")
         return found
+
+    def _idempotency_record(self, idempotency: IdempotencyKey) -> dict[str, Any] | None:
+        """The key's live record (TTL deletes lazily: an expired one counts as absent)."""
+        item = self._client.get_item(
+            TableName=self._idempotency_table, Key={"id": {"S": idempotency.record_id}}, ConsistentRead=True
+        ).get("Item")
+        if item is None or int(item["expires_at"]["N"]) < int(utcnow().timestamp()):
+            return None
+        return item
 
     def forget_idempotency(self, idempotency: IdempotencyKey) -> None:
         """Drop a key whose job could not be queued, so that the client's retry creates a new job."""
@@ -167,35 +204,48 @@ class JobStore:
 
     def get_for_tenant(self, tenant_id: str, job_id: str) -> Job | None:
         """The job if it belongs to the tenant. Another tenant's job is reported as absent, like a missing one."""
-        job = self.get(job_id)
+        # Strongly consistent: a client reads its job right after the 202, before a lagging replica has it.
+        job = self.get(job_id, consistent=True)
         return job if job is not None and job.tenant_id == tenant_id else None
 
     def list_for_tenant(
         self, tenant_id: str, *, limit: int, cursor: str | None = None, status: JobStatus | None = None
     ) -> tuple[list[Job], str | None]:
-        """The tenant's jobs, newest first, one page at a time (a query on the ``by_tenant`` index)."""
+        """The tenant's jobs, newest first, one page at a time (a query on the ``by_tenant`` index, which is
+        eventually consistent: a job created a moment ago may be missing).
+
+        A status filter is applied after the read, so a filtered page reads at most ``max_filtered_reads``
+        jobs: it may come back short (even empty) with a cursor, and the caller pages on."""
         start_key = _decode_cursor(cursor, tenant_id) if cursor else None
         jobs: list[Job] = []
-        # A status filter is applied after the read, so a page may need several reads to fill.
+        read = 0
         while len(jobs) < limit:
+            wanted = limit - len(jobs)
             request: dict[str, Any] = {
                 "TableName": self._table,
                 "IndexName": "by_tenant",
                 "KeyConditionExpression": "tenant_id = :tenant",
                 "ExpressionAttributeValues": {":tenant": {"S": tenant_id}},
                 "ScanIndexForward": False,
-                "Limit": limit - len(jobs),
+                "Limit": wanted,
             }
             if status is not None:
                 request["FilterExpression"] = "#status = :status"
                 request["ExpressionAttributeNames"] = {"#status": "status"}
                 request["ExpressionAttributeValues"][":status"] = {"S": status.value}
+                # Limit counts jobs read, not jobs matched: read more each time, within the budget.
+                request["Limit"] = min(max(wanted, read), self._max_filtered_reads - read)
             if start_key:
                 request["ExclusiveStartKey"] = start_key
             page = self._client.query(**request)
-            jobs.extend(self._job(item) for item in page.get("Items", []))
+            read += page.get("ScannedCount", 0)
+            found = [self._job(item) for item in page.get("Items", [])]
             start_key = page.get("LastEvaluatedKey")
-            if not start_key:
+            if len(found) > wanted:  # more matches than the page holds: it ends at the last one shown
+                found = found[:wanted]
+                start_key = self._key_of(found[-1])
+            jobs.extend(found)
+            if not start_key or (status is not None and read >= self._max_filtered_reads):
                 break
         return jobs, _encode_cursor(start_key) if start_key else None
 
@@ -428,6 +478,12 @@ class JobStore:
         data = job.model_dump(mode="json")
         data["created_key"] = f"{data['created_at']}#{job.id}"
         return to_item(data)
+
+    @staticmethod
+    def _key_of(job: Job) -> dict[str, Any]:
+        """The index key of a job, as ``LastEvaluatedKey`` would give it."""
+        item = JobStore._job_item(job)
+        return {name: item[name] for name in ("tenant_id", "created_key", "id")}
 
     @staticmethod
     def _job(item: dict[str, Any]) -> Job:

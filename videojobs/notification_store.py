@@ -4,6 +4,7 @@ and the webhook delivery ledger. Every key is a string (sort keys of numbers are
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,7 +15,13 @@ from botocore.exceptions import ClientError
 from videojobs.job_events import parse_event, to_json
 from videojobs.job_store import from_item, to_item
 from videojobs.models import JobEvent, isoformat, utcnow
-from videojobs.webhooks import DeliveryAttempt, DeliveryStatus, new_secret
+from videojobs.webhooks import (
+    MAX_ATTEMPTS_KEPT,
+    AttemptSummary,
+    DeliveryAttempt,
+    DeliveryStatus,
+    new_secret,
+)
 
 EVENT_RETENTION = timedelta(days=7)
 CONNECTION_TTL = timedelta(hours=2)  # API Gateway closes a WebSocket after 2 h anyway
@@ -284,6 +291,21 @@ class DeliveryRecord:
     next_attempt_at: str | None = None
     queued: bool = False
     """Its first message is on the delivery queue (a replayed fan-out need not send another)."""
+    earlier_attempts: AttemptSummary | None = None
+    """Attempts no longer listed in ``attempts``."""
+    redelivered_at: str | None = None
+
+    @property
+    def attempts_total(self) -> int:
+        return len(self.attempts) + (self.earlier_attempts.count if self.earlier_attempts else 0)
+
+
+class RedeliveredTooSoon(Exception):
+    """A manual redelivery came before the delivery's interval was over."""
+
+    def __init__(self, retry_after_seconds: int):
+        super().__init__(f"retry in {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
 
 
 class DeliveryLedger:
@@ -337,41 +359,77 @@ class DeliveryLedger:
     def record_attempt(
         self, record: DeliveryRecord, attempt: DeliveryAttempt, status: DeliveryStatus, next_attempt_at: str | None
     ) -> bool:
-        """Append an attempt and set the outcome, if no redelivery started a new sequence meanwhile."""
+        """Add an attempt and set the outcome, if no redelivery started a new sequence (and no other attempt
+        was recorded) since ``record`` was read. Only the latest ``MAX_ATTEMPTS_KEPT`` attempts stay listed;
+        older ones are counted in ``earlier_attempts``."""
+        attempts = [*record.attempts, attempt]
+        dropped, kept = attempts[:-MAX_ATTEMPTS_KEPT], attempts[-MAX_ATTEMPTS_KEPT:]
+        earlier = record.earlier_attempts
+        if dropped:
+            earlier = AttemptSummary(
+                count=(earlier.count if earlier else 0) + len(dropped),
+                first_at=earlier.first_at if earlier else dropped[0].at,
+                last_at=dropped[-1].at,
+            )
         values: dict[str, Any] = {
-            ":attempt": [attempt.model_dump(mode="json")],
+            ":attempts": [item.model_dump(mode="json") for item in kept],
             ":status": status.value,
             ":sequence": record.sequence,
             ":one": 1,
+            ":seen": len(record.attempts),
         }
-        expression = (
-            "SET attempts = list_append(attempts, :attempt), #status = :status, "
-            "sequence_attempts = sequence_attempts + :one"
-        )
+        expression = "SET attempts = :attempts, #status = :status, sequence_attempts = sequence_attempts + :one"
+        if earlier is not None:
+            expression += ", earlier_attempts = :earlier"
+            values[":earlier"] = earlier.model_dump(mode="json")
         if next_attempt_at is None:
             expression += " REMOVE next_attempt_at"
         else:
             expression += ", next_attempt_at = :next"
             values[":next"] = next_attempt_at
-        return self._update(record, expression, values, condition="#sequence = :sequence")
+        # The list is rewritten whole: it must be the one read, or a concurrent attempt's entry would be lost.
+        condition = "#sequence = :sequence AND size(attempts) = :seen"
+        if earlier is not None or record.earlier_attempts is not None:
+            values[":earlier_seen"] = record.earlier_attempts.count if record.earlier_attempts else 0
+            condition += (
+                " AND (earlier_attempts.#count = :earlier_seen"
+                " OR (attribute_not_exists(earlier_attempts) AND :earlier_seen = :zero))"
+            )
+            values[":zero"] = 0
+        return self._update(record, expression, values, condition=condition)
 
     def mark_queued(self, record: DeliveryRecord) -> None:
         self._update(record, "SET queued = :yes", {":yes": True})
 
-    def restart(self, record: DeliveryRecord) -> DeliveryRecord:
-        """A manual redelivery: a new sequence of attempts with the same ``webhook-id`` and body."""
-        self._update(
+    def restart(self, record: DeliveryRecord, min_interval: timedelta = timedelta(0)) -> DeliveryRecord:
+        """A manual redelivery: a new sequence of attempts with the same ``webhook-id`` and body. Raises
+        ``RedeliveredTooSoon`` within ``min_interval`` of the previous one."""
+        now = utcnow()
+        restarted = self._update(
             record,
-            "SET #sequence = #sequence + :one, sequence_attempts = :zero, #status = :pending REMOVE next_attempt_at",
-            {":one": 1, ":zero": 0, ":pending": DeliveryStatus.PENDING.value},
+            "SET #sequence = #sequence + :one, sequence_attempts = :zero, #status = :pending, "
+            "redelivered_at = :now REMOVE next_attempt_at",
+            {
+                ":one": 1,
+                ":zero": 0,
+                ":pending": DeliveryStatus.PENDING.value,
+                ":now": isoformat(now),
+                ":allowed": isoformat(now - min_interval),
+            },
+            condition="(attribute_not_exists(redelivered_at) OR redelivered_at <= :allowed)",
         )
-        restarted = self.get(record.job_id, record.delivery_id)
-        assert restarted is not None
-        return restarted
+        if not restarted:
+            current = self.get(record.job_id, record.delivery_id)
+            if current is not None and current.redelivered_at:
+                due = datetime.fromisoformat(current.redelivered_at) + min_interval
+                raise RedeliveredTooSoon(max(1, math.ceil((due - now).total_seconds())))
+        found = self.get(record.job_id, record.delivery_id)
+        assert found is not None
+        return found
 
     def _update(self, record: DeliveryRecord, expression: str, values: dict[str, Any], condition: str = "") -> bool:
         serialized = to_item(values)
-        names = {"#status": "status", "#sequence": "sequence"}
+        names = {"#status": "status", "#sequence": "sequence", "#count": "count"}
         request: dict[str, Any] = {
             "TableName": self._table,
             "Key": self._key(record.job_id, record.delivery_id),
@@ -409,4 +467,8 @@ class DeliveryLedger:
             sequence_attempts=data.get("sequence_attempts", 0),
             next_attempt_at=data.get("next_attempt_at"),
             queued=data.get("queued", False),
+            earlier_attempts=AttemptSummary.model_validate(data["earlier_attempts"])
+            if data.get("earlier_attempts")
+            else None,
+            redelivered_at=data.get("redelivered_at"),
         )

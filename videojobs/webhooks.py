@@ -9,15 +9,19 @@ signatures, space-separated, while a rotated secret is still honoured). The body
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import random
 import secrets
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
+from typing import Any
 
 import urllib3
 from pydantic import BaseModel
@@ -31,6 +35,11 @@ MAX_RETRY_AFTER_SECONDS = 3600
 MAX_RESPONSE_BYTES = 4096
 """Of a receiver's answer, only this much is read (and kept, shortened, in the ledger)."""
 JITTER = 0.1
+MAX_ATTEMPTS_KEPT = 20
+"""Attempts listed per delivery; older ones are only counted (a DynamoDB item holds at most 400 KB, and
+manual redeliveries add attempts without end)."""
+REDELIVER_INTERVAL_SECONDS = 60
+"""A delivery may be redelivered by hand at most once per this many seconds."""
 USER_AGENT = "videojobs-webhooks/1"
 
 
@@ -56,6 +65,14 @@ class DeliveryAttempt(BaseModel):
     error: str | None = None
 
 
+class AttemptSummary(BaseModel):
+    """Attempts older than the ones a delivery lists, counted (a ledger item holds a bounded number)."""
+
+    count: int
+    first_at: str
+    last_at: str
+
+
 class Delivery(BaseModel):
     """A delivery as the ledger shows it (``GET /jobs/{id}/deliveries``); ``id`` is the ``webhook-id``."""
 
@@ -67,6 +84,8 @@ class Delivery(BaseModel):
     created_at: str
     next_attempt_at: str | None = None
     attempts: list[DeliveryAttempt]
+    """The most recent attempts, oldest first (at most ``MAX_ATTEMPTS_KEPT``)."""
+    earlier_attempts: AttemptSummary | None = None
 
 
 class DeliveryList(BaseModel):
@@ -126,11 +145,67 @@ class Response:
         return self.status_code == 410
 
 
+TIMEOUT_ERROR = "timeout"
+"""The ledger's ``error`` for an attempt that ran out of time (connecting, sending or waiting for the answer)."""
+
+
+class _Deadline:
+    """A wall-clock limit on one attempt. urllib3's timeouts bound each socket operation, so a receiver that
+    trickles a byte at a time would hold an attempt (and the deliverer's Lambda) for as long as it likes; at
+    the deadline, this shuts the attempt's socket down, which ends whatever read or write is waiting on it."""
+
+    def __init__(self, seconds: float):
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._done = False
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        # A duplicate descriptor of the same connection: it stays valid when TLS takes the original over.
+        with self._lock:
+            self._sockets.append(sock.dup())
+            if self.expired:
+                self._shut()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if not self._done:
+                self.expired = True
+                self._shut()
+
+    def _shut(self) -> None:
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._done = True
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+
+def _watched(connection_class: type[Any], deadline: _Deadline) -> type[Any]:
+    class Watched(connection_class):  # type: ignore[misc, valid-type]
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            deadline.watch(sock)
+            return sock
+
+    return Watched
+
+
 def post(target: Target, headers: dict[str, str], body: bytes, timeout_seconds: float) -> Response:
     """POST ``body`` to the checked address of ``target``, with the URL's host name as Host and as TLS server
-    name (the certificate is verified against it). No redirects, no retries, at most a few KB read back."""
+    name (the certificate is verified against it). No redirects, no retries, at most a few KB read back, and
+    at most ``timeout_seconds`` in all, connecting included (then the error is ``timeout``)."""
     started = time.monotonic()
-    timeout = urllib3.Timeout(total=timeout_seconds)
+    timeout = urllib3.Timeout(connect=timeout_seconds, read=timeout_seconds)
     pool: urllib3.HTTPConnectionPool
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
@@ -145,6 +220,8 @@ def post(target: Target, headers: dict[str, str], body: bytes, timeout_seconds: 
         )
     else:
         pool = urllib3.HTTPConnectionPool(target.address, target.port, timeout=timeout, retries=False, maxsize=1)
+    deadline = _Deadline(timeout_seconds)
+    pool.ConnectionCls = _watched(pool.ConnectionCls, deadline)
     try:
         response = pool.urlopen(
             "POST",
@@ -160,11 +237,15 @@ def post(target: Target, headers: dict[str, str], body: bytes, timeout_seconds: 
             excerpt = response.read(MAX_RESPONSE_BYTES)
         finally:
             response.release_conn()
-    except urllib3.exceptions.HTTPError as error:
-        kind = "timeout" if isinstance(error, urllib3.exceptions.TimeoutError) else "connection failed"
-        return Response(None, _elapsed_ms(started), f"{kind}: {type(error).__name__}")
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        if deadline.expired or isinstance(error, urllib3.exceptions.TimeoutError):
+            return Response(None, _elapsed_ms(started), TIMEOUT_ERROR)
+        return Response(None, _elapsed_ms(started), f"connection failed: {type(error).__name__}")
     finally:
+        deadline.finish()
         pool.close()
+    if deadline.expired:  # the answer came too slowly, even if some of it arrived
+        return Response(None, _elapsed_ms(started), TIMEOUT_ERROR)
     error = None
     if not 200 <= response.status < 300:
         text = excerpt.decode("utf-8", "replace").strip()

@@ -94,7 +94,8 @@ REDELIVER = api.Operation(
     "Redeliver a webhook",
     HTTPStatus.ACCEPTED,
     Delivery,
-    "The delivery starts over: the same `webhook-id` and body, a fresh schedule of attempts (it is `pending`).",
+    "The delivery starts over: the same `webhook-id` and body, a fresh schedule of attempts (it is `pending`). "
+    "At most once a minute per delivery: sooner is 429 `rate_limited` with `Retry-After`.",
 )
 
 

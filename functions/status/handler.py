@@ -39,7 +39,14 @@ def health():
     return HEALTH.answer(Health(status="ok"))
 
 
-LIST_JOBS = api.Operation("List jobs", HTTPStatus.OK, JobList, "The caller's jobs, newest first.")
+LIST_JOBS = api.Operation(
+    "List jobs",
+    HTTPStatus.OK,
+    JobList,
+    "The caller's jobs, newest first. Outputs have no `url`/`urls` here: `GET /jobs/{id}` gives them. "
+    "With `status`, a page may hold fewer than `limit` jobs (even none) and still have a `next_cursor`: "
+    "page on until `next_cursor` is null. A job created a moment ago may not be listed yet.",
+)
 
 
 @app.get("/jobs", **LIST_JOBS.route())
@@ -48,7 +55,7 @@ def list_jobs(
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
     status: Annotated[JobStatus | None, Query()] = None,
 ):
-    page = jobs.list_jobs(api.tenant_of(app), limit, cursor, status, get_deps(), base_url=api.base_url(app))
+    page = jobs.list_jobs(api.tenant_of(app), limit, cursor, status, get_deps())
     return LIST_JOBS.answer(page)
 
 

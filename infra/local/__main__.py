@@ -9,6 +9,7 @@ import sys
 import threading
 
 from infra.local.stack import DEFAULT_QUEUE_CONCURRENCY, DEFAULT_S3_SESSION_LIFETIME_SECONDS, LocalStack
+from infra.local.websocket import ConnectionLimits
 from videojobs import settings, wiring
 
 
@@ -88,6 +89,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="init time of each new execution environment, inside API Gateway's 29 s (default: %(default)s)",
     )
+    parser.add_argument(
+        "--ws-idle-timeout",
+        type=float,
+        default=ConnectionLimits.idle_seconds,
+        metavar="SECONDS",
+        help="close a WebSocket after this long without a message from its client (API Gateway: %(default)s)",
+    )
+    parser.add_argument(
+        "--ws-max-connection",
+        type=float,
+        default=ConnectionLimits.max_seconds,
+        metavar="SECONDS",
+        help="close any WebSocket after this long (API Gateway: %(default)s)",
+    )
+    parser.add_argument(
+        "--stale-reads",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="eventually consistent DynamoDB reads see the data as it was this long ago, as a lagging replica "
+        "would answer (default: %(default)s, always the latest)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -114,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         custom_domain=args.custom_domain,
         account_concurrency=args.account_concurrency,
         cold_start_seconds=args.cold_start,
+        websocket_limits=ConnectionLimits(idle_seconds=args.ws_idle_timeout, max_seconds=args.ws_max_connection),
+        stale_read_seconds=args.stale_reads,
     )
     with stack:
         # Behind a custom domain, the API lives under its base path only.

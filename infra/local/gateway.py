@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from infra.local.functions import FunctionError, Functions, RequestTooLarge, Throttled
-from infra.local.websocket import LocalWebSocketApi
+from infra.local.websocket import ConnectionLimits, LocalWebSocketApi
 from videojobs import wiring
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,7 @@ class LocalGateway:
         authorizer_cache_seconds: float = AUTHORIZER_CACHE_SECONDS,
         custom_domain: bool = False,
         binary_media_types: Iterable[str] = wiring.BINARY_MEDIA_TYPES,
+        websocket_limits: ConnectionLimits | None = None,
     ):
         self._functions = functions
         self._authorizer_cache_seconds = authorizer_cache_seconds
@@ -149,7 +150,7 @@ class LocalGateway:
         self._routes = sorted((compile_route(route) for route in wiring.ROUTES), key=lambda r: -r.static_segments)
         self._policies: dict[str, _CachedPolicy] = {}  # only touched on the event loop: no lock
         self._route_lock = threading.Lock()
-        self._websocket = LocalWebSocketApi(functions, region, account_id)
+        self._websocket = LocalWebSocketApi(functions, region, account_id, websocket_limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._websocket.handles(scope):  # the WebSocket API and its management endpoint

@@ -28,6 +28,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 from starlette.types import ASGIApp
 
+from infra.local.atomic_dynamodb import configure as configure_dynamodb
 from infra.local.atomic_dynamodb import make_dynamodb_atomic
 from infra.local.functions import Functions
 from infra.local.gateway import LocalGateway
@@ -38,6 +39,7 @@ from infra.local.strict_s3 import SigningCredentials, StrictS3, StrictS3Server
 from infra.local.strict_sqs import make_sqs_visibility_strict
 from infra.local.web import REDACT_SECRETS, LoopbackHostOnly, StaticSite
 from infra.local.websocket import PATH as WEBSOCKET_PATH
+from infra.local.websocket import ConnectionLimits
 from videojobs import aws, settings, wiring
 from videojobs.ids import hash_api_key, key_prefix, new_api_key
 from videojobs.job_store import ApiKeyStore
@@ -103,6 +105,10 @@ class LocalStack:
     :param function_timeouts: function name -> seconds, replacing declared timeouts (for tests).
     :param custom_domain: serve the API as behind a custom domain's base-path mapping (only under ``/v1``,
         with ``/v1`` kept in the event's ``path``).
+    :param websocket_limits: the WebSocket API's message limit and idle / maximum connection timers (API
+        Gateway's 128 KB, 10 min and 2 h by default; tests shorten them).
+    :param stale_read_seconds: eventually consistent DynamoDB reads (and index queries) see the data as it was
+        this long ago (``infra.local.atomic_dynamodb``); 0, the default, reads the latest.
 
     ``start()`` changes ``os.environ`` of this process (credentials, region, endpoint, resource names: see
     ``env``) because handlers read their settings from it; ``stop()`` restores it. Only one stack can run in a
@@ -130,6 +136,8 @@ class LocalStack:
         cold_start_seconds: float = 0.0,
         function_timeouts: Mapping[str, float] | None = None,
         custom_domain: bool = False,
+        websocket_limits: ConnectionLimits | None = None,
+        stale_read_seconds: float = 0.0,
     ):
         unknown = set(queue_concurrency or {}) - set(wiring.QUEUES)
         if unknown:
@@ -146,6 +154,8 @@ class LocalStack:
         self._cold_start_seconds = cold_start_seconds
         self._function_timeouts = dict(function_timeouts or {})
         self._custom_domain = custom_domain
+        self._websocket_limits = websocket_limits
+        self._stale_read_seconds = stale_read_seconds
         self._log_level = log_level
         self._services = ServiceTasks(run_services)
         self._notification_env = {settings.WEBHOOK_ALLOW_LOOPBACK_HTTP: str(allow_loopback_webhooks).lower()}
@@ -262,6 +272,7 @@ class LocalStack:
             self._moto = None
         self._functions = None
         self._restore_env()
+        configure_dynamodb()  # the emulation is process-wide: back to its defaults
         aws.reset_clients()
         self._server = self._server_thread = None
         self._pollers = []
@@ -300,6 +311,7 @@ class LocalStack:
             werkzeug.setLevel(logging.WARNING)
         make_dynamodb_atomic()  # concurrent handlers rely on conditional writes being atomic
         make_sqs_visibility_strict()  # the 12 h visibility cap counted from the receive
+        configure_dynamodb(stale_read_seconds=self._stale_read_seconds)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self._moto_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
@@ -348,6 +360,7 @@ class LocalStack:
                         DEFAULT_ACCOUNT_ID,
                         authorizer_cache_seconds=self._authorizer_cache_seconds,
                         custom_domain=self._custom_domain,
+                        websocket_limits=self._websocket_limits,
                     ),
                     config={"api_key": self._api_key},
                 ),

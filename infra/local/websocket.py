@@ -6,16 +6,22 @@ one event per message routed on its ``action`` (unknown actions get AWS's ``Forb
 reply routes send the handler's body back), and ``$disconnect``. ``http://<host>:<port>/ws/@connections/<id>``
 is the management API (POST a message, DELETE to close, GET to describe; an unknown connection is 410
 ``GoneException``), so the same ``apigatewaymanagementapi`` client code that runs in AWS reaches these sockets.
+
+AWS's limits hold here too (``ConnectionLimits``): a message over 128 KB from the client closes the connection
+(1009), a reply or post over 128 KB is refused, a connection with no message from its client for 10 minutes
+is closed, and so is any connection after 2 hours (1001, "Going away"). Tests shorten the timers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +41,18 @@ MANAGEMENT_PREFIX = f"{PATH}/@connections/"
 STAGE = wiring.API_STAGE
 API_ID = "local-ws"
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
+GOING_AWAY = 1001
+MESSAGE_TOO_BIG = 1009
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """API Gateway's WebSocket quotas: the idle timeout counts from the client's last message (pushes to the
+    client do not keep a connection open), the maximum from the handshake."""
+
+    idle_seconds: float = 600
+    max_seconds: float = 7200
+    max_message_bytes: int = MAX_MESSAGE_BYTES
 
 
 def gone(connection_id: str) -> JSONResponse:
@@ -51,6 +69,8 @@ class _Connection:
         self.socket = socket
         self.connected_at = time.time()
         self.last_active_at = self.connected_at
+        self.opened = time.monotonic()
+        self.last_message = self.opened  # from the client: what the idle timeout counts from
         self.lock = asyncio.Lock()  # one frame at a time: replies and pushes come from different tasks
 
     async def send(self, text: str) -> None:
@@ -62,10 +82,11 @@ class _Connection:
 class LocalWebSocketApi:
     """The ASGI side of the WebSocket API: give it every scope for which ``handles`` is true."""
 
-    def __init__(self, functions: Functions, region: str, account_id: str):
+    def __init__(self, functions: Functions, region: str, account_id: str, limits: ConnectionLimits | None = None):
         self._functions = functions
         self._region = region
         self._account_id = account_id
+        self._limits = limits or ConnectionLimits()
         self._connections: dict[str, _Connection] = {}  # only touched on the event loop
 
     @staticmethod
@@ -93,20 +114,42 @@ class LocalWebSocketApi:
             return
         await socket.accept()
         connection = self._connections[connection_id] = _Connection(socket)
+        timers = asyncio.create_task(self._expire(connection))
         try:
             while True:
                 text = await socket.receive_text()
                 connection.last_active_at = time.time()
+                connection.last_message = time.monotonic()
+                if len(text.encode()) > self._limits.max_message_bytes:
+                    await self._close(connection, MESSAGE_TOO_BIG, "Message too big")
+                    break
                 await self._message(connection, connection_id, text)
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
+            timers.cancel()
             self._connections.pop(connection_id, None)
             await self._invoke(self._event(socket, connection_id, "$disconnect", "DISCONNECT"))
 
+    async def _expire(self, connection: _Connection) -> None:
+        """Close the connection when it has been idle too long, or open too long."""
+        while True:
+            now = time.monotonic()
+            due = min(connection.last_message + self._limits.idle_seconds, connection.opened + self._limits.max_seconds)
+            if now >= due:
+                await self._close(connection, GOING_AWAY, "Going away")
+                return
+            await asyncio.sleep(due - now)
+
+    @staticmethod
+    async def _close(connection: _Connection, code: int, reason: str) -> None:
+        with contextlib.suppress(RuntimeError, OSError):
+            async with connection.lock:
+                await connection.socket.close(code=code, reason=reason)
+
     async def _message(self, connection: _Connection, connection_id: str, text: str) -> None:
         route = _route_of(text)
-        if len(text.encode()) > MAX_MESSAGE_BYTES or route not in wiring.WEBSOCKET_API.routes:
+        if route not in wiring.WEBSOCKET_API.routes:
             # What AWS answers when no route (and no $default) matches.
             await connection.send(
                 json.dumps({"message": "Forbidden", "connectionId": connection_id, "requestId": str(uuid.uuid4())})
@@ -115,6 +158,14 @@ class LocalWebSocketApi:
         answer = await self._invoke(self._event(connection.socket, connection_id, route, "MESSAGE", body=text))
         body = answer.get("body") if isinstance(answer, dict) else None
         if route in wiring.WEBSOCKET_API.reply_routes and body:
+            if len(body.encode()) > self._limits.max_message_bytes:
+                # API Gateway cannot send it: the client gets an error instead of the reply.
+                log.error(
+                    "%s replied %d bytes to %s: over the WebSocket message limit", route, len(body), connection_id
+                )
+                body = json.dumps(
+                    {"message": "Internal server error", "connectionId": connection_id, "requestId": str(uuid.uuid4())}
+                )
             await connection.send(body)
 
     @staticmethod
@@ -141,7 +192,7 @@ class LocalWebSocketApi:
             return gone(connection_id)
         if request.method == "POST":
             data = await request.body()
-            if len(data) > MAX_MESSAGE_BYTES:
+            if len(data) > self._limits.max_message_bytes:
                 return JSONResponse(
                     {"message": "payload too large"},
                     status_code=413,

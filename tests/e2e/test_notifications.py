@@ -20,6 +20,7 @@ from websockets.sync.client import connect
 
 from tests.e2e.conftest import RunningStack, function_errors, submit, upload, wait_for
 from tests.media import make_clip
+from videojobs import webhooks
 
 pytestmark = pytest.mark.e2e
 
@@ -255,6 +256,11 @@ def test_a_receiver_failing_three_times_gets_the_event_on_the_fourth_attempt(
     assert redelivered[0].headers["webhook-id"] == ledger["id"] and redelivered[0].body == attempts[0].body
     # Retrying a receiver's 503 is routine: reported to Lambda as a batch item failure, never a function error.
     assert [line for line in function_errors(stack) if "videojobs-deliver" in line] == []
+
+    # Once per interval per delivery: a second redelivery at once is refused, and says when to come back.
+    too_soon = api.post(f"/jobs/{job_id}/deliveries/{ledger['id']}/redeliver")
+    assert too_soon.status_code == 429 and too_soon.json()["error"]["code"] == "rate_limited", too_soon.text
+    assert 1 <= int(too_soon.headers["Retry-After"]) <= webhooks.REDELIVER_INTERVAL_SECONDS
 
 
 def _delivered(api: httpx.Client, job_id: str, event_type: str) -> dict[str, Any] | None:

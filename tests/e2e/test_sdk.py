@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.conftest import RunningStack
 from tests.media import make_clip, pad_media
+from videojobs import settings
 from videojobs.sdk import ApiError, Client
 
 pytestmark = pytest.mark.e2e
@@ -87,3 +88,34 @@ def test_an_unfinished_multipart_upload_cannot_be_submitted_and_can_be_aborted(s
     assert aborted.status_code == 204
     assert (again.status_code, again.json()["error"]["code"]) == (404, "not_found")
     assert (gone.status_code, gone.json()["error"]["code"]) == (422, "upload_not_found")
+
+
+def test_follow_gets_every_event_over_the_websocket_even_when_the_connection_is_closed_midway(
+    stack: RunningStack, clip: Path
+):
+    """``Client.follow`` on the real WebSocket API: its first connection is closed by the gateway after the first
+    event (as API Gateway does at 2 hours or after 10 idle minutes); it reopens with a new ticket and catches up
+    from the last version, so the job's events arrive once each, in order, up to the terminal one."""
+    with Client(stack.url, stack.api_key) as client:
+        job = client.submit(client.upload(clip), ["mp4:144"])
+        events = client.follow(job.id)
+        iterator = iter(events)
+        first = next(iterator)
+        for connection_id in _connections_of(stack, job.id):
+            httpx.delete(f"{stack.url}/ws/@connections/{connection_id}")  # the management API's close
+        rest = list(iterator)
+        done = client.get(job.id)
+    versions = [first.data.version] + [event.data.version for event in rest]
+    assert versions == sorted(set(versions))
+    assert rest[-1].type == "job.completed" and versions[-1] == done.version
+
+
+def _connections_of(stack: RunningStack, job_id: str) -> list[str]:
+    table = stack.env[settings.WS_CONNECTIONS_TABLE]
+    items = stack.aws("dynamodb").query(
+        TableName=table,
+        KeyConditionExpression="job_id = :job",
+        ExpressionAttributeValues={":job": {"S": job_id}},
+        ConsistentRead=True,
+    )["Items"]
+    return [item["connection_id"]["S"] for item in items]

@@ -5,6 +5,7 @@ answers ``GoneException``)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -293,6 +294,32 @@ def test_subscribe_answers_the_events_after_a_version(websocket: WebSocketDeps) 
     # Another connection cannot read this job's events.
     other = websocket_handler.lambda_handler(ws_event("subscribe", "c9", body=body), context())
     assert '"error"' in other["body"]
+
+
+def test_a_long_catch_up_comes_in_replies_under_the_websocket_message_limit(
+    websocket: WebSocketDeps,
+) -> None:
+    """API Gateway refuses a WebSocket message over 128 KB: a catch-up of many (large) events is split into
+    replies, oldest first, each saying where the next starts, and none is left out."""
+    metadata = {"note": "x" * 2000}  # a job's metadata travels in every event
+    previous = None
+    for version in range(1, 151):
+        image = job_image(version, "processing", version % 100, metadata=metadata)
+        websocket.events.append("job_1", event_for(previous, image))  # type: ignore[arg-type]
+        previous = image
+    websocket.connections.add("job_1", "c1", "t1")
+    seen: list[int] = []
+    since = 0
+    for _ in range(20):
+        body = json.dumps({"action": "subscribe", "job_id": "job_1", "since_version": since})
+        reply = websocket_handler.lambda_handler(ws_event("subscribe", "c1", body=body), context())
+        assert len(reply["body"].encode()) <= 128 * 1024
+        answer = json.loads(reply["body"])
+        seen += [event["data"]["version"] for event in answer["events"]]
+        if not answer.get("more"):
+            break
+        since = answer["next_since_version"]
+    assert seen == list(range(1, 151))
 
 
 # --- Server-Sent Events ----------------------------------------------------------------------------------------

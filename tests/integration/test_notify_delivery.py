@@ -66,7 +66,7 @@ def pending(deps: webhook_delivery.DeliverDeps, **overrides: Any) -> DeliveryMes
         tenant_id="t1",
         event_type="job.completed",
         version=4,
-        url=URL,
+        url=overrides.get("url", URL),
         body='{"type":"job.completed"}',
         status=DeliveryStatus.PENDING,
         created_at=isoformat(utcnow()),
@@ -218,6 +218,9 @@ def server() -> Iterator[tuple[int, list[dict[str, str]]]]:
             traced.extend([self.headers["X-Amzn-Trace-Id"]] if "X-Amzn-Trace-Id" in self.headers else [])
             if self.path == "/slow":
                 time.sleep(1.5)
+            if self.path.startswith("/trickle"):
+                self._trickle(headers_first=self.path == "/trickle-body")
+                return
             status, body = {"/redirect": (302, b""), "/big": (200, b"x" * 1_000_000)}.get(self.path, (204, b""))
             self.send_response(status)
             if status == 302:
@@ -226,6 +229,20 @@ def server() -> Iterator[tuple[int, list[dict[str, str]]]]:
             self.end_headers()
             with contextlib.suppress(OSError):  # the client stops reading after a few KB: as it should
                 self.wfile.write(body)
+
+        def _trickle(self, *, headers_first: bool) -> None:
+            """A byte every 0.1 s, for up to a minute: every socket read is quick, the whole answer is not."""
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: 600\r\n\r\n"
+            if headers_first:
+                self.wfile.write(head)
+                self.wfile.flush()
+                head = b""
+            with contextlib.suppress(OSError):  # until the client hangs up
+                for byte in (head + b"x" * 600)[:600]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            self.close_connection = True
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -292,3 +309,88 @@ def test_a_webhook_sent_by_a_traced_lambda_carries_no_trace_header(server: tuple
     assert done.returncode == 0 and done.stdout.strip() == "204", done.stderr
     assert seen[-1]["path"] == "/traced"
     assert traced == []
+
+
+# Slack over the deadline for a busy machine; the trickle would go on for a minute.
+DEADLINE_SLACK_MS = 3000
+
+
+@pytest.mark.parametrize("path", ["/trickle-headers", "/trickle-body"])
+def test_a_trickling_receiver_is_cut_off_at_the_attempt_deadline(
+    server: tuple[int, list[dict[str, str]]], path: str
+) -> None:
+    port, _ = server
+    response = post(port, path, timeout=1)
+    assert (response.status_code, response.error) == (None, "timeout")
+    assert 1000 <= response.latency_ms < 1000 + DEADLINE_SLACK_MS
+
+
+def test_a_timed_out_attempt_is_recorded_and_retried_on_schedule(
+    aws: Resources, server: tuple[int, list[dict[str, str]]]
+) -> None:
+    port, _ = server
+    settings = DeliverSettings.from_env(
+        {
+            **aws.environment(),
+            "WEBHOOK_RETRY_DELAYS": "300",
+            "WEBHOOK_TIMEOUT_SECONDS": "1",
+            "WEBHOOK_ALLOW_LOOPBACK_HTTP": "true",
+        }
+    )
+    dynamodb = client("dynamodb")
+    deps = webhook_delivery.DeliverDeps(
+        settings=settings,
+        ledger=DeliveryLedger(dynamodb, settings.webhook_deliveries_table),
+        secrets=SecretStore(dynamodb, settings.webhook_secrets_table),
+        queue=DeliveryQueue(client("sqs"), settings.deliveries_queue_url, settings.deliveries_dlq_url),
+    )
+    message = pending(deps, url=f"http://127.0.0.1:{port}/trickle-body")
+    assert run_once(deps, message) is False  # deferred to the next attempt of the schedule
+    record = deps.ledger.get("job_1", "msg_1_4")
+    assert record is not None and record.status is DeliveryStatus.PENDING and record.next_attempt_at
+    [attempt] = record.attempts
+    assert (attempt.status_code, attempt.error) == (None, "timeout")
+    assert attempt.latency_ms < 1000 + DEADLINE_SLACK_MS
+    wait = (datetime.fromisoformat(record.next_attempt_at) - datetime.fromisoformat(attempt.at)).total_seconds()
+    assert 300 * (1 - webhooks.JITTER) - 1 <= wait <= 300 * (1 + webhooks.JITTER) + 1
+    assert receive(deps.settings.deliveries_queue_url) == []  # hidden until then
+
+
+def test_a_ledger_item_lists_the_latest_attempts_and_counts_the_older_ones(aws: Resources) -> None:
+    deps = deps_for(aws, FakeReceiver())
+    pending(deps)
+    total = webhooks.MAX_ATTEMPTS_KEPT + 5
+    for index in range(total):
+        record = deps.ledger.get("job_1", "msg_1_4")
+        assert record is not None
+        attempt = webhooks.DeliveryAttempt(at=f"2026-01-01T00:00:{index:02d}Z", status_code=500, latency_ms=index)
+        assert deps.ledger.record_attempt(record, attempt, DeliveryStatus.PENDING, None)
+    record = deps.ledger.get("job_1", "msg_1_4")
+    assert record is not None and record.attempts_total == total
+    assert [attempt.latency_ms for attempt in record.attempts] == list(range(5, total))
+    assert record.earlier_attempts == webhooks.AttemptSummary(
+        count=5, first_at="2026-01-01T00:00:00Z", last_at="2026-01-01T00:00:04Z"
+    )
+    # An attempt recorded from a stale read (a duplicate message racing) is refused, not lost over another.
+    stale = record
+    fresh_attempt = webhooks.DeliveryAttempt(at="2026-01-01T00:01:00Z", status_code=500, latency_ms=1)
+    assert deps.ledger.record_attempt(stale, fresh_attempt, DeliveryStatus.PENDING, None)
+    assert not deps.ledger.record_attempt(stale, fresh_attempt, DeliveryStatus.PENDING, None)
+
+
+def test_redelivering_again_within_the_interval_is_refused_with_retry_after(aws: Resources) -> None:
+    from videojobs.notification_store import RedeliveredTooSoon
+
+    deps = deps_for(aws, FakeReceiver())
+    pending(deps)
+    record = deps.ledger.get("job_1", "msg_1_4")
+    assert record is not None
+    interval = timedelta(seconds=60)
+    restarted = deps.ledger.restart(record, interval)
+    assert restarted.sequence == 1
+    with pytest.raises(RedeliveredTooSoon) as refused:
+        deps.ledger.restart(restarted, interval)
+    assert 1 <= refused.value.retry_after_seconds <= 60
+    current = deps.ledger.get("job_1", "msg_1_4")
+    assert current is not None and current.sequence == 1  # nothing restarted
+    assert deps.ledger.restart(current, timedelta(0)).sequence == 2  # once the interval is over

@@ -29,6 +29,7 @@ import httpx
 from videojobs.sdk import sse
 from videojobs.sdk.errors import ApiError, TransportError, UploadError, WaitTimeout, WebhookVerificationError
 from videojobs.sdk.models import Job, JobEvent, Upload, parse_output
+from videojobs.sdk.websocket import JobEventSocket
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (bytes done, bytes in all); from worker threads during multipart uploads."""
@@ -375,13 +376,25 @@ class Client:
                     raise TransportError(f"the events stream of {job_id} keeps failing: {error}") from error
             self._sleep(min(reconnect_seconds, 30))
 
+    def follow(self, job_id: str, *, since_version: int = 0, keepalive_seconds: float = 300.0) -> JobEventSocket:
+        """The job's events after ``since_version`` over the WebSocket API, until its terminal event. It
+        reconnects with a new ticket and resumes from the last version seen whenever API Gateway closes the
+        connection (10 minutes idle, 2 hours at most); ``connections`` counts the connections it opened."""
+        return JobEventSocket(
+            job_id,
+            lambda: self._request("POST", f"/jobs/{job_id}/ws-ticket").json(),
+            since_version=since_version,
+            keepalive_seconds=keepalive_seconds,
+        )
+
     def download(
         self, job: Job | str, directory: str | Path, *, on_progress: ProgressCallback | None = None
     ) -> list[Path]:
         """Save every output of a completed job under ``directory`` and return the files. A single file keeps its
         name; an output of several files (thumbnails, an HLS ladder with its playlists and segments) gets a
         folder ``<n>-<type>``, its playlists rewritten to the local files so that it plays offline."""
-        job = self.get(job) if isinstance(job, str) else job
+        if isinstance(job, str) or not any(output.url or output.urls for output in job.outputs):
+            job = self.get(job if isinstance(job, str) else job.id)  # a listed job carries no URLs
         directory = Path(directory)
         saved: list[Path] = []
         for index, output in enumerate(job.outputs):

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from videojobs.errors import ApiError, not_found
 from videojobs.ids import new_job_id, new_upload_id
-from videojobs.job_store import IdempotencyConflict, IdempotencyKey, InvalidCursor, JobStore
+from videojobs.job_store import IdempotencyConflict, IdempotencyKey, InvalidCursor, JobStore, WriteContention
 from videojobs.job_view import DownloadLinks, to_resource
 from videojobs.models import (
     CompletedUpload,
@@ -294,6 +294,11 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
             ErrorCode.IDEMPOTENCY_CONFLICT,
             "this Idempotency-Key was already used with a different request",
         ) from error
+    except WriteContention as error:
+        raise ApiError(
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "concurrent requests with this Idempotency-Key: retry the request",
+        ) from error
     if stored.id != job.id:
         return stored  # a replay: the first request queued it
 
@@ -326,19 +331,16 @@ def get_job(job_id: str, tenant_id: str, deps: StatusDeps, base_url: str | None 
     return to_resource(job, download_links(deps), base_url)
 
 
-def list_jobs(
-    tenant_id: str,
-    limit: int,
-    cursor: str | None,
-    status: JobStatus | None,
-    deps: StatusDeps,
-    base_url: str | None = None,
-) -> JobList:
+def list_jobs(tenant_id: str, limit: int, cursor: str | None, status: JobStatus | None, deps: StatusDeps) -> JobList:
+    """A page of the tenant's jobs, without output URLs. A filtered page may be short, even empty, and still
+    have a ``next_cursor``: the filter reads a bounded number of jobs per request."""
     try:
         jobs, next_cursor = deps.jobs.list_for_tenant(tenant_id, limit=limit, cursor=cursor, status=status)
     except InvalidCursor as error:
         raise ApiError(ErrorCode.VALIDATION_ERROR, str(error)) from error
-    return JobList(jobs=[to_resource(job, download_links(deps), base_url) for job in jobs], next_cursor=next_cursor)
+    # No output URLs in a list: each is a presigned GET carrying the caller's session token (~1.2 KB in AWS), and
+    # a page of jobs with many thumbnails would pass Lambda's 6 MB response limit. GET /jobs/{id} has them.
+    return JobList(jobs=[to_resource(job) for job in jobs], next_cursor=next_cursor)
 
 
 def download_links(deps: StatusDeps) -> DownloadLinks:

@@ -9,10 +9,16 @@ from datetime import timedelta
 from pydantic import BaseModel
 
 from videojobs import webhooks
-from videojobs.errors import not_found
+from videojobs.errors import ApiError, not_found
 from videojobs.job_store import JobStore
-from videojobs.models import Job, isoformat, utcnow
-from videojobs.notification_store import DeliveryLedger, DeliveryRecord, SecretStore, TicketStore
+from videojobs.models import ErrorCode, Job, isoformat, utcnow
+from videojobs.notification_store import (
+    DeliveryLedger,
+    DeliveryRecord,
+    RedeliveredTooSoon,
+    SecretStore,
+    TicketStore,
+)
 from videojobs.queues import DeliveryQueue
 from videojobs.settings import NotificationsApiSettings
 from videojobs.webhooks import DeliveryMessage
@@ -53,7 +59,14 @@ def redeliver(job_id: str, delivery_id: str, tenant_id: str, deps: Notifications
     record = deps.ledger.get(job_id, delivery_id)
     if record is None:
         raise not_found("delivery")
-    restarted = deps.ledger.restart(record)
+    try:
+        restarted = deps.ledger.restart(record, timedelta(seconds=webhooks.REDELIVER_INTERVAL_SECONDS))
+    except RedeliveredTooSoon as error:
+        raise ApiError(
+            ErrorCode.RATE_LIMITED,
+            f"a delivery can be redelivered once every {webhooks.REDELIVER_INTERVAL_SECONDS} s",
+            headers={"Retry-After": str(error.retry_after_seconds)},
+        ) from error
     deps.deliveries.send(DeliveryMessage(job_id=job_id, delivery_id=delivery_id, sequence=restarted.sequence))
     return _view(restarted)
 
@@ -86,4 +99,5 @@ def _view(record: DeliveryRecord) -> webhooks.Delivery:
         created_at=record.created_at,
         next_attempt_at=record.next_attempt_at,
         attempts=record.attempts,
+        earlier_attempts=record.earlier_attempts,
     )

@@ -28,7 +28,7 @@ def playlist(token: str, name: str, deps: PlaybackDeps) -> str:
         "the playback link is invalid or has expired; get a fresh one from GET /jobs/{id}",
     )
     parsed = playback.parse(token)
-    job = deps.jobs.get(parsed.job_id) if parsed is not None else None
+    job = deps.jobs.get(parsed.job_id, consistent=True) if parsed is not None else None
     output = _hls_output(job, parsed.output_index) if job is not None and parsed is not None else None
     if parsed is None or output is None or not playback.is_valid(parsed, output.secret or "", time.time()):
         raise forbidden

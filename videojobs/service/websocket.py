@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,9 @@ class WebSocketDeps:
 
 
 SUBSCRIBE_REPLY_LIMIT = 100
-"""Events in one reply to ``subscribe``: a WebSocket message is at most 128 KB."""
+"""Events read for one reply to ``subscribe``."""
+SUBSCRIBE_REPLY_BYTES = 96 * 1024
+"""The events of one reply, in bytes of JSON: API Gateway refuses WebSocket messages over 128 KB."""
 
 
 def connect(ticket: str | None, connection_id: str, deps: WebSocketDeps) -> bool:
@@ -37,13 +40,25 @@ def disconnect(connection_id: str, deps: WebSocketDeps) -> None:
 
 
 def subscribe(connection_id: str, job_id: str, since_version: int, deps: WebSocketDeps) -> dict[str, Any]:
-    """The events the connection missed: those after ``since_version`` (the newest ones if there are many).
-    From then on, notify pushes each new event."""
+    """The events the connection missed: those after ``since_version``, oldest first, as many as fit in one
+    WebSocket message. ``more`` says there are others: ask again with ``since_version`` = ``next_since_version``.
+    From then on, notify pushes each new event. A client that reconnects (a new ticket: API Gateway closes
+    idle connections after 10 minutes, and any after 2 hours) subscribes from the last version it saw."""
     if connection_id not in deps.connections.for_job(job_id):
         return {"type": "error", "code": ErrorCode.NOT_FOUND.value, "message": "not subscribed to this job"}
-    events = deps.events.after(job_id, since_version)
+    events = deps.events.after(job_id, since_version, limit=SUBSCRIBE_REPLY_LIMIT + 1)
+    picked: list[dict[str, Any]] = []
+    size = 0
+    for event in events[:SUBSCRIBE_REPLY_LIMIT]:
+        data = event.model_dump(mode="json")
+        size += len(json.dumps(data).encode()) + 1
+        if picked and size > SUBSCRIBE_REPLY_BYTES:
+            break
+        picked.append(data)
     return {
         "type": "subscribed",
         "job_id": job_id,
-        "events": [event.model_dump(mode="json") for event in events[-SUBSCRIBE_REPLY_LIMIT:]],
+        "events": picked,
+        "more": len(picked) < len(events),
+        "next_since_version": picked[-1]["data"]["version"] if picked else since_version,
     }
