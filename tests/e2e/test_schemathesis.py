@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -52,14 +52,9 @@ def error_body_shape(ctx: Any, response: schemathesis.Response, case: schemathes
     try:
         body = response.json()
     except ValueError:
-        raise Failure(
-            operation=case.operation.label,
-            title="Error body is not JSON",
-            message=response.text[:200],
-            code="error_body_shape",
-        ) from None
+        raise AssertionError(f"error body is not JSON: {response.text[:200]!r}") from None
     detail = body.get("error") if isinstance(body, dict) else None
-    if not (
+    assert (
         isinstance(body, dict)
         and set(body) == {"error"}
         and isinstance(detail, dict)
@@ -67,13 +62,7 @@ def error_body_shape(ctx: Any, response: schemathesis.Response, case: schemathes
         and isinstance(detail.get("message"), str)
         and detail["code"]
         and detail["message"]
-    ):
-        raise Failure(
-            operation=case.operation.label,
-            title='Error body is not {"error": {"code", "message"}}',
-            message=response.text[:200],
-            code="error_body_shape",
-        )
+    ), f'error body is not {{"error": {{"code", "message"}}}}: {response.text[:200]}'
     return True
 
 
@@ -304,3 +293,27 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     assert not run.failures, "\n\n".join(run.failures.values())
     never_succeeded = [label for label in operations if not any(200 <= s < 300 for s in run.statuses[label])]
     assert not never_succeeded, report
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "passes"),
+    [
+        (404, b'{"error": {"code": "not_found", "message": "no such job"}}', True),
+        (404, b'{"message": "no such job"}', False),
+        (422, b'{"error": {"code": "validation_error"}}', False),
+        (422, b'{"error": {"code": "validation_error", "message": "bad"}, "detail": 1}', False),
+        (500, b"Internal Server Error", False),
+        (200, b"{}", True),
+    ],
+)
+def test_the_error_shape_check_refuses_other_error_bodies(status: int, body: bytes, passes: bool):
+    answer = requests.Response()
+    answer.status_code, answer._content = status, body
+    answer.headers["Content-Type"] = "application/json"
+    answer.request = requests.Request("GET", "http://127.0.0.1/jobs").prepare()
+    case = schemathesis.openapi.from_path(ROOT / "openapi.json")["/jobs"]["GET"].Case()
+    if passes:
+        error_body_shape(None, schemathesis.Response.from_any(answer), case)
+    else:
+        with pytest.raises(AssertionError):
+            error_body_shape(None, schemathesis.Response.from_any(answer), case)
