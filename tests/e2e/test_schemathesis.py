@@ -203,6 +203,10 @@ def _known_good_cases(schema: Any, ids: RealIds) -> dict[str, Callable[[], dict[
             "path_parameters": {"id": ids.completed_multipart},
             "body": {"parts": ids.completed_parts},
         },
+        "POST /uploads/{id}/parts": lambda: {
+            "path_parameters": {"id": ids.open_multiparts[-1]},
+            "body": {"part_numbers": [1]},
+        },
         "DELETE /uploads/{id}": lambda: {"path_parameters": {"id": ids.open_multiparts[0]}},
         "POST /jobs": lambda: {
             "body": {"input": {"upload_id": ids.junk_upload}, "outputs": [{"type": "mp4", "height": 144}]},
@@ -229,6 +233,7 @@ def _real_path_parameters(ids: RealIds) -> dict[str, dict[str, list[str]]]:
     jobs = [ids.completed_job]  # terminal: its event stream ends at once, cancelling it is a documented 409
     return {
         "POST /uploads/{id}/complete": {"id": [ids.completed_multipart, *ids.open_multiparts]},
+        "POST /uploads/{id}/parts": {"id": ids.open_multiparts},
         "DELETE /uploads/{id}": {"id": ids.open_multiparts},
         "GET /jobs/{id}": {"id": jobs},
         "POST /jobs/{id}/cancel": {"id": jobs},
