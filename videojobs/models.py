@@ -131,7 +131,9 @@ class CreateUploadRequest(_Strict):
 
 class CompletedPart(_Strict):
     part_number: Annotated[int, Field(ge=1, le=MAX_UPLOAD_PARTS)]
-    etag: Annotated[str, Field(min_length=1, max_length=128)]
+    # Visible ASCII as S3 sends it (RFC 9110 etagc, quotes included): anything else would make the
+    # CompleteMultipartUpload XML malformed, or not even encodable, and S3's refusal a 500.
+    etag: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
     """The ``ETag`` header S3 answered to the part's PUT."""
 
 

@@ -73,9 +73,21 @@ OPERATION = PlainOperation(
             str(int(HTTPStatus.OK)): {
                 "description": "events, as they happen",
                 "content": {
+                    # Before OpenAPI 3.2's itemSchema, an event stream's schema describes each event.
                     "text/event-stream": {
-                        "schema": {"type": "string"},
-                        "x-event-data": {"$ref": "#/components/schemas/JobEvent"},
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "string"},
+                                "event": {"$ref": "#/components/schemas/JobEventType"},
+                                "data": {
+                                    "type": "string",
+                                    "contentMediaType": "application/json",
+                                    "contentSchema": {"$ref": "#/components/schemas/JobEvent"},
+                                },
+                                "retry": {"type": "integer"},
+                            },
+                        },
                     }
                 },
             },

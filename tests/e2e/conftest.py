@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,22 @@ def wait_for(api: httpx.Client, job_id: str, *, patience_seconds: float = 120) -
         if time.monotonic() > deadline:
             pytest.fail(f"job {job_id} still {job['status']} after {patience_seconds} s: {job}")
         time.sleep(0.25)
+
+
+@pytest.fixture(scope="session")
+def webhook_receiver() -> Iterator[str]:
+    """A webhook endpoint on loopback that accepts every delivery (204)."""
+
+    class Accept(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Accept)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +83,27 @@ class Answered:
         body = response.json() if media_type == "application/json" else response.text
         # The document's own component schemas resolve the references (OpenAPI 3.1 schemas are JSON Schema).
         validator = Draft202012Validator({**schema, "components": self.document["components"]})
-        self.mismatches += [f"{method} {path}: {error.message}" for error in validator.iter_errors(body)]
+        # An event stream's schema describes each event (OpenAPI before 3.2's itemSchema).
+        values = _server_sent_events(body) if media_type == "text/event-stream" else [body]
+        for value in values:
+            self.mismatches += [f"{method} {path}: {error.message}" for error in validator.iter_errors(value)]
         return response
+
+
+def _server_sent_events(text: str) -> list[dict[str, Any]]:
+    """The events of a ``text/event-stream`` body that carry data, as ``{"id", "event", "data", "retry"}``."""
+    events = []
+    for block in re.split(r"\r?\n\r?\n", text):
+        fields: dict[str, Any] = {}
+        for line in block.splitlines():
+            name, _, value = line.partition(":")
+            if name in ("id", "event", "data"):
+                fields[name] = value.removeprefix(" ")
+            elif name == "retry":
+                fields[name] = int(value)
+        if "data" in fields:
+            events.append(fields)
+    return events
 
 
 def _documented_successes(document: dict[str, Any]) -> set[tuple[str, str, int]]:
@@ -98,23 +115,6 @@ def _documented_successes(document: dict[str, Any]) -> set[tuple[str, str, int]]
         for status in operation["responses"]
         if int(status) < 400
     }
-
-
-@pytest.fixture
-def webhook_receiver() -> Iterator[str]:
-    class Accept(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Accept)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
 
 
 def test_every_operation_answers_its_documented_status_and_body(

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from videojobs.models import TRANSITIONS, CreateJobRequest, CreateUploadRequest, JobStatus
+from videojobs.models import TRANSITIONS, CompleteUploadRequest, CreateJobRequest, CreateUploadRequest, JobStatus
 from videojobs.service.jobs import request_hash
 
 UPLOAD_ID = "upl_" + "0" * 32
@@ -41,6 +41,16 @@ def test_upload_content_type_must_be_video_or_audio():
     for content_type in ("text/plain", "application/octet-stream", "video/", "video/mp4; x=1"):
         with pytest.raises(ValidationError):
             CreateUploadRequest(filename="a", content_type=content_type, size_bytes=1)
+
+
+def test_part_etags_are_visible_ascii_as_s3_sends_them():
+    # Found by schemathesis: a control character made the CompleteMultipartUpload XML malformed (a 500), and a
+    # lone surrogate cannot even be encoded for the request.
+    for etag in ('"0123456789abcdef0123456789abcdef"', '"0123456789abcdef0123456789abcdef-2"', "x"):
+        CompleteUploadRequest.model_validate({"parts": [{"part_number": 1, "etag": etag}]})
+    for etag in ("abc\x13", "\u00f5\u00e7\U00100016H", "\ud800", "a b", "a\x00b"):
+        with pytest.raises(ValidationError):
+            CompleteUploadRequest.model_validate({"parts": [{"part_number": 1, "etag": etag}]})
 
 
 def test_request_hash_ignores_key_order_but_not_content():
