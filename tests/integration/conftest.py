@@ -7,10 +7,13 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
+from functions.websocket import handler as websocket_handler
 from infra.local.atomic_dynamodb import make_dynamodb_atomic
 from infra.local.resources import Resources, create_resources
 from infra.local.strict_sqs import make_sqs_visibility_strict
 from videojobs.aws import client, reset_clients
+from videojobs.notification_store import ConnectionStore, EventLog, TicketStore
+from videojobs.service.websocket import WebSocketDeps
 
 REGION = "us-east-1"
 
@@ -36,3 +39,16 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Resources]:
             monkeypatch.setenv(name, value)
         yield resources
     reset_clients()
+
+
+@pytest.fixture
+def websocket(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> WebSocketDeps:
+    """The ``websocket`` function's dependencies on the moto tables, installed as its handler's."""
+    dynamodb = client("dynamodb")
+    deps = WebSocketDeps(
+        TicketStore(dynamodb, aws.tables["ws_tickets"]),
+        ConnectionStore(dynamodb, aws.tables["ws_connections"]),
+        EventLog(dynamodb, aws.tables["job_events"]),
+    )
+    monkeypatch.setattr(websocket_handler, "get_deps", lambda: deps)
+    return deps

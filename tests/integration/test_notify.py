@@ -31,7 +31,6 @@ from videojobs.notification_store import (
     DeliveryLedger,
     EventLog,
     SecretStore,
-    TicketStore,
 )
 from videojobs.queues import DeliveryQueue
 from videojobs.service import event_stream, fanout
@@ -246,18 +245,6 @@ def test_events_are_pushed_to_sockets_gone_ones_forgotten_and_closed_after_the_e
 
 
 # --- WebSocket routes ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def websocket(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> WebSocketDeps:
-    dynamodb = client("dynamodb")
-    deps = WebSocketDeps(
-        TicketStore(dynamodb, aws.tables["ws_tickets"]),
-        ConnectionStore(dynamodb, aws.tables["ws_connections"]),
-        EventLog(dynamodb, aws.tables["job_events"]),
-    )
-    monkeypatch.setattr(websocket_handler, "get_deps", lambda: deps)
-    return deps
 
 
 def ws_event(route: str, connection: str, **extra: Any) -> dict[str, Any]:

@@ -12,9 +12,6 @@ from hypothesis import strategies as st
 
 from functions.websocket import handler as websocket_handler
 from infra.local.lambda_context import LambdaContext
-from infra.local.resources import Resources
-from videojobs.aws import client
-from videojobs.notification_store import ConnectionStore, EventLog, TicketStore
 from videojobs.service.websocket import WebSocketDeps
 
 FUZZ = settings(
@@ -55,16 +52,10 @@ frames = subscribe_frames.map(json.dumps) | json_values.map(json.dumps) | st.tex
 
 
 @pytest.fixture
-def websocket(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> WebSocketDeps:
-    dynamodb = client("dynamodb")
-    deps = WebSocketDeps(
-        TicketStore(dynamodb, aws.tables["ws_tickets"]),
-        ConnectionStore(dynamodb, aws.tables["ws_connections"]),
-        EventLog(dynamodb, aws.tables["job_events"]),
-    )
-    monkeypatch.setattr(websocket_handler, "get_deps", lambda: deps)
-    deps.connections.add("job_1", "c1", "t1")
-    return deps
+def subscribed(websocket: WebSocketDeps) -> WebSocketDeps:
+    """A connection ``c1`` subscribed to ``job_1``."""
+    websocket.connections.add("job_1", "c1", "t1")
+    return websocket
 
 
 def subscribe(body: str | None) -> dict[str, Any]:
@@ -92,18 +83,18 @@ MALFORMED = [
 ]
 
 
-def test_a_malformed_subscribe_gets_a_validation_error_frame(websocket: WebSocketDeps) -> None:
+def test_a_malformed_subscribe_gets_a_validation_error_frame(subscribed: WebSocketDeps) -> None:
     for body in MALFORMED:  # one moto set-up for all of them
         frame = assert_frame(subscribe(body))
         assert frame == frame | {"type": "error", "code": "validation_error"}, body
 
 
-def test_a_valid_subscribe_still_answers_the_events(websocket: WebSocketDeps) -> None:
+def test_a_valid_subscribe_still_answers_the_events(subscribed: WebSocketDeps) -> None:
     frame = assert_frame(subscribe('{"action": "subscribe", "job_id": "job_1", "since_version": 0}'))
     assert frame == frame | {"type": "subscribed", "job_id": "job_1", "events": [], "more": False}
 
 
 @FUZZ
 @given(body=frames)
-def test_no_frame_makes_the_function_raise(websocket: WebSocketDeps, body: str) -> None:
+def test_no_frame_makes_the_function_raise(subscribed: WebSocketDeps, body: str) -> None:
     assert_frame(subscribe(body))
