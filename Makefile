@@ -39,9 +39,11 @@ run: install
 test: install $(CHROMIUM)
 	$(PY) -m pytest
 
+# ruff, then mypy (strict on videojobs/ and functions/; what it checks is in pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .
@@ -87,4 +89,4 @@ lock: install
 	$(UV) pip compile pyproject.toml --extra media --python-version 3.12 --python-platform x86_64-manylinux2014 -o requirements-worker.lock -q
 
 clean:
-	rm -rf $(VENV) .cache cdk.out .local .pytest_cache web/node_modules
+	rm -rf $(VENV) .cache cdk.out .local .pytest_cache .mypy_cache web/node_modules

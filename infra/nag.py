@@ -145,11 +145,11 @@ class Owned:
 def owned_resources(owner: IConstruct) -> dict[str, Owned]:
     """Logical ID -> kind and name of the buckets, tables and WebSocket APIs defined inside ``owner``."""
     kinds = {s3.CfnBucket: "bucket", dynamodb.CfnTable: "table", apigwv2.CfnApi: "WebSocket API"}
-    owned = {}
+    owned: dict[str, Owned] = {}
     for node in owner.node.find_all():
         for cfn_type, kind in kinds.items():
             if isinstance(node, cfn_type):
-                owned[Stack.of(node).get_logical_id(node)] = Owned(kind, node.node.scope.node.id)  # type: ignore[union-attr]
+                owned[Stack.of(node).get_logical_id(node)] = Owned(kind, node.node.scope.node.id)
     return owned
 
 

@@ -25,11 +25,11 @@ BASE_PATH = f"/{wiring.API_BASE_PATH}"
 JSON = "application/json"
 
 
-def json_response(status: int, model: BaseModel, headers: dict[str, str] | None = None) -> Response:
+def json_response(status: int, model: BaseModel, headers: dict[str, str] | None = None) -> Response[str]:
     return Response(status_code=status, content_type=JSON, body=model.model_dump_json(), headers=headers)
 
 
-def error_response(code: ErrorCode, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(code: ErrorCode, message: str, headers: dict[str, str] | None = None) -> Response[str]:
     return json_response(status_of(code), ErrorBody(error=ErrorDetail(code=code, message=message)), headers)
 
 
@@ -66,7 +66,7 @@ class Operation:
             "openapi_extensions": {ERRORS_EXTENSION: [str(code) for code in self.errors]} if self.errors else None,
         }
 
-    def answer(self, body: BaseModel | str | None = None, headers: dict[str, str] | None = None) -> Response:
+    def answer(self, body: BaseModel | str | None = None, headers: dict[str, str] | None = None) -> Response[str]:
         """The success answer, with the declared status."""
         if isinstance(body, BaseModel):
             return json_response(self.status, body, headers)
@@ -93,31 +93,32 @@ def new_resolver() -> APIGatewayRestResolver:
     ``path``: the prefix is stripped, or every route would answer 404."""
     app = APIGatewayRestResolver(enable_validation=True, strip_prefixes=[BASE_PATH])
 
-    @app.exception_handler(RequestValidationError)
-    def _invalid_request(error: RequestValidationError) -> Response:
+    def invalid_request(error: RequestValidationError) -> Response[str]:
         errors = list(error.errors())
         if any(item.get("type") == "json_invalid" for item in errors):
             return error_response(ErrorCode.INVALID_JSON, "the request body is not valid JSON")
         return error_response(ErrorCode.VALIDATION_ERROR, _validation_message(errors))
 
     # A body that is not UTF-8 fails in Powertools' decoding, before validation sees it.
-    @app.exception_handler(UnicodeDecodeError)
-    def _not_text(_: UnicodeDecodeError) -> Response:
+    def not_text(_: UnicodeDecodeError) -> Response[str]:
         return error_response(ErrorCode.INVALID_JSON, "the request body is not UTF-8 JSON")
 
-    @app.exception_handler(ApiError)
-    def _api_error(error: ApiError) -> Response:
+    def api_error(error: ApiError) -> Response[str]:
         return error_response(error.code, error.message, error.headers)
 
-    @app.not_found
-    def _not_found(_: Exception) -> Response:
+    def not_found(_: Exception) -> Response[str]:
         return error_response(ErrorCode.NOT_FOUND, "no such resource")
 
-    @app.exception_handler(Exception)
-    def _unexpected(error: Exception) -> Response:
+    def unexpected(error: Exception) -> Response[str]:
         logger.exception("unhandled error")
         return error_response(ErrorCode.INTERNAL_ERROR, "internal error")
 
+    # Registered by call rather than as decorators: Powertools' decorators are untyped and would erase these types.
+    app.exception_handler(RequestValidationError)(invalid_request)
+    app.exception_handler(UnicodeDecodeError)(not_text)
+    app.exception_handler(ApiError)(api_error)
+    app.not_found(not_found)
+    app.exception_handler(Exception)(unexpected)
     return app
 
 
@@ -156,7 +157,7 @@ def tenant_of(app: APIGatewayRestResolver) -> str:
     """The tenant the authorizer resolved from the API key (API Gateway puts it in the request context)."""
     authorizer = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
     tenant = authorizer.get("tenant_id")
-    if not tenant:
+    if not (isinstance(tenant, str) and tenant):  # the authorizer's context values are strings
         raise ApiError(ErrorCode.UNAUTHORIZED, "missing or unknown API key")
     return tenant
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -34,6 +34,9 @@ from videojobs.models import (
     utcnow,
 )
 from videojobs.observability import logger
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -107,7 +110,7 @@ class JobStore:
 
     def __init__(
         self,
-        client: Any,
+        client: DynamoDBClient,
         jobs_table: str,
         idempotency_table: str | None = None,
         *,
@@ -117,6 +120,11 @@ class JobStore:
         self._table = jobs_table
         self._idempotency_table = idempotency_table
         self._max_filtered_reads = max_filtered_reads
+
+    def _idempotency_records(self) -> str:
+        if self._idempotency_table is None:
+            raise RuntimeError("this JobStore was built without an idempotency table")
+        return self._idempotency_table
 
     # --- creation --------------------------------------------------------------------------------------
 
@@ -149,7 +157,7 @@ class JobStore:
                         },
                         {
                             "Put": {
-                                "TableName": self._idempotency_table,
+                                "TableName": self._idempotency_records(),
                                 "Item": record,
                                 # TTL deletes lazily: an expired record counts as absent.
                                 "ConditionExpression": "attribute_not_exists(id) OR expires_at < :now",
@@ -186,7 +194,7 @@ class JobStore:
     def _idempotency_record(self, idempotency: IdempotencyKey) -> dict[str, Any] | None:
         """The key's live record (TTL deletes lazily: an expired one counts as absent)."""
         item = self._client.get_item(
-            TableName=self._idempotency_table, Key={"id": {"S": idempotency.record_id}}, ConsistentRead=True
+            TableName=self._idempotency_records(), Key={"id": {"S": idempotency.record_id}}, ConsistentRead=True
         ).get("Item")
         if item is None or int(item["expires_at"]["N"]) < int(utcnow().timestamp()):
             return None
@@ -194,7 +202,7 @@ class JobStore:
 
     def forget_idempotency(self, idempotency: IdempotencyKey) -> None:
         """Drop a key whose job could not be queued, so that the client's retry creates a new job."""
-        self._client.delete_item(TableName=self._idempotency_table, Key={"id": {"S": idempotency.record_id}})
+        self._client.delete_item(TableName=self._idempotency_records(), Key={"id": {"S": idempotency.record_id}})
 
     # --- reads -----------------------------------------------------------------------------------------
 
@@ -535,7 +543,7 @@ class ApiKeyStore:
     """API keys by their SHA-256 digest -> tenant. A key's public id is ``key_`` and the first 16 hex digits of
     its digest: derived, so keys made before ids existed have one too."""
 
-    def __init__(self, client: Any, table: str):
+    def __init__(self, client: DynamoDBClient, table: str):
         self._client = client
         self._table = table
 

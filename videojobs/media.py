@@ -112,7 +112,8 @@ _INVALID_PICTURE_SIZE = re.compile(r"Picture size (\d+)x(\d+) is invalid")
 def ffmpeg_exe() -> str:
     import imageio_ffmpeg  # only the worker needs it
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    exe: str = imageio_ffmpeg.get_ffmpeg_exe()  # the package ships no types
+    return exe
 
 
 @dataclass(frozen=True)

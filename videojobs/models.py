@@ -63,10 +63,16 @@ class JobStage(StrEnum):
     UPLOADING = "uploading"
 
 
-# Job events: one per status (so a new status brings its event along) and one for progress within a status.
-JobEventType = StrEnum(  # type: ignore[misc]
-    "JobEventType", {status.name: f"job.{status.value}" for status in JobStatus} | {"PROGRESS": "job.progress"}
-)
+class JobEventType(StrEnum):
+    """Job events: one per status (``status_event_type``; a unit test holds them to ``JobStatus``) and one for
+    progress within a status."""
+
+    QUEUED = "job.queued"
+    PROCESSING = "job.processing"
+    COMPLETED = "job.completed"
+    FAILED = "job.failed"
+    CANCELLED = "job.cancelled"
+    PROGRESS = "job.progress"
 
 
 def status_event_type(status: JobStatus) -> JobEventType:

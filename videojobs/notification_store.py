@@ -8,9 +8,12 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
 
 from videojobs.job_events import parse_event, to_json
 from videojobs.job_store import from_item, to_item
@@ -41,7 +44,7 @@ def _condition_failed(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
-def _query_all(client: Any, **request: Any) -> list[dict[str, Any]]:
+def _query_all(client: DynamoDBClient, **request: Any) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     while True:
         page = client.query(**request)
@@ -54,7 +57,7 @@ def _query_all(client: Any, **request: Any) -> list[dict[str, Any]]:
 class EventLog:
     """Each job's events by version: what SSE serves and a WebSocket subscriber catches up from."""
 
-    def __init__(self, client: Any, table: str):
+    def __init__(self, client: DynamoDBClient, table: str):
         self._client = client
         self._table = table
 
@@ -96,7 +99,7 @@ class EventLog:
 class ConnectionStore:
     """Open WebSocket connections, by job (what notify pushes to) and by connection (for ``$disconnect``)."""
 
-    def __init__(self, client: Any, table: str):
+    def __init__(self, client: DynamoDBClient, table: str):
         self._client = client
         self._table = table
 
@@ -152,7 +155,7 @@ class TicketStore:
     """Short-lived, single-use tickets that open a WebSocket for one job (browsers cannot send headers on a
     WebSocket handshake, so the API key cannot be used there). Only a digest of each ticket is stored."""
 
-    def __init__(self, client: Any, table: str):
+    def __init__(self, client: DynamoDBClient, table: str):
         self._client = client
         self._table = table
 
@@ -213,7 +216,7 @@ class SecretStore:
     """One webhook signing secret per tenant (``whsec_…``). Stored as is: HMAC needs the secret itself; the
     table is encrypted at rest and only the notifications API and the deliverer may read it."""
 
-    def __init__(self, client: Any, table: str):
+    def __init__(self, client: DynamoDBClient, table: str):
         self._client = client
         self._table = table
 
@@ -309,7 +312,7 @@ class RedeliveredTooSoon(Exception):
 
 
 class DeliveryLedger:
-    def __init__(self, client: Any, table: str):
+    def __init__(self, client: DynamoDBClient, table: str):
         self._client = client
         self._table = table
 

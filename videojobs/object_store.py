@@ -7,10 +7,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.s3.transfer import ProgressCallbackInvoker, TransferConfig, create_transfer_manager
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 # Multipart transfers in 16 MiB parts: memory stays bounded whatever the file size.
 TRANSFER = TransferConfig(multipart_threshold=16 * 1024**2, multipart_chunksize=16 * 1024**2, max_concurrency=4)
@@ -46,7 +49,7 @@ def output_key(tenant_id: str, job_id: str, name: str) -> str:
 
 
 class ObjectStore:
-    def __init__(self, client: Any):
+    def __init__(self, client: S3Client):
         self._client = client
 
     def presigned_upload(
@@ -189,16 +192,20 @@ class ObjectStore:
 
     def delete_keys(self, bucket: str, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # what one DeleteObjects takes
-            objects = [{"Key": key} for key in keys[start : start + 1000]]
-            self._client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+            batch = keys[start : start + 1000]
+            self._client.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+            )
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         """Delete every object under ``prefix``; returns how many there were."""
         deleted = 0
         for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            keys = [item["Key"] for item in page.get("Contents", [])]
             if keys:  # a page holds at most 1,000 keys: what one DeleteObjects takes
-                self._client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                self._client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+                )
                 deleted += len(keys)
         return deleted
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from types_boto3_sqs import SQSClient
 
 from videojobs.metric_names import UNREADABLE_MESSAGES
 from videojobs.models import JobMessage
@@ -59,7 +62,7 @@ class ReceivedMessage:
 
     def __init__(
         self,
-        client: Any,
+        client: SQSClient,
         queue_url: str,
         receipt_handle: str,
         received_at: float,
@@ -72,7 +75,7 @@ class ReceivedMessage:
         self._clock = clock or time.monotonic
 
     @classmethod
-    def from_lambda(cls, client: Any, queue_url: str, receipt_handle: str) -> ReceivedMessage:
+    def from_lambda(cls, client: SQSClient, queue_url: str, receipt_handle: str) -> ReceivedMessage:
         """A message of an SQS event: received at most ``LAMBDA_RECEIVE_MARGIN_SECONDS`` before now."""
         return cls(client, queue_url, receipt_handle, time.monotonic() - LAMBDA_RECEIVE_MARGIN_SECONDS)
 
@@ -90,7 +93,7 @@ class ReceivedMessage:
         self._client.delete_message(QueueUrl=self._queue_url, ReceiptHandle=self._receipt_handle)
 
 
-def queue_url_of(client: Any, queue_arn: str) -> str:
+def queue_url_of(client: SQSClient, queue_arn: str) -> str:
     """The URL of a queue known by its ARN (``arn:aws:sqs:<region>:<account>:<name>``), as SQS event records
     name their queue."""
     *_, account, name = queue_arn.split(":")
@@ -98,7 +101,7 @@ def queue_url_of(client: Any, queue_arn: str) -> str:
 
 
 class JobQueue:
-    def __init__(self, client: Any, queue_url: str):
+    def __init__(self, client: SQSClient, queue_url: str):
         self._client = client
         self._queue_url = queue_url
 
@@ -109,7 +112,7 @@ class JobQueue:
 class DeliveryQueue:
     """SQS adapter for webhook deliveries (retries are scheduled on the received message: ``ReceivedMessage``)."""
 
-    def __init__(self, client: Any, queue_url: str, dead_letter_url: str | None = None):
+    def __init__(self, client: SQSClient, queue_url: str, dead_letter_url: str | None = None):
         self._client = client
         self._queue_url = queue_url
         self._dead_letter_url = dead_letter_url

@@ -246,14 +246,14 @@ def post(target: Target, headers: dict[str, str], body: bytes, timeout_seconds: 
         pool.close()
     if deadline.expired:  # the answer came too slowly, even if some of it arrived
         return Response(None, _elapsed_ms(started), TIMEOUT_ERROR)
-    error = None
+    refusal = None
     if not 200 <= response.status < 300:
         text = excerpt.decode("utf-8", "replace").strip()
-        error = f"HTTP {response.status}" + (f": {text[:200]}" if text else "")
+        refusal = f"HTTP {response.status}" + (f": {text[:200]}" if text else "")
     retry_after = None
     if response.status in (429, 503):
         retry_after = parse_retry_after(response.headers.get("retry-after"))
-    return Response(response.status, _elapsed_ms(started), error, retry_after)
+    return Response(response.status, _elapsed_ms(started), refusal, retry_after)
 
 
 def _elapsed_ms(started: float) -> int:

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -41,6 +41,10 @@ from videojobs.service.processing import (
     sweep_stale_scratch,
 )
 from videojobs.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from types_boto3_sqs import SQSClient
+    from types_boto3_sqs.type_defs import MessageTypeDef
 
 RECEIVE_WAIT_SECONDS = 20  # SQS long polling's maximum: an idle task costs one request per 20 s
 # ECS allows scale-in protection for up to 48 hours at a time.
@@ -99,7 +103,9 @@ def _protect(agent: str, state: dict[str, Any]) -> bool:
     return False
 
 
-def handle(message: dict[str, Any], received_at: float, deps: WorkerDeps, sqs: Any, shutdown: threading.Event) -> None:
+def handle(
+    message: MessageTypeDef, received_at: float, deps: WorkerDeps, sqs: SQSClient, shutdown: threading.Event
+) -> None:
     """One message received at ``received_at`` (``time.monotonic``, or a moment before): run its job, then
     delete the message or make it visible again when asked."""
     inflight = ReceivedMessage(sqs, deps.settings.long_jobs_queue_url, message["ReceiptHandle"], received_at)

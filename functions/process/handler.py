@@ -17,6 +17,7 @@ from typing import Any
 import av  # noqa: F401  (the worker's heavy imports belong in Lambda's init phase, not in the first job)
 import imageio_ffmpeg  # noqa: F401
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -66,7 +67,7 @@ def queue_url(queue_arn: str) -> str:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
 
     def run(record: SQSRecord) -> None:

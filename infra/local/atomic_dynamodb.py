@@ -271,7 +271,7 @@ def _keep_streams_through_cancelled_transactions() -> None:
     original = DynamoDBBackend.transact_write_items
 
     @functools.wraps(original)
-    def transact_write_items(self, transact_items):  # type: ignore[no-untyped-def]
+    def transact_write_items(self, transact_items):
         shards = {
             name: (table.stream_shard, len(table.stream_shard.items))
             for name, table in self.tables.items()

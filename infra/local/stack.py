@@ -24,7 +24,7 @@ from typing import Any, Self, TypeVar
 import boto3
 import uvicorn
 from botocore.config import Config
-from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 from starlette.types import ASGIApp
 
@@ -227,7 +227,9 @@ class LocalStack:
             aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
         )
-        return session.client(service, endpoint_url=self.moto_endpoint, config=Config(retries={"mode": "standard"}))
+        # Any service by name (tests ask for several); boto3's typed overloads need a literal name.
+        make_client: Callable[..., Any] = session.client
+        return make_client(service, endpoint_url=self.moto_endpoint, config=Config(retries={"mode": "standard"}))
 
     def start(self) -> Self:
         global _running

@@ -1,7 +1,15 @@
 import pytest
 from pydantic import ValidationError
 
-from videojobs.models import TRANSITIONS, CompleteUploadRequest, CreateJobRequest, CreateUploadRequest, JobStatus
+from videojobs.models import (
+    TRANSITIONS,
+    CompleteUploadRequest,
+    CreateJobRequest,
+    CreateUploadRequest,
+    JobEventType,
+    JobStatus,
+    status_event_type,
+)
 from videojobs.service.jobs import request_hash
 
 UPLOAD_ID = "upl_" + "0" * 32
@@ -64,3 +72,9 @@ def test_request_hash_ignores_key_order_but_not_content():
 def test_terminal_statuses_have_no_way_out():
     for status in JobStatus:
         assert (not TRANSITIONS[status]) == status.terminal
+
+
+def test_every_status_has_its_event_and_progress_is_the_only_other():
+    by_status = {status_event_type(status) for status in JobStatus}
+    assert {event.name for event in by_status} == {status.name for status in JobStatus}
+    assert set(JobEventType) - by_status == {JobEventType.PROGRESS}

@@ -11,6 +11,7 @@ with Client("http://127.0.0.1:8080", api_key) as videojobs:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import mimetypes
@@ -18,10 +19,10 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
@@ -121,7 +122,8 @@ class Client:
             progress.reset()
             try:
                 with path.open("rb") as file:
-                    reader = _CountingReader(file, progress)
+                    # A file to httpx's multipart encoder, which calls only read(), fileno(), tell() and seek().
+                    reader = cast(BinaryIO, _CountingReader(file, progress))
                     response = self._storage.post(
                         answer["url"], data=answer["fields"], files={"file": (path.name, reader, content_type)}
                     )
@@ -149,7 +151,7 @@ class Client:
             while True:
                 sent = 0
 
-                def chunks(file: Any) -> Iterator[bytes]:
+                def chunks(file: BinaryIO) -> Iterator[bytes]:
                     nonlocal sent
                     remaining = length
                     while remaining:
@@ -218,7 +220,7 @@ class Client:
     def submit(
         self,
         upload: Upload | str,
-        outputs: list[str | dict[str, Any]],
+        outputs: Sequence[str | dict[str, Any]],
         *,
         webhook_url: str | None = None,
         webhook_events: list[str] | None = None,
@@ -389,7 +391,7 @@ class Client:
 
     def download(
         self, job: Job | str, directory: str | Path, *, on_progress: ProgressCallback | None = None
-    ) -> list[Path]:
+    ) -> builtins.list[Path]:  # `list` in this class is Client.list
         """Save every output of a completed job under ``directory`` and return the files. A single file keeps its
         name; an output of several files (thumbnails, an HLS ladder with its playlists and segments) gets a
         folder ``<n>-<type>``, its playlists rewritten to the local files so that it plays offline."""
@@ -412,7 +414,7 @@ class Client:
 
     def _fetch_playlist_entries(
         self, url: str, playlist: Path, on_progress: ProgressCallback | None, *, root: Path, depth: int = 0
-    ) -> list[Path]:
+    ) -> builtins.list[Path]:  # `list` in this class is Client.list
         """Fetch what an HLS playlist names into the playlist's folder, and point the playlist at those files."""
         text, saved = playlist.read_text(), []
         for uri in dict.fromkeys(_playlist_uris(text)):
@@ -448,7 +450,8 @@ class Client:
 
     def webhook_secret(self) -> str:
         """This tenant's webhook signing secret (``whsec_…``)."""
-        return self._request("GET", "/account/webhook-secret").json()["secret"]
+        secret: str = self._request("GET", "/account/webhook-secret").json()["secret"]
+        return secret
 
     @staticmethod
     def verify_webhook(body: bytes | str, headers: Mapping[str, str], secret: str) -> JobEvent:
@@ -522,7 +525,7 @@ class _Progress:
 class _CountingReader:
     """A file for httpx's multipart encoder that reports what it reads (the encoder sizes it with fstat)."""
 
-    def __init__(self, file: Any, progress: _Progress):
+    def __init__(self, file: BinaryIO, progress: _Progress):
         self._file = file
         self._progress = progress
 
@@ -560,7 +563,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _backoff(attempt: int) -> float:
-    return min(0.5 * 2**attempt, 8) * random.uniform(0.5, 1)
+    return min(0.5 * 2.0**attempt, 8) * random.uniform(0.5, 1)
 
 
 def _job_event(data: str, event_type: str) -> JobEvent:

@@ -83,7 +83,8 @@ def parse_output(spec: str | dict[str, Any]) -> dict[str, Any]:
         return spec
     text = spec.strip()
     if text.startswith("{"):
-        return json.loads(text)
+        request: dict[str, Any] = json.loads(text)
+        return request
     kind, _, rest = text.partition(":")
     args = rest.split(":") if rest else []
     try:

@@ -17,7 +17,9 @@ class ServerSentEvent:
 
 def parse(lines: Iterable[str]) -> Iterator[ServerSentEvent]:
     """Events from a stream's lines (without their line endings); a blank line ends each event."""
-    event, data, event_id, retry = "", [], None, None
+    event, data = "", list[str]()
+    event_id: str | None = None
+    retry: int | None = None
     for line in lines:
         if not line:
             if data or event_id is not None or retry is not None:

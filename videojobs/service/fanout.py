@@ -8,9 +8,12 @@ the job's open WebSockets. It never calls a customer's endpoint: a slow one must
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from types_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
 
 from videojobs import webhooks
 from videojobs.job_events import event_for, is_terminal, to_json
@@ -27,7 +30,7 @@ class NotifyDeps:
     ledger: DeliveryLedger
     deliveries: DeliveryQueue
     connections: ConnectionStore
-    sockets: Any
+    sockets: ApiGatewayManagementApiClient
     """An ``apigatewaymanagementapi`` client of the WebSocket API's stage."""
 
 

@@ -44,8 +44,10 @@ class NotificationsApiDeps:
 def webhook_secret(tenant_id: str, deps: NotificationsApiDeps, *, rotate: bool = False) -> webhooks.WebhookSecret:
     record = deps.secrets.rotate(tenant_id) if rotate else deps.secrets.get_or_create(tenant_id)
     expires = record.previous_expires_at
-    live = expires is not None and expires > utcnow()
-    return webhooks.WebhookSecret(secret=record.secret, previous_expires_at=isoformat(expires) if live else None)
+    still_valid = expires if expires is not None and expires > utcnow() else None
+    return webhooks.WebhookSecret(
+        secret=record.secret, previous_expires_at=isoformat(still_valid) if still_valid else None
+    )
 
 
 def list_deliveries(job_id: str, tenant_id: str, deps: NotificationsApiDeps) -> webhooks.DeliveryList:
