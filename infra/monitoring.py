@@ -7,6 +7,8 @@ gets its alarms and its place on the dashboard without an edit here, as long as 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
@@ -128,13 +130,13 @@ class Monitoring(Construct):
         )
         return topic
 
-    def _alarm(self, construct_id: str, description: str, **props: object) -> cw.Alarm:
+    def _alarm(self, construct_id: str, description: str, **props: Any) -> cw.Alarm:
         alarm = cw.Alarm(
             self,
             construct_id,
             alarm_description=description,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            **props,  # type: ignore[arg-type]
+            **props,
         )
         action = cw_actions.SnsAction(self.topic)
         alarm.add_alarm_action(action)

@@ -129,7 +129,10 @@ def _acknowledge_api(service: VideoJobs) -> None:
         if public is not None:
             acknowledge(method, "APIG4", f"Public by design: {public}")
             acknowledge(method, "COG4", f"Public by design: {public}")
-        elif method.node.default_child.authorization_type == apigw.AuthorizationType.CUSTOM.value:  # type: ignore[union-attr]
+        elif (
+            isinstance(cfn_method := method.node.default_child, apigw.CfnMethod)
+            and cfn_method.authorization_type == apigw.AuthorizationType.CUSTOM.value
+        ):
             acknowledge(method, "COG4", API_KEYS_NOT_USERS)
 
 

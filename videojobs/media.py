@@ -26,10 +26,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from videojobs.errors import JobFailure
 from videojobs.models import ErrorCode, IgnoredStream, MediaMetadata
+
+if TYPE_CHECKING:  # PyAV is heavy: only the worker imports it, when it probes
+    from av.container import InputContainer
+    from av.stream import Stream
+    from av.video.stream import VideoStream
 
 # Demuxers we accept (each entry as ffmpeg names it). Playlist and concat demuxers are absent on purpose.
 ALLOWED_DEMUXERS = (
@@ -235,13 +240,13 @@ def _check_declared_size(messages: list[tuple[int, str, str]]) -> None:
             )
 
 
-def _codec_of(stream) -> str:  # type: ignore[no-untyped-def]
+def _codec_of(stream: Stream) -> str:
     context = getattr(stream, "codec_context", None)
     codec = getattr(context, "codec", None)
     return str(getattr(codec, "canonical_name", None) or getattr(context, "name", None) or "unknown")
 
 
-def _describe(box, path: Path, limits: Limits) -> Probe:  # type: ignore[no-untyped-def]
+def _describe(box: InputContainer, path: Path, limits: Limits) -> Probe:
     import av
 
     streams = list(box.streams)
@@ -305,7 +310,7 @@ def _describe(box, path: Path, limits: Limits) -> Probe:  # type: ignore[no-unty
     )
 
 
-def _measured_duration(box, found: Probe, limit_seconds: float) -> float | None:  # type: ignore[no-untyped-def]
+def _measured_duration(box: InputContainer, found: Probe, limit_seconds: float) -> float | None:
     """The duration of the streams we would use, from their packets' timestamps: a demux-only scan (nothing is
     decoded) that stops as soon as the input is known to be over ``limit_seconds``."""
     used = [box.streams[index] for index in (found.video_index, found.audio_index) if index is not None]
@@ -321,7 +326,7 @@ def _measured_duration(box, found: Probe, limit_seconds: float) -> float | None:
     return round(end - start, 3) if end is not None else None
 
 
-def _rotation(box, video) -> int:  # type: ignore[no-untyped-def]
+def _rotation(box: InputContainer, video: VideoStream) -> int:
     """The display rotation (0, 90, 180, 270): PyAV shows it on decoded frames, so decode the first one."""
     import av
 

@@ -63,10 +63,9 @@ class JobStage(StrEnum):
     UPLOADING = "uploading"
 
 
+# Job events: one per status (``status_event_type``; a unit test holds them to ``JobStatus``) and one for progress
+# within a status. A comment, not a docstring: the docstring would enter the API document.
 class JobEventType(StrEnum):
-    """Job events: one per status (``status_event_type``; a unit test holds them to ``JobStatus``) and one for
-    progress within a status."""
-
     QUEUED = "job.queued"
     PROCESSING = "job.processing"
     COMPLETED = "job.completed"

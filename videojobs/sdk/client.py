@@ -195,9 +195,9 @@ class Client:
         futures = [pool.submit(send, part) for part in answer["parts"]]
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((future for future in futures if future.done() and future.exception()), None)
-            if failed is not None:
-                raise failed.exception()  # type: ignore[misc]
+            error = next((future.exception() for future in futures if future.done() and future.exception()), None)
+            if error is not None:
+                raise error
             completed = [future.result() for future in futures]
         except BaseException:
             stop.set()
