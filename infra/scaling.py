@@ -80,7 +80,8 @@ class Scaling:
         """Every capacity the service may have after one evaluation at ``value``, starting from ``current``: one
         per firing alarm (their order is not defined), or ``current`` when none fires or no step matches."""
         results = set()
-        for policy in self.firing(value) or [None]:
+        candidates: list[StepPolicy | None] = [*self.firing(value)] or [None]
+        for policy in candidates:
             wanted = policy.capacity(value) if policy is not None else None
             results.add(current if wanted is None else max(self.min_capacity, min(wanted, self.max_capacity)))
         return results

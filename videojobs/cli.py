@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from videojobs.job_store import ApiKeyStore
     from videojobs.sdk import Client, Job
 
 LOCAL_STATE_FILE = Path(".local/stack.json")
@@ -68,7 +69,7 @@ def _use_local_stack(state_file: Path) -> None:
         os.environ.setdefault(name, value)
 
 
-def _api_keys():  # type: ignore[no-untyped-def]
+def _api_keys() -> ApiKeyStore:
     from videojobs.aws import client
     from videojobs.job_store import ApiKeyStore
     from videojobs.settings import AdminSettings
@@ -99,10 +100,10 @@ def _admin(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     _use_local_stack(args.local_state)
     if args.admin_command == "create-key":
-        print(create_key(tenant), flush=True)
+        print(create_key(args.tenant), flush=True)
         print(f"created an API key for tenant {tenant!r}; it is shown only once", file=sys.stderr)
     elif args.admin_command == "list-keys":
-        _print_json([asdict(key) for key in _api_keys().list_for_tenant(tenant)])
+        _print_json([asdict(key) for key in _api_keys().list_for_tenant(args.tenant)])
     else:
         revoked = _api_keys().revoke(args.key_id)
         if revoked is None:

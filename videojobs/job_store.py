@@ -555,7 +555,8 @@ class ApiKeyStore:
         if record.get("revoked"):
             return None
         self._record_use(key_hash, record.get("last_used_at"))
-        return record["tenant_id"]
+        tenant: str = record["tenant_id"]
+        return tenant
 
     def add(self, key_hash: str, tenant_id: str, prefix: str | None = None) -> None:
         check_tenant_name(tenant_id)
@@ -587,7 +588,11 @@ class ApiKeyStore:
         return self._view(found[0] | {"revoked_at": found[0].get("revoked_at") or now})
 
     def _scan(self, condition: str, values: dict[str, Any]) -> list[dict[str, Any]]:
-        request = {"TableName": self._table, "FilterExpression": condition, "ExpressionAttributeValues": values}
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
         items: list[dict[str, Any]] = []
         while True:
             page = self._client.scan(**request)

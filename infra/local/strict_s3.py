@@ -275,7 +275,7 @@ class StrictS3Server:
     @property
     def endpoint(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"  # an IPv4 socket's address: a str
 
     def start(self) -> StrictS3Server:
         self._thread.start()

@@ -209,7 +209,8 @@ class Client:
 
     def _fresh_part_url(self, upload_id: str, part_number: int) -> str:
         answer = self._request("POST", f"/uploads/{upload_id}/parts", json={"part_numbers": [part_number]}).json()
-        return answer["parts"][0]["url"]
+        url: str = answer["parts"][0]["url"]
+        return url
 
     def _abort_quietly(self, upload_id: str) -> None:
         with contextlib.suppress(ApiError, TransportError):  # else the bucket's lifecycle rule removes the parts
