@@ -173,7 +173,9 @@ def _service(
         ],
     )
     protection.attach_to_role(task.task_role)
-    cluster_id = Stack.of(cluster).get_logical_id(cluster.node.default_child)  # type: ignore[arg-type]
+    cfn_cluster = cluster.node.default_child
+    assert isinstance(cfn_cluster, ecs.CfnCluster)  # an ecs.Cluster's own resource
+    cluster_id = Stack.of(cluster).get_logical_id(cfn_cluster)
     nag.acknowledge(
         protection,
         f"IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<{cluster_id}>/*]",
