@@ -191,9 +191,9 @@ class _Deadline:
 
 
 def _watched(connection_class: type[Any], deadline: _Deadline) -> type[Any]:
-    class Watched(connection_class):  # type: ignore[misc, valid-type]
+    class Watched(connection_class):  # type: ignore[misc]  # urllib3's connection class, chosen at run time
         def _new_conn(self) -> socket.socket:
-            sock = super()._new_conn()
+            sock: socket.socket = super()._new_conn()
             deadline.watch(sock)
             return sock
 

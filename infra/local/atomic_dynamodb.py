@@ -60,7 +60,7 @@ def make_dynamodb_atomic() -> None:
         return
     DynamoHandler.call_action = _call_action(DynamoHandler.call_action)  # type: ignore[method-assign]
     DynamoHandler.call_action._emulated = True  # type: ignore[attr-defined]
-    DynamoHandler.transact_write_items = _cancel_conflicting(DynamoHandler.transact_write_items)  # type: ignore[method-assign]
+    DynamoHandler.transact_write_items = _cancel_conflicting(DynamoHandler.transact_write_items)  # type: ignore[assignment]
     for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
         setattr(DynamoHandler, name, _remember_writes(getattr(DynamoHandler, name)))
     for name in ("get_item", "query"):
