@@ -36,7 +36,8 @@ install: $(VENV)/.installed web/node_modules/.installed
 run: install
 	$(PY) -m infra.local --port $(PORT)
 
-test: install $(CHROMIUM)
+# Lint first (ruff, mypy): CI runs exactly this target.
+test: lint $(CHROMIUM)
 	$(PY) -m pytest
 
 # ruff, then mypy (strict on videojobs/ and functions/; what it checks is in pyproject.toml).
