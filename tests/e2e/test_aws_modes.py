@@ -4,6 +4,7 @@ starts. Every job must complete, none end ``failed`` without having run, and no 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +28,15 @@ def strict_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSt
     options = ["--custom-domain", "--account-concurrency", str(ACCOUNT_CONCURRENCY), "--cold-start", "0.5"]
     with running_stack(tmp_path_factory.mktemp("strict") / "stack.json", options=options) as running:
         yield running
+
+
+def answer_retrying_throttles(api: httpx.Client, url: str, attempts: int = 20) -> httpx.Response:
+    for _ in range(attempts):
+        response = api.get(url)
+        if response.status_code != 500:
+            return response
+        time.sleep(0.5)
+    return response
 
 
 def test_the_api_lives_under_the_base_path_and_links_keep_it(strict_stack: RunningStack) -> None:
@@ -65,7 +75,8 @@ def test_jobs_complete_through_a_custom_domain_and_throttling(strict_stack: Runn
         assert response.status_code == 202, response.text
         location = response.headers["Location"]
         assert location.startswith(f"{strict_stack.url}/jobs/")
-        assert api.get(location).status_code == 200
+        # Retried like any client under throttling: a throttled invocation is API Gateway's 500, not the link's fault.
+        assert answer_retrying_throttles(api, location).status_code == 200
     # No function error in the whole module: not the bad key's, not the throttled and retried invocations'.
     assert function_errors(strict_stack) == []
     # The mode did its part: some invocations were throttled on the way (and retried, not failed).
