@@ -144,6 +144,7 @@ class JobStore:
                 "expires_at": int((now + IDEMPOTENCY_TTL).timestamp()),
             }
         )
+        existing: dict[str, Any] | None = None
         for attempt in range(TRANSACTION_ATTEMPTS):
             try:
                 self._client.transact_write_items(
@@ -171,16 +172,17 @@ class JobStore:
                 if error.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
                 reasons = {reason.get("Code") for reason in error.response.get("CancellationReasons", [])}
-                if "TransactionConflict" not in reasons:
-                    break  # a condition failed: the key is taken
+                if "TransactionConflict" not in reasons:  # a condition failed: the key is taken
+                    existing = self._idempotency_record(idempotency)
+                    break
             # Another request with this key is writing it right now and has not committed, so its record
             # cannot be read yet. Wait (jittered, so racing retries spread out), then look again.
             time.sleep(random.uniform(0, TRANSACTION_RETRY_BASE_SECONDS * 2**attempt))
-            if self._idempotency_record(idempotency) is not None:
+            existing = self._idempotency_record(idempotency)
+            if existing is not None:
                 break
         else:
             raise WriteContention("the request kept conflicting with a concurrent one")
-        existing = self._idempotency_record(idempotency)
         if existing is None:  # the record expired and was deleted in between, or another request forgot it
             raise WriteContention("the idempotency record changed while the job was being created")
         stored = from_item(existing)
