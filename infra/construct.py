@@ -49,6 +49,7 @@ from videojobs import settings as env
 from videojobs import wiring
 from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
 from videojobs.observability import TRACER_ENVIRONMENT
+from videojobs.tenant_limits import TenantLimits
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: every code asset is staged from it, filtered down to what each function needs."""
@@ -119,6 +120,9 @@ class VideoJobsProps:
     # Notifications (infra/websocket.py and the notify function).
     webhook_retry_delays_seconds: tuple[int, ...] | None = None
     """Wait before each retry of a failed webhook delivery; its length is the number of retries."""
+    tenant_limits: TenantLimits | None = None
+    """The limits of every tenant without overrides (``videojobs admin set-limits`` sets those); None keeps
+    the settings' defaults (``videojobs.settings.TenantLimitSettings``)."""
     authorizer_cache_ttl_seconds: int = wiring.AUTHORIZER_CACHE_SECONDS
     """API Gateway caches the authorizer's answer per key this long (0 to 3600): a revoked key is refused at
     once if it was not used within this time, else at most this much later."""
@@ -158,6 +162,8 @@ def settings_overrides(props: VideoJobsProps) -> dict[str, str]:
         overrides[env.LAMBDA_TIME_BUDGET_SECONDS] = str(props.lambda_time_budget_seconds)
     if props.webhook_retry_delays_seconds is not None:
         overrides[env.WEBHOOK_RETRY_DELAYS] = ",".join(str(delay) for delay in props.webhook_retry_delays_seconds)
+    if props.tenant_limits is not None:
+        overrides |= props.tenant_limits.as_environment()
     return overrides
 
 

@@ -1,6 +1,7 @@
 """``videojobs`` command line: submit and follow media jobs, download results, receive webhooks; and
 ``videojobs admin create-key --tenant NAME`` (prints a new API key), ``admin list-keys --tenant NAME`` and
-``admin revoke-key KEY_ID``.
+``admin revoke-key KEY_ID``; ``admin set-limits --tenant NAME [--max-active-jobs N] …`` and
+``admin show-limits --tenant NAME`` (the tenant's limits in force, as JSON).
 
 Where the API is and which key to use: ``--url``/``--api-key``, else ``VIDEOJOBS_URL``/``VIDEOJOBS_API_KEY``, else
 the config file (``--config``, ``VIDEOJOBS_CONFIG`` or ``~/.config/videojobs/config.toml`` with ``url = "…"`` and
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from videojobs.job_store import ApiKeyStore
     from videojobs.sdk import Client, Job
+    from videojobs.tenant_limits import TenantLimitStore
 
 LOCAL_STATE_FILE = Path(".local/stack.json")
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -77,6 +79,36 @@ def _api_keys() -> ApiKeyStore:
     return ApiKeyStore(client("dynamodb"), AdminSettings.from_env().api_keys_table)
 
 
+def _tenant_limits() -> TenantLimitStore:
+    from videojobs.aws import client
+    from videojobs.settings import AdminSettings
+    from videojobs.tenant_limits import TenantLimits, TenantLimitStore
+
+    settings = AdminSettings.from_env()
+    return TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings))
+
+
+def _limits(args: argparse.Namespace) -> int:
+    """``admin set-limits`` and ``show-limits``: print the tenant's limits in force as one JSON object."""
+    from pydantic import ValidationError
+
+    from videojobs.tenant_limits import LIMIT_NAMES
+
+    store = _tenant_limits()
+    if args.admin_command == "show-limits":
+        limits = store.limits_for(args.tenant)
+    else:
+        try:
+            limits = store.set_limits(args.tenant, **{name: getattr(args, name) for name in LIMIT_NAMES})
+        except ValidationError as error:
+            for problem in error.errors():
+                field = "--" + "-".join(str(part) for part in problem["loc"]).replace("_", "-")
+                print(f"videojobs: {field}: {problem['msg']}", file=sys.stderr)
+            return EXIT_USAGE
+    _print_json(limits.model_dump(mode="json"))
+    return EXIT_OK
+
+
 def create_key(tenant: str) -> str:
     from videojobs.ids import hash_api_key, key_prefix, new_api_key
 
@@ -99,6 +131,8 @@ def _admin(args: argparse.Namespace) -> int:
             print(f"videojobs: {error}", file=sys.stderr)
             return EXIT_USAGE
     _use_local_stack(args.local_state)
+    if args.admin_command in ("set-limits", "show-limits"):
+        return _limits(args)
     if args.admin_command == "create-key":
         print(create_key(args.tenant), flush=True)
         print(f"created an API key for tenant {tenant!r}; it is shown only once", file=sys.stderr)
@@ -430,7 +464,22 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--tenant", required=True)
     revoke = admin.add_parser("revoke-key", help="revoke a key by its id (from list-keys); exit 1 if unknown")
     revoke.add_argument("key_id")
-    for command in (create, listing, revoke):
+    set_limits = admin.add_parser(
+        "set-limits", help="override a tenant's limits (the others keep the defaults); prints the limits in force"
+    )
+    set_limits.add_argument("--tenant", required=True)
+    for name, kind, text in [
+        ("max_active_jobs", int, "jobs processing at once"),
+        ("max_pending_jobs", int, "jobs queued or processing"),
+        ("max_upload_bytes_per_day", int, "bytes declared by POST /uploads per UTC day"),
+        ("requests_per_second", float, "steady request rate"),
+        ("burst", int, "requests above the steady rate allowed at once"),
+        ("max_open_streams", int, "SSE long polls and WebSocket connections open at once"),
+    ]:
+        set_limits.add_argument("--" + name.replace("_", "-"), type=kind, metavar="N", help=text)
+    show_limits = admin.add_parser("show-limits", help="a tenant's limits in force (defaults included) as JSON")
+    show_limits.add_argument("--tenant", required=True)
+    for command in (create, listing, revoke, set_limits, show_limits):
         command.add_argument(
             "--local-state",
             type=Path,

@@ -51,6 +51,15 @@ WEBHOOK_RETRY_DELAYS = "WEBHOOK_RETRY_DELAYS"
 WEBHOOK_TIMEOUT_SECONDS = "WEBHOOK_TIMEOUT_SECONDS"
 SSE_WAIT_SECONDS = "SSE_WAIT_SECONDS"
 WS_TICKET_TTL_SECONDS = "WS_TICKET_TTL_SECONDS"
+# Per-tenant limits: the table holding each tenant's overrides and counters, and the defaults in force for a
+# tenant without an override (``videojobs.tenant_limits``; the CDK prop ``tenant_limits`` sets them).
+TENANTS_TABLE = "TENANTS_TABLE"
+TENANT_MAX_ACTIVE_JOBS = "TENANT_MAX_ACTIVE_JOBS"
+TENANT_MAX_PENDING_JOBS = "TENANT_MAX_PENDING_JOBS"
+TENANT_MAX_UPLOAD_BYTES_PER_DAY = "TENANT_MAX_UPLOAD_BYTES_PER_DAY"
+TENANT_REQUESTS_PER_SECOND = "TENANT_REQUESTS_PER_SECOND"
+TENANT_BURST = "TENANT_BURST"
+TENANT_MAX_OPEN_STREAMS = "TENANT_MAX_OPEN_STREAMS"
 
 # A single presigned POST is limited to 5 GB by S3; larger files need multipart uploads.
 S3_SINGLE_UPLOAD_LIMIT = 5 * 1024**3
@@ -70,11 +79,31 @@ class FunctionSettings(BaseModel):
         return cls.model_validate(dict(os.environ if environ is None else environ))
 
 
+MAX_PENDING_JOBS_LIMIT = 10_000
+"""The highest ``max_pending_jobs``: the pending job ids of a tenant are one DynamoDB item (400 KB at most)."""
+
+
+class TenantLimitSettings(FunctionSettings):
+    """The tenants table and the limits of a tenant without overrides. A function that enforces or reports
+    per-tenant limits has settings derived from this one."""
+
+    tenants_table: Name = Field(alias=TENANTS_TABLE)
+    default_max_active_jobs: int = Field(5, alias=TENANT_MAX_ACTIVE_JOBS, ge=1)
+    default_max_pending_jobs: int = Field(1000, alias=TENANT_MAX_PENDING_JOBS, ge=1, le=MAX_PENDING_JOBS_LIMIT)
+    default_max_upload_bytes_per_day: int = Field(1024**4, alias=TENANT_MAX_UPLOAD_BYTES_PER_DAY, ge=1)
+    # Under the stage's own throttle (the CDK props api_rate_limit/api_burst_limit: 100/200 by default), so one
+    # tenant cannot take the whole stage.
+    default_requests_per_second: float = Field(50, alias=TENANT_REQUESTS_PER_SECOND, gt=0)
+    default_burst: int = Field(100, alias=TENANT_BURST, ge=1)
+    # Each SSE long poll holds a Lambda execution environment for up to 25 s (the events function reserves 50).
+    default_max_open_streams: int = Field(10, alias=TENANT_MAX_OPEN_STREAMS, ge=1)
+
+
 class AuthorizerSettings(FunctionSettings):
     api_keys_table: Name = Field(alias=API_KEYS_TABLE)
 
 
-class SubmitSettings(FunctionSettings):
+class SubmitSettings(TenantLimitSettings):
     jobs_table: Name = Field(alias=JOBS_TABLE)
     idempotency_table: Name = Field(alias=IDEMPOTENCY_TABLE)
     uploads_bucket: Name = Field(alias=UPLOADS_BUCKET)
@@ -102,7 +131,7 @@ class StatusSettings(FunctionSettings):
     download_url_ttl_seconds: int = Field(3600, alias=DOWNLOAD_URL_TTL_SECONDS, gt=0, le=7 * 24 * 3600)
 
 
-class WorkerSettings(FunctionSettings):
+class WorkerSettings(TenantLimitSettings):
     jobs_table: Name = Field(alias=JOBS_TABLE)
     uploads_bucket: Name = Field(alias=UPLOADS_BUCKET)
     outputs_bucket: Name = Field(alias=OUTPUTS_BUCKET)
@@ -149,7 +178,7 @@ class JobsTableSettings(FunctionSettings):
     jobs_table: Name = Field(alias=JOBS_TABLE)
 
 
-class AdminSettings(FunctionSettings):
+class AdminSettings(TenantLimitSettings):
     api_keys_table: Name = Field(alias=API_KEYS_TABLE)
 
 
@@ -177,6 +206,8 @@ class NotifySettings(FunctionSettings):
     ws_connections_table: Name = Field(alias=WS_CONNECTIONS_TABLE)
     deliveries_queue_url: Name = Field(alias=DELIVERIES_QUEUE_URL)
     websocket_url: Name = Field(alias=WEBSOCKET_URL)
+    # A job that ends leaves its tenant's pending jobs here (every terminal transition passes the stream).
+    tenants_table: Name = Field(alias=TENANTS_TABLE)
 
 
 class DeliverSettings(FunctionSettings):
@@ -189,7 +220,7 @@ class DeliverSettings(FunctionSettings):
     timeout_seconds: float = Field(10, alias=WEBHOOK_TIMEOUT_SECONDS, gt=0, le=30)
 
 
-class EventsSettings(FunctionSettings):
+class EventsSettings(TenantLimitSettings):
     """Server-Sent Events: how long one request waits for news (under API Gateway's 29 s)."""
 
     jobs_table: Name = Field(alias=JOBS_TABLE)
@@ -197,7 +228,7 @@ class EventsSettings(FunctionSettings):
     sse_wait_seconds: float = Field(25, alias=SSE_WAIT_SECONDS, gt=0, le=28)
 
 
-class WebSocketSettings(FunctionSettings):
+class WebSocketSettings(TenantLimitSettings):
     ws_tickets_table: Name = Field(alias=WS_TICKETS_TABLE)
     ws_connections_table: Name = Field(alias=WS_CONNECTIONS_TABLE)
     job_events_table: Name = Field(alias=JOB_EVENTS_TABLE)

@@ -212,6 +212,11 @@ TABLES: dict[str, Table] = {
         stream=True,
     ),
     "api_keys": Table(partition_key="key_hash", env_var=env.API_KEYS_TABLE),
+    # Per tenant: its limit overrides (record "limits") and its counters (pending jobs, open streams, the
+    # bytes uploaded per UTC day, which expire), read and written atomically per record.
+    "tenants": Table(
+        partition_key="tenant_id", sort_key="record", env_var=env.TENANTS_TABLE, ttl_attribute="expires_at"
+    ),
     "idempotency": Table(partition_key="id", env_var=env.IDEMPOTENCY_TABLE, ttl_attribute="expires_at"),
     # Notifications. Every job event by version: what SSE serves and WebSocket subscribers catch up from.
     "job_events": Table(
@@ -269,7 +274,13 @@ SERVICES: dict[str, Service] = {
     "long_worker": Service(
         module="functions.process.consumer",
         queue="long_jobs",
-        uses={"jobs": "read_write", "uploads": "read", "outputs": "write", "long_jobs_queue": "read_write"},
+        uses={
+            "jobs": "read_write",
+            "uploads": "read",
+            "outputs": "write",
+            "long_jobs_queue": "read_write",
+            "tenants": "read",
+        },
         settings=env.WorkerSettings,
     ),
 }
@@ -284,7 +295,13 @@ FUNCTIONS: dict[str, Function] = {
     ),
     "submit": Function(
         handler="functions.submit.handler.lambda_handler",
-        uses={"jobs": "read_write", "idempotency": "read_write", "jobs_queue": "write", "uploads": "read_write"},
+        uses={
+            "jobs": "read_write",
+            "idempotency": "read_write",
+            "jobs_queue": "write",
+            "uploads": "read_write",
+            "tenants": "read_write",
+        },
         settings=env.SubmitSettings,
     ),
     "status": Function(
@@ -298,7 +315,13 @@ FUNCTIONS: dict[str, Function] = {
         memory_mb=3008,
         image=True,
         # infra/fargate.py also lets it delete outputs: a worker removes the partial outputs it wrote.
-        uses={"jobs": "read_write", "uploads": "read", "outputs": "write", "long_jobs_queue": "write"},
+        uses={
+            "jobs": "read_write",
+            "uploads": "read",
+            "outputs": "write",
+            "long_jobs_queue": "write",
+            "tenants": "read",
+        },
         settings=env.WorkerSettings,
     ),
     "cancel": Function(
@@ -332,6 +355,7 @@ FUNCTIONS: dict[str, Function] = {
             "deliveries_queue": "write",
             "ws_connections": "read_write",
             WEBSOCKET: "write",
+            "tenants": "read_write",
         },
         settings=env.NotifySettings,
     ),
@@ -352,7 +376,12 @@ FUNCTIONS: dict[str, Function] = {
         handler="functions.websocket.handler.lambda_handler",
         timeout_seconds=10,
         memory_mb=256,
-        uses={"ws_tickets": "read_write", "ws_connections": "read_write", "job_events": "read"},
+        uses={
+            "ws_tickets": "read_write",
+            "ws_connections": "read_write",
+            "job_events": "read",
+            "tenants": "read_write",
+        },
         settings=env.WebSocketSettings,
     ),
     # Each SSE long poll holds an execution environment up to 25 s: reserved concurrency caps them, so open
@@ -361,7 +390,7 @@ FUNCTIONS: dict[str, Function] = {
         handler="functions.events.handler.lambda_handler",
         memory_mb=256,
         reserved_concurrency=50,
-        uses={"jobs": "read", "job_events": "read"},
+        uses={"jobs": "read", "job_events": "read", "tenants": "read_write"},
         settings=env.EventsSettings,
     ),
     "notifications": Function(

@@ -27,6 +27,7 @@ from infra import construct as infra_construct  # noqa: E402
 from infra.app import build  # noqa: E402
 from infra.construct import CustomDomain, VideoJobs, VideoJobsProps  # noqa: E402
 from infra.stack import VideoJobsStack  # noqa: E402
+from videojobs.tenant_limits import TenantLimits  # noqa: E402
 
 # Synth must need no AWS account, credentials or environment.
 _UNSET = (
@@ -118,6 +119,14 @@ CUSTOM = VideoJobsProps(
     api_logs_role=False,
     alarm_email="ops@example.com",
     lambda_time_budget_seconds=300,
+    tenant_limits=TenantLimits(
+        max_active_jobs=2,
+        max_pending_jobs=20,
+        max_upload_bytes_per_day=10 * 1024**3,
+        requests_per_second=5,
+        burst=10,
+        max_open_streams=3,
+    ),
     webhook_retry_delays_seconds=(10, 60),
 )
 

@@ -13,6 +13,7 @@ from constructs import IConstruct
 from infra.construct import VideoJobsProps, settings_overrides
 from tests.infra.conftest import CUSTOM, Synth, Twice
 from videojobs import settings, wiring
+from videojobs.tenant_limits import TenantLimits
 
 PHYSICAL_NAMES = (
     "TableName",
@@ -63,6 +64,9 @@ def test_props_set_upload_limit_worker_size_and_outputs_retention(twice: Twice) 
         settings.MAX_MULTIPART_UPLOAD_BYTES,
         settings.LAMBDA_TIME_BUDGET_SECONDS,
         settings.WEBHOOK_RETRY_DELAYS,
+        *TenantLimits.defaults(settings.TenantLimitSettings.from_env(_required(settings.TenantLimitSettings)))
+        .as_environment()
+        .keys(),
     }
     for name, fn in twice.custom.functions.items():
         variables = twice.resource(fn)["Properties"]["Environment"]["Variables"]
@@ -74,6 +78,8 @@ def test_props_set_upload_limit_worker_size_and_outputs_retention(twice: Twice) 
     assert process_settings.lambda_time_budget_seconds == CUSTOM.lambda_time_budget_seconds
     deliver = settings.DeliverSettings.from_env({**_required(settings.DeliverSettings), **overrides})
     assert tuple(deliver.retry_delays) == CUSTOM.webhook_retry_delays_seconds
+    submit_settings = settings.SubmitSettings.from_env({**_required(settings.SubmitSettings), **overrides})
+    assert TenantLimits.defaults(submit_settings) == CUSTOM.tenant_limits
 
 
 def _required(model: type[settings.FunctionSettings]) -> dict[str, str]:
