@@ -42,12 +42,13 @@ sys.modules["snapshot_restore_py"] = runtime
 started, started_cpu = time.perf_counter(), time.process_time()
 import {module}
 imported, imported_cpu = time.perf_counter(), time.process_time()
+heavy = [name for name in {heavy!r} if name in sys.modules]  # at import, before the hooks load the tracer
 for hook in reversed(hooks):
     hook()
 initialized = time.perf_counter()
 print(json.dumps({{"seconds": imported - started, "cpu_seconds": imported_cpu - started_cpu,
                   "init_seconds": initialized - started,
-                  "heavy": [name for name in {heavy!r} if name in sys.modules]}}))
+                  "heavy": heavy}}))
 """
 
 

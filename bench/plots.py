@@ -80,7 +80,7 @@ def cold_start(figure: plt.Figure, result: dict[str, Any]) -> None:
     axes.scatter(goals, names, marker="|", s=400, color="black", label="goal (green: met, red: missed)", zorder=3)
     axes.axvline(1.0, color="grey", linestyle="--", label=f"import boto3 ({result['boto3_import_ms_p50']} ms)")
     axes.set(title="Handler import time / import boto3 (fresh interpreter, median)", xlabel="ratio")
-    axes.legend(loc="lower right")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
 
 
 def main() -> dict[str, Any]:
