@@ -242,6 +242,7 @@ class VideoJobs(Construct):
         self.buckets: dict[str, s3.Bucket] = self._buckets()
         self.queues, self.dead_letter_queues = self._queues()
         self.functions: dict[str, lambda_.Function] = self._functions()
+        self.aliases: dict[str, lambda_.Alias] = self._snap_start_aliases()
         self.stream_failures_queue: sqs.Queue | None = None
         self._triggers()
         self.domain: apigw.DomainName | None = None
@@ -402,6 +403,8 @@ class VideoJobs(Construct):
                 fn = lambda_.Function(
                     self,
                     f"{_pascal(name)}Function",
+                    snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if wiring.snap_start(name) else None,
+                    current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
                     runtime=ZIP_RUNTIME,
                     architecture=lambda_.Architecture.ARM_64,
                     handler=decl.handler,
@@ -413,6 +416,23 @@ class VideoJobs(Construct):
         for name, decl in wiring.FUNCTIONS.items():
             self.grant(functions[name], decl.uses)
         return functions
+
+    def _snap_start_aliases(self) -> dict[str, lambda_.Alias]:
+        # SnapStart snapshots a version when it is published and restores only versions, so API Gateway must
+        # invoke an alias of the current version ($LATEST would start cold). A superseded version is deleted
+        # on deploy: each kept version's snapshot is billed (caching) for as long as it exists.
+        aliases = {}
+        for name, fn in self.functions.items():
+            if wiring.snap_start(name):
+                version = fn.current_version
+                aliases[name] = lambda_.Alias(
+                    self, f"{_pascal(name)}Live", alias_name=wiring.LIVE_ALIAS, version=version
+                )
+        return aliases
+
+    def invocable(self, name: str) -> lambda_.IFunction:
+        """What a caller (API Gateway, its authorizer) invokes: the SnapStart alias, or else the function."""
+        return self.aliases.get(name) or self.functions[name]
 
     def _role(self, name: str, log_group: logs.LogGroup) -> iam.Role:
         # One role per function, with no managed policy: AWSLambdaBasicExecutionRole would let it write to any
@@ -594,14 +614,19 @@ class VideoJobs(Construct):
             authorizer = apigw.RequestAuthorizer(
                 self,
                 "Authorizer",
-                handler=self.functions[wiring.AUTHORIZER],
+                handler=self.invocable(wiring.AUTHORIZER),
                 identity_sources=[apigw.IdentitySource.header("Authorization")],
                 results_cache_ttl=Duration.seconds(self.props.authorizer_cache_ttl_seconds),
             )
         integrations: dict[str, apigw.LambdaIntegration] = {}
         for route in wiring.ROUTES:
             if route.function not in integrations:
-                integrations[route.function] = apigw.LambdaIntegration(self.functions[route.function])
+                # No permission for the console's test-invoke stage: half the per-method permissions, so that
+                # the construct twice in a stack (the SnapStart versions and aliases added 16) stays under
+                # CloudFormation's 500 resources.
+                integrations[route.function] = apigw.LambdaIntegration(
+                    self.invocable(route.function), allow_test_invoke=False
+                )
             api.root.resource_for_path(route.path).add_method(
                 route.method,
                 integrations[route.function],

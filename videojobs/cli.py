@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from videojobs.job_store import ApiKeyStore
+    from videojobs.api_keys import ApiKeyStore
     from videojobs.sdk import Client, Job
     from videojobs.tenant_limits import TenantLimitStore
 
@@ -72,8 +72,8 @@ def _use_local_stack(state_file: Path) -> None:
 
 
 def _api_keys() -> ApiKeyStore:
+    from videojobs.api_keys import ApiKeyStore
     from videojobs.aws import client
-    from videojobs.job_store import ApiKeyStore
     from videojobs.settings import AdminSettings
 
     return ApiKeyStore(client("dynamodb"), AdminSettings.from_env().api_keys_table)

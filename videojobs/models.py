@@ -5,11 +5,14 @@ from __future__ import annotations
 import decimal
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, model_validator
+
+from videojobs.clock import isoformat as isoformat
+from videojobs.clock import utcnow as utcnow
 
 MIN_HEIGHT, MAX_HEIGHT = 144, 4320
 MAX_OUTPUTS = 10
@@ -19,15 +22,6 @@ MAX_THUMBNAIL_WIDTH = 7680
 MAX_SECONDS = 24 * 3600
 MAX_METADATA_BYTES = 2048
 MAX_UPLOAD_PARTS = 10_000  # S3's limit for one multipart upload
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def isoformat(moment: datetime) -> str:
-    """ISO-8601 UTC with a ``Z``, to the millisecond: what clients in every language parse."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JobStatus(StrEnum):

@@ -439,6 +439,17 @@ STREAM_TRIGGERS: tuple[StreamTrigger, ...] = (StreamTrigger(table="jobs", functi
 AUTHORIZER = "authorizer"
 
 
+LIVE_ALIAS = "live"
+"""The alias API Gateway invokes a SnapStart function through (SnapStart serves published versions only)."""
+
+
+def snap_start(function: str) -> bool:
+    """Whether ``function`` runs with Lambda SnapStart: the zip functions a client waits on (routes, the
+    authorizer, the WebSocket API). Queue and stream consumers start cold; an image function cannot have it."""
+    api_facing = {route.function for route in ROUTES} | {AUTHORIZER, WEBSOCKET_API.function}
+    return function in api_facing and not FUNCTIONS[function].image
+
+
 @dataclass(frozen=True)
 class TableRef:
     name: str

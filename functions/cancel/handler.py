@@ -10,18 +10,19 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videojobs import api, job_view
+from videojobs import api, job_view, snapstart
 from videojobs.aws import client
 from videojobs.job_store import JobStore
 from videojobs.models import ErrorCode, JobResource
 from videojobs.object_store import ObjectStore
-from videojobs.observability import logger, tracer
+from videojobs.observability import logger, traced
 from videojobs.service.cancel import CancelDeps, cancel_job
 from videojobs.settings import CancelSettings
 
 app = api.new_resolver()
 
 
+@snapstart.before_snapshot  # clients and settings are in the snapshot, not in a cold start
 @cache
 def get_deps() -> CancelDeps:
     settings = CancelSettings.from_env()
@@ -50,6 +51,6 @@ def cancel(job_id: Annotated[str, Path(max_length=64)]):
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@tracer.capture_lambda_handler
+@traced
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return api.resolve(app, event, context)

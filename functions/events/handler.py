@@ -19,6 +19,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from videojobs import snapstart
 from videojobs.aws import client
 from videojobs.errors import ApiError, not_found
 from videojobs.job_events import sse_body
@@ -104,6 +105,7 @@ def get_settings() -> EventsSettings:
     return EventsSettings.from_env()
 
 
+@snapstart.before_snapshot  # clients and settings are in the snapshot, not in a cold start
 @cache
 def get_deps() -> event_stream.EventsDeps:
     settings = get_settings()

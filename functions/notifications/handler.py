@@ -13,11 +13,11 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videojobs import api
+from videojobs import api, snapstart
 from videojobs.aws import client
 from videojobs.job_store import JobStore
 from videojobs.notification_store import DeliveryLedger, SecretStore, TicketStore
-from videojobs.observability import logger, tracer
+from videojobs.observability import logger, traced
 from videojobs.queues import DeliveryQueue
 from videojobs.service import notifications_api
 from videojobs.settings import NotificationsApiSettings
@@ -28,6 +28,7 @@ app = api.new_resolver()
 JobId = Annotated[str, Path(max_length=64)]
 
 
+@snapstart.before_snapshot  # clients and settings are in the snapshot, not in a cold start
 @cache
 def get_deps() -> notifications_api.NotificationsApiDeps:
     settings = NotificationsApiSettings.from_env()
@@ -122,6 +123,6 @@ def websocket_ticket(job_id: JobId):
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@tracer.capture_lambda_handler
+@traced
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return api.resolve(app, event, context)

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videojobs import api, job_view
+from videojobs import api, job_view, snapstart
 from videojobs.aws import client
 from videojobs.job_store import JobStore
 from videojobs.metric_names import JOBS_SUBMITTED
@@ -27,7 +27,7 @@ from videojobs.models import (
     UploadResponse,
 )
 from videojobs.object_store import ObjectStore
-from videojobs.observability import logger, metrics, tracer
+from videojobs.observability import logger, metrics, traced
 from videojobs.queues import JobQueue
 from videojobs.service import jobs
 from videojobs.settings import SubmitSettings
@@ -39,6 +39,7 @@ UploadId = Annotated[str, Path(pattern=r"^upl_[0-9a-f]{32}$")]
 COMPLETE_UPLOAD_MAX_BODY_BYTES = 512 * 1024
 
 
+@snapstart.before_snapshot  # clients and settings are in the snapshot, not in a cold start
 @cache
 def get_deps() -> jobs.SubmitDeps:
     settings = SubmitSettings.from_env()
@@ -137,7 +138,7 @@ def create_job(
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@tracer.capture_lambda_handler
+@traced
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     completing = event.get("resource") == "/uploads/{id}/complete"

@@ -14,6 +14,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from videojobs import snapstart
 from videojobs.aws import client
 from videojobs.models import SubscribeRequest
 from videojobs.notification_store import ConnectionStore, EventLog, TicketStore
@@ -22,6 +23,7 @@ from videojobs.service import websocket
 from videojobs.settings import WebSocketSettings
 
 
+@snapstart.before_snapshot  # clients and settings are in the snapshot, not in a cold start
 @cache
 def get_deps() -> websocket.WebSocketDeps:
     settings = WebSocketSettings.from_env()

@@ -41,8 +41,8 @@ from infra.local.web import REDACT_SECRETS, LoopbackHostOnly, StaticSite
 from infra.local.websocket import PATH as WEBSOCKET_PATH
 from infra.local.websocket import ConnectionLimits
 from videojobs import aws, settings, wiring
+from videojobs.api_keys import ApiKeyStore
 from videojobs.ids import hash_api_key, key_prefix, new_api_key
-from videojobs.job_store import ApiKeyStore
 from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
 
 log = logging.getLogger(__name__)

@@ -391,7 +391,7 @@ def test_every_route_is_a_method_with_the_declared_authorization(synth: Synth, s
     authorizer = synth.logical_id(service.node.find_child("Authorizer"))
     for route in wiring.ROUTES:
         props = methods[(route.method, route.path)]
-        fn = synth.logical_id(service.functions[route.function])
+        fn = synth.logical_id(service.invocable(route.function))  # the SnapStart alias (tests/infra/test_snapstart.py)
         assert props["Integration"]["Type"] == "AWS_PROXY"
         assert f'"{fn}"' in json.dumps(props["Integration"]["Uri"])
         if route.authorized:
@@ -410,7 +410,7 @@ def test_authorizer_reads_the_authorization_header_and_caches_for_the_declared_t
     assert authorizer["Type"] == "REQUEST"
     assert authorizer["IdentitySource"] == "method.request.header.Authorization"
     assert authorizer["AuthorizerResultTtlInSeconds"] == wiring.AUTHORIZER_CACHE_SECONDS == 60
-    assert f'"{synth.logical_id(service.functions[wiring.AUTHORIZER])}"' in json.dumps(authorizer["AuthorizerUri"])
+    assert f'"{synth.logical_id(service.invocable(wiring.AUTHORIZER))}"' in json.dumps(authorizer["AuthorizerUri"])
 
 
 def test_api_stage_v1_logs_access_traces_and_throttles(synth: Synth) -> None:

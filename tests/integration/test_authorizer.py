@@ -5,9 +5,9 @@ from __future__ import annotations
 from infra.local.functions import Functions
 from infra.local.gateway import policy_allows
 from infra.local.resources import Resources
+from videojobs.api_keys import ApiKeyStore
 from videojobs.aws import client
 from videojobs.ids import hash_api_key, new_api_key
-from videojobs.job_store import ApiKeyStore
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc/v1/GET/jobs"
 

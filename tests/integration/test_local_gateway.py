@@ -297,8 +297,8 @@ def test_state_file_tells_other_processes_how_to_reach_the_stack(stack: LocalSta
 
 
 def test_dev_api_key_belongs_to_the_dev_tenant(stack: LocalStack) -> None:
+    from videojobs.api_keys import ApiKeyStore
     from videojobs.ids import hash_api_key
-    from videojobs.job_store import ApiKeyStore
 
     keys = ApiKeyStore(stack.client("dynamodb"), stack.env["API_KEYS_TABLE"])
 

@@ -298,9 +298,9 @@ def test_a_webhook_sent_by_a_traced_lambda_carries_no_trace_header(server: tuple
     }
     script = (
         "from aws_xray_sdk.core import patcher\n"
-        "from videojobs.observability import tracer\n"
+        "from videojobs.observability import get_tracer\n"
         "from tests.integration.test_notify_delivery import post\n"
-        "assert not tracer.disabled\n"
+        "assert not get_tracer().disabled\n"
         # Any other patched HTTP client (httpx, requests, http.client) would send the header to receivers.
         "assert patcher._PATCHED_MODULES == {'botocore'}, patcher._PATCHED_MODULES\n"
         f"print(post({port}, '/traced').status_code)"
