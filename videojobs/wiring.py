@@ -208,7 +208,12 @@ TABLES: dict[str, Table] = {
     "jobs": Table(
         partition_key="id",
         env_var=env.JOBS_TABLE,
-        indexes=(Index("by_tenant", partition_key="tenant_id", sort_key="created_key"),),
+        indexes=(
+            Index("by_tenant", partition_key="tenant_id", sort_key="created_key"),
+            # Sparse: only queued jobs have its keys. A worker asks it whether a more urgent job of the tenant
+            # is waiting (videojobs/dispatch.py).
+            Index("queued_by_tenant", partition_key="queued_tenant", sort_key="queued_rank"),
+        ),
         stream=True,
     ),
     "api_keys": Table(partition_key="key_hash", env_var=env.API_KEYS_TABLE),

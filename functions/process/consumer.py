@@ -32,7 +32,7 @@ from videojobs.metric_names import TASK_PROTECTION_FAILED
 from videojobs.models import JobMessage
 from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, metrics
-from videojobs.queues import ReceivedMessage, UnreadableMessage, read_message
+from videojobs.queues import JobQueue, ReceivedMessage, UnreadableMessage, read_message
 from videojobs.service.processing import (
     Attempt,
     WorkerDeps,
@@ -119,7 +119,13 @@ def handle(
         outcome = process_job(job_id, deps, Attempt(time.monotonic() + limit, message=inflight, shutdown=shutdown))
     if record_job_metrics(outcome.job):
         metrics.flush_metrics()
-    if outcome.retry_in_seconds is None:
+    if outcome.requeue_in_seconds is not None and outcome.job is not None:
+        # A fresh copy before this one goes: see videojobs/dispatch.py.
+        JobQueue(sqs, deps.settings.long_jobs_queue_url).send(
+            JobMessage(job_id=job_id), tenant_id=outcome.job.tenant_id, delay_seconds=outcome.requeue_in_seconds
+        )
+        inflight.delete()
+    elif outcome.retry_in_seconds is None:
         inflight.delete()
     else:
         inflight.hide_for(outcome.retry_in_seconds)

@@ -75,6 +75,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
         inflight = ReceivedMessage.from_lambda(client("sqs"), queue_url(record.event_source_arn), record.receipt_handle)
         outcome = process_job(message.job_id, get_deps(), Attempt(deadline=deadline, message=inflight))
         record_job_metrics(outcome.job)
+        if outcome.requeue_in_seconds is not None and outcome.job is not None:
+            # A fresh copy, then this record succeeds (the event source deletes it): see videojobs/dispatch.py.
+            queue = JobQueue(client("sqs"), queue_url(record.event_source_arn))
+            queue.send(message, tenant_id=outcome.job.tenant_id, delay_seconds=outcome.requeue_in_seconds)
+            return
         if outcome.retry_in_seconds is not None:
             inflight.hide_for(outcome.retry_in_seconds)
             raise Redeliver(f"job {message.job_id} again in {outcome.retry_in_seconds:.0f} s")

@@ -147,10 +147,9 @@ def tenant_load(queue: Queue, now: float | None = None) -> dict[str, TenantLoad]
 
 def make_sqs_fair() -> None:
     """Patch moto's standard queues to deliver fairly while ``configure(fair=True)`` (the default). Idempotent."""
-    if getattr(Queue.messages.fget, "_fair", False):
+    arrival_order = vars(Queue)["messages"].fget
+    if getattr(arrival_order, "_fair", False):
         return
-    arrival_order = Queue.messages.fget
-    assert arrival_order is not None
     original_mark_received = Message.mark_received
     original_delete = Queue.delete_message
 
@@ -165,14 +164,19 @@ def make_sqs_fair() -> None:
         self.__dict__["_fair_received_at"] = _now()
 
     def delete_message(self: Queue, receipt_handle: str) -> None:
-        done = [m for m in self._messages if m.had_receipt_handle(receipt_handle) and m.group_id is not None]
-        original_delete(self, receipt_handle)
         now = _now()
+        done = [
+            (message.group_id, received)
+            for message in self._messages
+            if message.had_receipt_handle(receipt_handle)
+            and message.group_id is not None
+            and (received := _received_at(message)) is not None
+            and _in_flight(message, now * 1000)
+        ]
+        original_delete(self, receipt_handle)
         with _lock:
-            for message in done:
-                received = _received_at(message)
-                if received is not None and _in_flight(message, now * 1000):
-                    _finished(self).append((message.group_id, received, now))
+            for tenant, received in done:
+                _finished(self).append((tenant, received, now))
 
     messages._fair = True  # type: ignore[attr-defined]
     Queue.messages = property(messages)  # type: ignore[method-assign,assignment]
