@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 from videojobs.job_store import ActiveSlot, JobStore, TenantAtLimit
 from videojobs.models import Job, JobStatus, utcnow
 from videojobs.observability import logger
+from videojobs.settings import WorkerSettings
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
@@ -94,6 +96,18 @@ class Dispatch:
     at_limit_retry_seconds: float = 10.0
     priority_retry_seconds: float = 2.0
     priority_aging_seconds: float = 300.0
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings, client: DynamoDBClient, jobs: JobStore) -> Dispatch:
+        """As a worker builds it: the tenants table, the limits in force, the retry and aging settings."""
+        limits = TenantLimitStore(client, settings.tenants_table, TenantLimits.defaults(settings))
+        return cls(
+            jobs=jobs,
+            active=ActiveJobs(client, settings.tenants_table),
+            max_active_jobs=lambda tenant_id: limits.limits_for(tenant_id).max_active_jobs,
+            at_limit_retry_seconds=settings.at_limit_retry_seconds,
+            priority_aging_seconds=settings.priority_aging_seconds,
+        )
 
     def at_limit_delay(self) -> float:
         """Spread out, so that a tenant's deferred backlog does not come back all at once."""

@@ -284,7 +284,7 @@ SERVICES: dict[str, Service] = {
             "uploads": "read",
             "outputs": "write",
             "long_jobs_queue": "read_write",
-            "tenants": "read",
+            "tenants": "read_write",  # read_write: a claim takes one of the tenant's active-job slots
         },
         settings=env.WorkerSettings,
     ),
@@ -325,7 +325,7 @@ FUNCTIONS: dict[str, Function] = {
             "uploads": "read",
             "outputs": "write",
             "long_jobs_queue": "write",
-            "tenants": "read",
+            "tenants": "read_write",  # read_write: a claim takes one of the tenant's active-job slots
         },
         settings=env.WorkerSettings,
     ),

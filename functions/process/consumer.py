@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from videojobs.aws import client
+from videojobs.dispatch import Dispatch
 from videojobs.job_store import JobStore
 from videojobs.metric_names import TASK_PROTECTION_FAILED
 from videojobs.models import JobMessage
@@ -55,12 +56,14 @@ MAX_PROTECTION_MINUTES = 2880
 def get_deps() -> WorkerDeps:
     settings = WorkerSettings.from_env()
     sweep_stale_scratch(settings.scratch_dir)  # what a killed earlier run left behind
+    jobs = JobStore(client("dynamodb"), settings.jobs_table)
     return WorkerDeps(
         settings=settings,
-        jobs=JobStore(client("dynamodb"), settings.jobs_table),
+        jobs=jobs,
         objects=ObjectStore(client("s3")),
         # The host and process: which task holds a job is visible in the job's lease.
         worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        dispatch=Dispatch.from_settings(settings, client("dynamodb"), jobs),
     )
 
 

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videojobs.aws import client
+from videojobs.dispatch import Dispatch
 from videojobs.job_store import JobStore
 from videojobs.models import JobMessage
 from videojobs.object_store import ObjectStore
@@ -51,12 +52,14 @@ class Redeliver(Exception):
 def get_deps() -> WorkerDeps:
     settings = WorkerSettings.from_env()
     sweep_stale_scratch(settings.scratch_dir)  # what a killed earlier run left behind
+    jobs = JobStore(client("dynamodb"), settings.jobs_table)
     return WorkerDeps(
         settings=settings,
-        jobs=JobStore(client("dynamodb"), settings.jobs_table),
+        jobs=jobs,
         objects=ObjectStore(client("s3")),
         worker_id=f"lambda-{uuid.uuid4().hex[:12]}",
         long_jobs=JobQueue(client("sqs"), settings.long_jobs_queue_url),
+        dispatch=Dispatch.from_settings(settings, client("dynamodb"), jobs),
     )
 
 
