@@ -423,6 +423,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/jobs", "status"),
     Route("GET", "/jobs/{id}", "status"),
     Route("POST", "/jobs/{id}/cancel", "cancel"),
+    Route("PATCH", "/jobs/{id}", "cancel"),
     Route("GET", "/playback/{token}/{name}", "playback", authorized=False),
     Route("GET", "/jobs/{id}/events", "events", long_poll=True),
     Route("POST", "/jobs/{id}/ws-ticket", "notifications"),

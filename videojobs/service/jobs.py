@@ -335,11 +335,21 @@ def get_job(job_id: str, tenant_id: str, deps: StatusDeps, base_url: str | None 
     return to_resource(job, download_links(deps), base_url)
 
 
-def list_jobs(tenant_id: str, limit: int, cursor: str | None, status: JobStatus | None, deps: StatusDeps) -> JobList:
+def list_jobs(
+    tenant_id: str,
+    limit: int,
+    cursor: str | None,
+    status: JobStatus | None,
+    deps: StatusDeps,
+    *,
+    priority: Priority | None = None,
+) -> JobList:
     """A page of the tenant's jobs, without output URLs. A filtered page may be short, even empty, and still
     have a ``next_cursor``: the filter reads a bounded number of jobs per request."""
     try:
-        jobs, next_cursor = deps.jobs.list_for_tenant(tenant_id, limit=limit, cursor=cursor, status=status)
+        jobs, next_cursor = deps.jobs.list_for_tenant(
+            tenant_id, limit=limit, cursor=cursor, status=status, priority=priority
+        )
     except InvalidCursor as error:
         raise ApiError(ErrorCode.VALIDATION_ERROR, str(error)) from error
     # No output URLs in a list: each is a presigned GET carrying the caller's session token (~1.2 KB in AWS), and
