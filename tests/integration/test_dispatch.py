@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from functions.process import handler as process_handler
 from infra.local.resources import Resources
+from tests.integration.workers import TENANT, context, delivered, sqs_event, worker_deps
 from videojobs.aws import client
 from videojobs.dispatch import ActiveJobs, Deferred, Dispatch, claim_in_turn
 from videojobs.ids import new_job_id, new_upload_id
@@ -146,3 +150,29 @@ def test_the_active_set_is_per_tenant_and_release_is_idempotent(aws: Resources) 
     active = ActiveJobs(client("dynamodb"), aws.tables["tenants"])
     active.release("acme", "job_never_held")
     assert active.job_ids("acme") == set()
+
+
+def test_a_deferred_delivery_is_a_fresh_message_so_waiting_never_nears_the_dead_letter_queue(
+    aws: Resources, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deps = worker_deps(aws, tmp_path, AT_LIMIT_RETRY_SECONDS="1")
+    monkeypatch.setattr(process_handler, "get_deps", lambda: deps)
+    set_max_active(aws, TENANT, 1)
+    assert deps.dispatch is not None
+    busy, waiting = queued(deps.jobs, tenant=TENANT), queued(deps.jobs, tenant=TENANT)
+    assert claim_in_turn(busy.id, "other-worker", LEASE, deps.dispatch) is not None
+    record = delivered(aws, waiting.id)
+    sqs, queue = client("sqs"), aws.queues["jobs"]
+
+    result = process_handler.lambda_handler(sqs_event(record), context())
+
+    assert result == {"batchItemFailures": []}  # this delivery is done: the event source deletes it
+    sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=record["receiptHandle"])
+    [again] = sqs.receive_message(
+        QueueUrl=queue.url, WaitTimeSeconds=5, MessageSystemAttributeNames=["All"], VisibilityTimeout=30
+    )["Messages"]
+    assert json.loads(again["Body"]) == {"job_id": waiting.id}
+    assert again["Attributes"]["ApproximateReceiveCount"] == "1"  # a fresh message: its count starts again
+    assert again["Attributes"]["MessageGroupId"] == TENANT
+    current = deps.jobs.get(waiting.id, consistent=True)
+    assert current is not None and (current.status, current.attempts) == (JobStatus.QUEUED, 0)
