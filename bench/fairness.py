@@ -68,16 +68,19 @@ def dwell_seconds(job: dict[str, Any]) -> float:
 
 
 def run(clip: Path, *, backlog: int, newcomer: int, fair: bool) -> dict[str, Any]:
-    with LocalStack(port=0, visibility_timeout_seconds=60, fair_queues=fair) as stack:
-        with tenant_client(stack, "tenant-a") as noisy, tenant_client(stack, "tenant-b") as quiet:
-            started = time.perf_counter()
-            if backlog:
-                submitted = submit_many(noisy, upload(noisy, clip), backlog, SUBMIT_CONCURRENCY)
-                assert submitted["errors"] == 0, submitted
-            upload_id = upload(quiet, clip)
-            ids = [job_id for job_id in submit_many(quiet, upload_id, newcomer, 1)["ids"]]
-            jobs = wait_started(quiet, ids)
-            seconds = time.perf_counter() - started
+    with (
+        LocalStack(port=0, visibility_timeout_seconds=60, fair_queues=fair) as stack,
+        tenant_client(stack, "tenant-a") as noisy,
+        tenant_client(stack, "tenant-b") as quiet,
+    ):
+        started = time.perf_counter()
+        if backlog:
+            submitted = submit_many(noisy, upload(noisy, clip), backlog, SUBMIT_CONCURRENCY)
+            assert submitted["errors"] == 0, submitted
+        upload_id = upload(quiet, clip)
+        ids = [job_id for job_id in submit_many(quiet, upload_id, newcomer, 1)["ids"]]
+        jobs = wait_started(quiet, ids)
+        seconds = time.perf_counter() - started
     dwell = [dwell_seconds(job) for job in jobs]
     return {
         "backlog": backlog,

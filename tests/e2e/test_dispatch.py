@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,7 +61,7 @@ def test_a_tenant_at_max_active_jobs_never_has_more_jobs_processing(one_at_a_tim
     assert all(job["status"] == "completed" for job in one_at_a_time.jobs.values()), one_at_a_time.jobs
     spans = sorted(one_at_a_time.span(label) for label in one_at_a_time.submitted)
     # Two workers were free, yet each job started only once the one before it had ended.
-    for (_, ended), (started, _) in zip(spans, spans[1:], strict=False):
+    for (_, ended), (started, _) in itertools.pairwise(spans):
         assert started >= ended, spans
 
 
