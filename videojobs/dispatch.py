@@ -39,6 +39,8 @@ from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
 
+AT_LIMIT_MAX_RETRY_SECONDS = 120.0
+"""The longest wait between two tries of a job deferred at its tenant's limit (times up to 1.5, the jitter)."""
 ACTIVE_RECORD = "active"
 """The sort key (``record``) of a tenant's processing job ids in the tenants table."""
 
@@ -94,6 +96,8 @@ class Dispatch:
     max_active_jobs: Callable[[str], int]
     """The tenant's limit in force (read at each claim: a change holds from the next one)."""
     at_limit_retry_seconds: float = 10.0
+    """The first wait of a job deferred at its tenant's limit; it doubles with each deferral, up to
+    ``AT_LIMIT_MAX_RETRY_SECONDS``, so a long backlog does not keep the workers busy asking."""
     priority_retry_seconds: float = 2.0
     priority_aging_seconds: float = 300.0
 
@@ -109,20 +113,24 @@ class Dispatch:
             priority_aging_seconds=settings.priority_aging_seconds,
         )
 
-    def at_limit_delay(self) -> float:
-        """Spread out, so that a tenant's deferred backlog does not come back all at once."""
-        return self.at_limit_retry_seconds * random.uniform(0.5, 1.5)
+    def at_limit_delay(self, deferrals: int) -> float:
+        """Doubling with each deferral up to a cap, and spread out (jitter), so that a tenant's deferred backlog
+        neither keeps the workers busy nor comes back all at once."""
+        wait = min(self.at_limit_retry_seconds * 2.0 ** min(deferrals, 16), AT_LIMIT_MAX_RETRY_SECONDS)
+        return wait * random.uniform(0.5, 1.5)
 
 
 class Deferred(Exception):
     """Not the job's turn: queue it again ``seconds`` later."""
 
-    def __init__(self, job: Job, seconds: float, reason: str):
+    def __init__(self, job: Job, seconds: float, reason: str, *, at_limit: bool = False):
         super().__init__(reason)
-        self.job, self.seconds, self.reason = job, seconds, reason
+        self.job, self.seconds, self.reason, self.at_limit = job, seconds, reason, at_limit
 
 
-def claim_in_turn(job_id: str, worker_id: str, lease: timedelta, dispatch: Dispatch) -> Job | None:
+def claim_in_turn(
+    job_id: str, worker_id: str, lease: timedelta, dispatch: Dispatch, *, deferrals: int = 0
+) -> Job | None:
     """Claim the job if it is its turn (see the module's docstring); None when it cannot be claimed at all
     (finished, or held by a live worker); ``Deferred`` when it must wait."""
     jobs = dispatch.jobs
@@ -143,5 +151,7 @@ def claim_in_turn(job_id: str, worker_id: str, lease: timedelta, dispatch: Dispa
         except TenantAtLimit:
             # Full: unless some of its jobs ended without releasing their slots, wait for one to end.
             if swept or not dispatch.active.sweep(current.tenant_id, jobs):
-                raise Deferred(current, dispatch.at_limit_delay(), f"the tenant has {limit} jobs processing") from None
+                delay = dispatch.at_limit_delay(deferrals)
+                reason = f"the tenant has {limit} jobs processing"
+                raise Deferred(current, delay, reason, at_limit=True) from None
     raise AssertionError("unreachable")

@@ -466,6 +466,9 @@ class JobMessage(BaseModel):
     """The SQS message that asks a worker to run a job. The job itself is read from DynamoDB."""
 
     job_id: str
+    deferrals: int = 0
+    """How often the job was deferred for its tenant's ``max_active_jobs`` (``videojobs.dispatch``): each time it
+    waits longer before it asks again. Left out of the body while 0."""
 
 
 class SubscribeRequest(BaseModel):

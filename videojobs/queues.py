@@ -117,7 +117,7 @@ class JobQueue:
         """Queue the job, visible after ``delay_seconds`` (at most SQS's 900)."""
         self._client.send_message(
             QueueUrl=self._queue_url,
-            MessageBody=message.model_dump_json(),
+            MessageBody=message.model_dump_json(exclude_defaults=True),
             MessageGroupId=tenant_id,
             DelaySeconds=max(0, min(math.ceil(delay_seconds), MAX_DELAY_SECONDS)),
         )

@@ -113,19 +113,24 @@ def handle(
     delete the message or make it visible again when asked."""
     inflight = ReceivedMessage(sqs, deps.settings.long_jobs_queue_url, message["ReceiptHandle"], received_at)
     try:
-        job_id = read_message(JobMessage, message["Body"], message["MessageId"]).job_id
+        received = read_message(JobMessage, message["Body"], message["MessageId"])
     except UnreadableMessage:  # logged and counted; left undeleted, it ends in the dead-letter queue
         metrics.flush_metrics()
         return
     limit = deps.settings.job_time_limit_seconds
     with scale_in_protection(limit / 60):
-        outcome = process_job(job_id, deps, Attempt(time.monotonic() + limit, message=inflight, shutdown=shutdown))
+        outcome = process_job(
+            received.job_id,
+            deps,
+            Attempt(time.monotonic() + limit, message=inflight, shutdown=shutdown, deferrals=received.deferrals),
+        )
     if record_job_metrics(outcome.job):
         metrics.flush_metrics()
     if outcome.requeue_in_seconds is not None and outcome.job is not None:
         # A fresh copy before this one goes: see videojobs/dispatch.py.
+        again = received.model_copy(update={"deferrals": received.deferrals + outcome.at_limit})
         JobQueue(sqs, deps.settings.long_jobs_queue_url).send(
-            JobMessage(job_id=job_id), tenant_id=outcome.job.tenant_id, delay_seconds=outcome.requeue_in_seconds
+            again, tenant_id=outcome.job.tenant_id, delay_seconds=outcome.requeue_in_seconds
         )
         inflight.delete()
     elif outcome.retry_in_seconds is None:

@@ -76,12 +76,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     def run(record: SQSRecord) -> None:
         message = read_message(JobMessage, record.body, record.message_id)  # unreadable: to the DLQ
         inflight = ReceivedMessage.from_lambda(client("sqs"), queue_url(record.event_source_arn), record.receipt_handle)
-        outcome = process_job(message.job_id, get_deps(), Attempt(deadline=deadline, message=inflight))
+        outcome = process_job(
+            message.job_id, get_deps(), Attempt(deadline=deadline, message=inflight, deferrals=message.deferrals)
+        )
         record_job_metrics(outcome.job)
         if outcome.requeue_in_seconds is not None and outcome.job is not None:
             # A fresh copy, then this record succeeds (the event source deletes it): see videojobs/dispatch.py.
             queue = JobQueue(client("sqs"), queue_url(record.event_source_arn))
-            queue.send(message, tenant_id=outcome.job.tenant_id, delay_seconds=outcome.requeue_in_seconds)
+            again = message.model_copy(update={"deferrals": message.deferrals + outcome.at_limit})
+            queue.send(again, tenant_id=outcome.job.tenant_id, delay_seconds=outcome.requeue_in_seconds)
             return
         if outcome.retry_in_seconds is not None:
             inflight.hide_for(outcome.retry_in_seconds)

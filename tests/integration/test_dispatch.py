@@ -171,7 +171,7 @@ def test_a_deferred_delivery_is_a_fresh_message_so_waiting_never_nears_the_dead_
     [again] = sqs.receive_message(
         QueueUrl=queue.url, WaitTimeSeconds=5, MessageSystemAttributeNames=["All"], VisibilityTimeout=30
     )["Messages"]
-    assert json.loads(again["Body"]) == {"job_id": waiting.id}
+    assert json.loads(again["Body"]) == {"job_id": waiting.id, "deferrals": 1}  # the next wait is longer
     assert again["Attributes"]["ApproximateReceiveCount"] == "1"  # a fresh message: its count starts again
     assert again["Attributes"]["MessageGroupId"] == TENANT
     current = deps.jobs.get(waiting.id, consistent=True)

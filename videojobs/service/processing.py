@@ -101,6 +101,8 @@ class Attempt:
     message: MessageLease | None = None
     shutdown: threading.Event | None = None
     """Set when the runner must stop (a container's SIGTERM): the job is given back at once."""
+    deferrals: int = 0
+    """How often the message's job was deferred at its tenant's limit before (``JobMessage.deferrals``)."""
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()
@@ -114,6 +116,8 @@ class Outcome:
     requeue_in_seconds: float | None = None
     """Not the job's turn (``videojobs.dispatch``): queue a fresh copy of the message this much later, then end
     this delivery, so that waiting counts neither an attempt nor a receive toward the dead-letter queue."""
+    at_limit: bool = False
+    """The deferral was for the tenant's ``max_active_jobs``: the copy counts one more deferral."""
 
 
 class Stop(StrEnum):
@@ -175,10 +179,10 @@ def _process_job(job_id: str, deps: WorkerDeps, attempt: Attempt) -> Outcome:
         # heartbeat, its message comes back after two leases instead.
         attempt.message.hide_for(2 * deps.settings.lease_seconds)
     try:
-        job = _claim(job_id, deps)
+        job = _claim(job_id, deps, attempt.deferrals)
     except Deferred as wait:
         logger.info("job deferred", extra={"job_id": job_id, "reason": wait.reason, "seconds": round(wait.seconds)})
-        return Outcome(wait.job, requeue_in_seconds=wait.seconds)
+        return Outcome(wait.job, requeue_in_seconds=wait.seconds, at_limit=wait.at_limit)
     if job is None:
         return _not_claimed(job_id, deps)
     logger.append_keys(job_id=job.id, attempt=job.attempts)
@@ -211,10 +215,10 @@ def _process_job(job_id: str, deps: WorkerDeps, attempt: Attempt) -> Outcome:
         logger.remove_keys(["job_id", "attempt"])
 
 
-def _claim(job_id: str, deps: WorkerDeps) -> Job | None:
+def _claim(job_id: str, deps: WorkerDeps, deferrals: int) -> Job | None:
     if deps.dispatch is None:
         return deps.jobs.claim(job_id, deps.worker_id, deps.lease)
-    return claim_in_turn(job_id, deps.worker_id, deps.lease, deps.dispatch)
+    return claim_in_turn(job_id, deps.worker_id, deps.lease, deps.dispatch, deferrals=deferrals)
 
 
 def _not_claimed(job_id: str, deps: WorkerDeps) -> Outcome:
