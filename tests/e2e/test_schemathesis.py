@@ -91,7 +91,7 @@ class RealIds:
     completed_parts: list[dict[str, Any]]
     open_multiparts: list[str]  # in progress, none of their parts sent: DELETE answers 204 once each
     fresh_job: Callable[[], str]  # a just-submitted job, still cancellable
-    queued_job: Callable[[], str]  # a job kept queued (its tenant's one active slot is taken): PATCH answers 200
+    queued_job: Callable[[], str]  # a job kept queued (the tenant's one active slot is taken): PATCH answers 200
 
 
 @pytest.fixture(scope="module")
@@ -128,16 +128,15 @@ def real_ids(fuzz_tenant: tuple[RunningStack, str], clip: Path, webhook_receiver
             assert response.status_code == 202, response.text
             return response.json()["id"]
 
-    patch_key = stack.create_key("schemathesis-patch")
-    limited = admin(stack, "set-limits", "--tenant", "schemathesis-patch", "--max-active-jobs", "1")
-    assert limited.returncode == 0, limited.stderr
-
     def queued_job() -> str:
-        with stack.client(patch_key) as client:
-            own_upload = upload(client, clip)
-            holder = submit(client, own_upload).json()["id"]
+        # The fuzzing tenant gets one active slot from here on, and a job of its own takes it: the next one
+        # stays queued (a PATCH needs a queued job of the caller's). Later fuzzed jobs run one at a time.
+        limited = admin(stack, "set-limits", "--tenant", "schemathesis", "--max-active-jobs", "1")
+        assert limited.returncode == 0, limited.stderr
+        with stack.client(key) as client:
+            holder = submit(client, media).json()["id"]
             _eventually(lambda: client.get(f"/jobs/{holder}").json()["status"] != "queued")
-            response = submit(client, own_upload)
+            response = submit(client, junk_upload)
             assert response.status_code == 202, response.text
             return response.json()["id"]
 
