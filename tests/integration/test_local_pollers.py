@@ -114,7 +114,7 @@ def test_sqs_poller_deletes_successes_and_redelivers_failures_until_the_dead_let
 
 def backlog_then_newcomer(stack: LocalStack, backlog: int = 16) -> list[str]:
     """Tenant A queues ``backlog`` messages that keep a consumer busy; once the pollers are on them, tenant B
-    queues 2. Returns the bodies in the order the consumer got them."""
+    queues 2. Returns the bodies in the order the consumer first got them."""
     sqs, queue = stack.client("sqs"), stack.resources.queues["jobs"]
     for index in range(backlog):
         sqs.send_message(QueueUrl=queue.url, MessageBody=f"busy-A-{index}", MessageGroupId="A")
@@ -122,7 +122,8 @@ def backlog_then_newcomer(stack: LocalStack, backlog: int = 16) -> list[str]:
     for index in range(2):
         sqs.send_message(QueueUrl=queue.url, MessageBody=f"busy-B-{index}", MessageGroupId="B")
     eventually(lambda: drained(stack, queue.url))
-    return bodies("sqs")
+    # First deliveries only: on a busy machine a message can outlive this stack's 1 s visibility and come back.
+    return list(dict.fromkeys(bodies("sqs")))
 
 
 def test_fair_queue_delivers_a_quiet_tenant_before_a_noisy_tenants_backlog(stack: LocalStack) -> None:
