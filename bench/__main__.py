@@ -13,6 +13,7 @@ BENCHMARKS = [
     "bench.notify_latency",
     "bench.cold_start",
     "bench.load",
+    "bench.fairness",
     "bench.plots",  # last: draws the figures from the results the others wrote
 ]
 

@@ -31,6 +31,7 @@ ERRORS: dict[ErrorCode, ErrorKind] = {
     ErrorCode.METHOD_NOT_ALLOWED: ErrorKind(HTTPStatus.METHOD_NOT_ALLOWED, "the path exists, but not with this method"),
     ErrorCode.IDEMPOTENCY_CONFLICT: ErrorKind(HTTPStatus.CONFLICT, "`Idempotency-Key` reused with a different body"),
     ErrorCode.JOB_FINISHED: ErrorKind(HTTPStatus.CONFLICT, "the job is already completed, failed or cancelled"),
+    ErrorCode.JOB_STARTED: ErrorKind(HTTPStatus.CONFLICT, "the job is no longer queued"),
     ErrorCode.PAYLOAD_TOO_LARGE: ErrorKind(
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body over 64 KB (512 KB to complete an upload)"
     ),

@@ -29,6 +29,7 @@ from videojobs.models import (
     JobStage,
     JobStatus,
     MediaMetadata,
+    Priority,
     StoredOutput,
     isoformat,
     utcnow,
@@ -44,6 +45,9 @@ _deserializer = TypeDeserializer()
 _LEASE_FREE = "(attribute_not_exists(lease_owner) OR lease_expires_at < :now_iso)"
 # What only a job being worked on has.
 _WORKING = ("lease_owner", "lease_expires_at", "stage", "eta_seconds")
+QUEUED_INDEX = "queued_by_tenant"
+"""A sparse index: only queued jobs carry its keys, the tenant and ``<priority rank>#<created_key>``."""
+_QUEUED = ("queued_tenant", "queued_rank")
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 TRANSACTION_ATTEMPTS = 7
@@ -85,6 +89,35 @@ class IdempotencyConflict(Exception):
 
 class WriteContention(Exception):
     """Concurrent requests kept the write from going through; the client may retry."""
+
+
+class TenantAtLimit(Exception):
+    """A claim refused because the tenant already has ``max_active_jobs`` jobs processing."""
+
+
+@dataclass(frozen=True)
+class ActiveSlot:
+    """Taking one of the tenant's ``max_active_jobs`` slots, written in one transaction with a claim: the ids of
+    the tenant's processing jobs are a string set in one item (``videojobs.dispatch.ActiveJobs``)."""
+
+    table: str
+    key: dict[str, Any]
+    job_id: str
+    limit: int
+
+    def update(self) -> dict[str, Any]:
+        return {
+            "TableName": self.table,
+            "Key": self.key,
+            "UpdateExpression": "ADD job_ids :job",
+            # The job may hold its slot already: a reclaim after its worker died.
+            "ConditionExpression": "attribute_not_exists(job_ids) OR size(job_ids) < :limit OR contains(job_ids, :id)",
+            "ExpressionAttributeValues": {
+                ":job": {"SS": [self.job_id]},
+                ":id": {"S": self.job_id},
+                ":limit": {"N": str(self.limit)},
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -216,13 +249,19 @@ class JobStore:
         return job if job is not None and job.tenant_id == tenant_id else None
 
     def list_for_tenant(
-        self, tenant_id: str, *, limit: int, cursor: str | None = None, status: JobStatus | None = None
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        status: JobStatus | None = None,
+        priority: Priority | None = None,
     ) -> tuple[list[Job], str | None]:
         """The tenant's jobs, newest first, one page at a time (a query on the ``by_tenant`` index, which is
         eventually consistent: a job created a moment ago may be missing).
 
-        A status filter is applied after the read, so a filtered page reads at most ``max_filtered_reads``
-        jobs: it may come back short (even empty) with a cursor, and the caller pages on."""
+        A status or priority filter is applied after the read, so a filtered page reads at most
+        ``max_filtered_reads`` jobs: it may come back short (even empty) with a cursor, and the caller pages on."""
         start_key = _decode_cursor(cursor, tenant_id) if cursor else None
         jobs: list[Job] = []
         read = 0
@@ -236,10 +275,12 @@ class JobStore:
                 "ScanIndexForward": False,
                 "Limit": wanted,
             }
-            if status is not None:
-                request["FilterExpression"] = "#status = :status"
-                request["ExpressionAttributeNames"] = {"#status": "status"}
-                request["ExpressionAttributeValues"][":status"] = {"S": status.value}
+            filters = {name: value for name, value in (("status", status), ("priority", priority)) if value}
+            if filters:
+                request["FilterExpression"] = " AND ".join(f"#{name} = :{name}" for name in filters)
+                request["ExpressionAttributeNames"] = {f"#{name}": name for name in filters}
+                for name, value in filters.items():
+                    request["ExpressionAttributeValues"][f":{name}"] = {"S": value.value}
                 # Limit counts jobs read, not jobs matched: read more each time, within the budget.
                 request["Limit"] = min(max(wanted, read), self._max_filtered_reads - read)
             if start_key:
@@ -252,17 +293,20 @@ class JobStore:
                 found = found[:wanted]
                 start_key = self._key_of(found[-1])
             jobs.extend(found)
-            if not start_key or (status is not None and read >= self._max_filtered_reads):
+            if not start_key or (filters and read >= self._max_filtered_reads):
                 break
         return jobs, _encode_cursor(start_key) if start_key else None
 
     # --- transitions -----------------------------------------------------------------------------------
 
-    def claim(self, job_id: str, worker_id: str, lease: timedelta) -> Job | None:
+    def claim(self, job_id: str, worker_id: str, lease: timedelta, slot: ActiveSlot | None = None) -> Job | None:
         """Take the job for processing: a queued job, or one whose previous worker's lease ran out (or was
-        released). Returns None when it cannot be claimed (finished, or held by a live worker)."""
+        released). Returns None when it cannot be claimed (finished, or held by a live worker).
+
+        With ``slot``, the claim and the tenant's active-job slot are one transaction: ``TenantAtLimit`` when the
+        tenant has no slot free (nothing is written then)."""
         now = utcnow()
-        return self._update(
+        update = self._update_request(
             job_id,
             set_values={
                 "status": JobStatus.PROCESSING.value,
@@ -271,10 +315,58 @@ class JobStore:
             },
             extra_set="attempts = if_not_exists(attempts, :zero) + :one, "
             "started_at = if_not_exists(started_at, :now_iso)",
+            remove=_QUEUED,
             condition=f"#status = :queued OR (#status = :processing AND {_LEASE_FREE})",
             values={":queued": JobStatus.QUEUED.value, ":processing": JobStatus.PROCESSING.value, ":zero": 0},
             now=now,
         )
+        if slot is None:
+            return self._send_update(update)
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                items: list[Any] = [{"Update": update}, {"Update": slot.update()}]
+                self._client.transact_write_items(TransactItems=items)
+                return self.get(job_id, consistent=True)
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                reasons = error.response.get("CancellationReasons", [])
+                job_reason, slot_reason = (
+                    reasons[index].get("Code") if index < len(reasons) else None for index in range(2)
+                )
+                if job_reason == "ConditionalCheckFailed":
+                    return None
+                if slot_reason == "ConditionalCheckFailed":
+                    raise TenantAtLimit(slot.key) from error
+            # Another claim or release of this tenant is writing its slots right now: again, a moment later.
+            time.sleep(random.uniform(0, TRANSACTION_RETRY_BASE_SECONDS * 2**attempt))
+        raise WriteContention("the claim kept conflicting with the tenant's other claims")
+
+    def set_priority(self, job_id: str, tenant_id: str, priority: Priority) -> Job | None:
+        """Change a queued job's priority (None once it is no longer queued, or is not the tenant's)."""
+        job = self.get(job_id, consistent=True)
+        if job is None or job.tenant_id != tenant_id:
+            return None
+        return self._update(
+            job_id,
+            set_values={"priority": priority.value, "queued_rank": _queued_rank(priority, job)},
+            condition="#status = :queued AND tenant_id = :tenant",
+            values={":queued": JobStatus.QUEUED.value, ":tenant": tenant_id},
+        )
+
+    def has_more_urgent_queued(self, tenant_id: str, priority: Priority) -> bool:
+        """Whether the tenant has a queued job of a higher priority than ``priority`` (a query on the sparse
+        ``queued_by_tenant`` index, which is eventually consistent: a job claimed a moment ago may still show)."""
+        if priority.rank == 0:
+            return False
+        page = self._client.query(
+            TableName=self._table,
+            IndexName=QUEUED_INDEX,
+            KeyConditionExpression="queued_tenant = :tenant AND queued_rank < :rank",
+            ExpressionAttributeValues={":tenant": {"S": tenant_id}, ":rank": {"S": str(priority.rank)}},
+            Limit=1,
+        )
+        return bool(page.get("Items"))
 
     def record_probe(self, job_id: str, worker_id: str, metadata: MediaMetadata) -> Job | None:
         return self._held_update(job_id, worker_id, {"input_metadata": metadata.model_dump(mode="json")})
@@ -329,7 +421,7 @@ class JobStore:
         return self._update(
             job_id,
             set_values=values,
-            remove=_WORKING,
+            remove=_WORKING + _QUEUED,
             condition=f"#status IN ({', '.join(placeholders)})",
             values=placeholders,
             now=now,
@@ -345,7 +437,7 @@ class JobStore:
                 "error": error.model_dump(mode="json"),
                 "completed_at": isoformat(now),
             },
-            remove=_WORKING,
+            remove=_WORKING + _QUEUED,
             condition=f"#status = :queued OR (#status = :processing AND {_LEASE_FREE})",
             values={":queued": JobStatus.QUEUED.value, ":processing": JobStatus.PROCESSING.value},
             now=now,
@@ -375,6 +467,7 @@ class JobStore:
         return self._update(
             job_id,
             set_values={"status": JobStatus.CANCELLED.value, "completed_at": isoformat(now)},
+            remove=_QUEUED,
             condition="#status = :queued",
             values={":queued": JobStatus.QUEUED.value},
             now=now,
@@ -444,6 +537,39 @@ class JobStore:
     ) -> Job | None:
         """One conditional write that also stamps ``updated_at`` and bumps ``version``.
         Returns the new job, or None when the condition did not hold."""
+        return self._send_update(
+            self._update_request(
+                job_id,
+                set_values=set_values,
+                condition=condition,
+                values=values,
+                extra_set=extra_set,
+                remove=remove,
+                now=now,
+            )
+        )
+
+    def _send_update(self, request: dict[str, Any]) -> Job | None:
+        try:
+            result = self._client.update_item(**request, ReturnValues="ALL_NEW")
+        except ClientError as error:
+            if _condition_failed(error):
+                return None
+            raise
+        return self._job(result["Attributes"])
+
+    def _update_request(
+        self,
+        job_id: str,
+        *,
+        set_values: dict[str, Any],
+        condition: str,
+        values: dict[str, Any],
+        extra_set: str = "",
+        remove: tuple[str, ...] = (),
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """The ``UpdateItem`` of ``_update`` (also a transaction's ``Update``)."""
         now = now or utcnow()
         names = {"#status": "status"}
         assignments = ["version = version + :one", "updated_at = :now_iso"]
@@ -460,30 +586,26 @@ class JobStore:
         # DynamoDB rejects unused placeholders; match whole tokens (":v1" must not match ":v10").
         tokens = set(re.findall(r":\w+", f"{expression} {condition}"))
         used_values = {key: value for key, value in all_values.items() if key in tokens}
-        try:
-            result = self._client.update_item(
-                TableName=self._table,
-                Key={"id": {"S": job_id}},
-                UpdateExpression=expression,
-                ConditionExpression=f"attribute_exists(id) AND ({condition})",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={
-                    key: _serializer.serialize(_dynamo_value(value)) for key, value in used_values.items()
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if _condition_failed(error):
-                return None
-            raise
-        return self._job(result["Attributes"])
+        return {
+            "TableName": self._table,
+            "Key": {"id": {"S": job_id}},
+            "UpdateExpression": expression,
+            "ConditionExpression": f"attribute_exists(id) AND ({condition})",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {
+                key: _serializer.serialize(_dynamo_value(value)) for key, value in used_values.items()
+            },
+        }
 
     # --- mapping ---------------------------------------------------------------------------------------
 
     @staticmethod
     def _job_item(job: Job) -> dict[str, Any]:
         data = job.model_dump(mode="json")
-        data["created_key"] = f"{data['created_at']}#{job.id}"
+        data["created_key"] = _created_key(job)
+        if job.status is JobStatus.QUEUED:
+            data["queued_tenant"] = job.tenant_id
+            data["queued_rank"] = _queued_rank(job.priority, job)
         return to_item(data)
 
     @staticmethod
@@ -495,8 +617,20 @@ class JobStore:
     @staticmethod
     def _job(item: dict[str, Any]) -> Job:
         data = from_item(item)
-        data.pop("created_key", None)
+        for derived in ("created_key", *_QUEUED):
+            data.pop(derived, None)
         return Job.model_validate(data)
+
+
+def _created_key(job: Job) -> str:
+    """The ``by_tenant`` index's sort key: the creation time as the job's JSON spells it, then the id."""
+    created: str = job.model_dump(mode="json", include={"created_at"})["created_at"]
+    return f"{created}#{job.id}"
+
+
+def _queued_rank(priority: Priority, job: Job) -> str:
+    """The queued index's sort key: the most urgent priority first, then the oldest job."""
+    return f"{priority.rank}#{_created_key(job)}"
 
 
 def _dynamo_value(value: Any) -> Any:

@@ -49,6 +49,19 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
+class Priority(StrEnum):
+    """Within a tenant, a queued job waits for its tenant's more urgent queued jobs (``videojobs.dispatch``)."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 is the most urgent."""
+        return list(Priority).index(self)
+
+
 class JobStage(StrEnum):
     """What a processing job is doing now."""
 
@@ -98,6 +111,7 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
     INVALID_WEBHOOK_URL = "invalid_webhook_url"
     JOB_FINISHED = "job_finished"
+    JOB_STARTED = "job_started"
     FORBIDDEN = "forbidden"
     # Job errors: why a job ended failed.
     INVALID_MEDIA = "invalid_media"
@@ -257,6 +271,14 @@ class CreateJobRequest(_Strict):
     webhook_events: Annotated[list[JobEventType], Field(min_length=1, max_length=len(JobEventType))] | None = None
     """Which events the webhook receives; default: ``default_webhook_events()``."""
     metadata: Annotated[dict[str, Any] | None, AfterValidator(_small_json)] = None
+    priority: Priority = Priority.NORMAL
+    """Within the caller's jobs, a queued job starts after the caller's more urgent queued jobs."""
+
+
+class UpdateJobRequest(_Strict):
+    """What may change on a job while it is ``queued``."""
+
+    priority: Priority
 
 
 # --- Responses ------------------------------------------------------------------------------------------
@@ -364,6 +386,7 @@ class JobResource(BaseModel):
     eta_seconds: int | None = None
     """While transcoding or uploading: the estimated seconds left."""
     cancel_requested_at: str | None = None
+    priority: Priority = Priority.NORMAL
 
 
 class JobList(BaseModel):
@@ -436,12 +459,16 @@ class Job(BaseModel):
     cancel_requested_at: datetime | None = None
     long_job: bool = False
     """Handed to the long-jobs queue: the Lambda worker estimated it would not finish in its time."""
+    priority: Priority = Priority.NORMAL
 
 
 class JobMessage(BaseModel):
     """The SQS message that asks a worker to run a job. The job itself is read from DynamoDB."""
 
     job_id: str
+    deferrals: int = 0
+    """How often the job was deferred for its tenant's ``max_active_jobs`` (``videojobs.dispatch``): each time it
+    waits longer before it asks again. Left out of the body while 0."""
 
 
 class SubscribeRequest(BaseModel):

@@ -100,13 +100,27 @@ def queue_url_of(client: SQSClient, queue_arn: str) -> str:
     return client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
 
 
+MAX_DELAY_SECONDS = 900
+"""SQS's longest ``DelaySeconds``."""
+
+
 class JobQueue:
+    """A jobs queue (the Lambda workers' or the long-jobs consumer's). Each message carries its tenant as
+    ``MessageGroupId``, which makes the standard queue a *fair queue*: when one tenant's backlog takes most of
+    the consumers, SQS delivers the other tenants' messages first (``infra/local/fair_sqs.py`` emulates it)."""
+
     def __init__(self, client: SQSClient, queue_url: str):
         self._client = client
         self._queue_url = queue_url
 
-    def send(self, message: JobMessage) -> None:
-        self._client.send_message(QueueUrl=self._queue_url, MessageBody=message.model_dump_json())
+    def send(self, message: JobMessage, *, tenant_id: str, delay_seconds: float = 0) -> None:
+        """Queue the job, visible after ``delay_seconds`` (at most SQS's 900)."""
+        self._client.send_message(
+            QueueUrl=self._queue_url,
+            MessageBody=message.model_dump_json(exclude_defaults=True),
+            MessageGroupId=tenant_id,
+            DelaySeconds=max(0, min(math.ceil(delay_seconds), MAX_DELAY_SECONDS)),
+        )
 
 
 class DeliveryQueue:

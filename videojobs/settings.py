@@ -54,6 +54,8 @@ WS_TICKET_TTL_SECONDS = "WS_TICKET_TTL_SECONDS"
 # Per-tenant limits: the table holding each tenant's overrides and counters, and the defaults in force for a
 # tenant without an override (``videojobs.tenant_limits``; the CDK prop ``tenant_limits`` sets them).
 TENANTS_TABLE = "TENANTS_TABLE"
+AT_LIMIT_RETRY_SECONDS = "AT_LIMIT_RETRY_SECONDS"
+PRIORITY_AGING_SECONDS = "PRIORITY_AGING_SECONDS"
 TENANT_MAX_ACTIVE_JOBS = "TENANT_MAX_ACTIVE_JOBS"
 TENANT_MAX_PENDING_JOBS = "TENANT_MAX_PENDING_JOBS"
 TENANT_MAX_UPLOAD_BYTES_PER_DAY = "TENANT_MAX_UPLOAD_BYTES_PER_DAY"
@@ -157,6 +159,10 @@ class WorkerSettings(TenantLimitSettings):
     # Read the input at most this many times faster than real time (ffmpeg's -readrate); unset: as fast as
     # possible. The tests use it to make short clips take long enough to cancel or kill mid-encode.
     input_read_rate: float | None = Field(None, alias=INPUT_READ_RATE, gt=0)
+    # Dispatch (videojobs/dispatch.py): a job whose tenant is at max_active_jobs is queued again about this much
+    # later; a job waits behind its tenant's more urgent queued jobs at most this long.
+    at_limit_retry_seconds: float = Field(10, alias=AT_LIMIT_RETRY_SECONDS, gt=0, le=600)
+    priority_aging_seconds: float = Field(300, alias=PRIORITY_AGING_SECONDS, ge=0)
 
 
 class CancelSettings(FunctionSettings):

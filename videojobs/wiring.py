@@ -208,7 +208,12 @@ TABLES: dict[str, Table] = {
     "jobs": Table(
         partition_key="id",
         env_var=env.JOBS_TABLE,
-        indexes=(Index("by_tenant", partition_key="tenant_id", sort_key="created_key"),),
+        indexes=(
+            Index("by_tenant", partition_key="tenant_id", sort_key="created_key"),
+            # Sparse: only queued jobs have its keys. A worker asks it whether a more urgent job of the tenant
+            # is waiting (videojobs/dispatch.py).
+            Index("queued_by_tenant", partition_key="queued_tenant", sort_key="queued_rank"),
+        ),
         stream=True,
     ),
     "api_keys": Table(partition_key="key_hash", env_var=env.API_KEYS_TABLE),
@@ -279,7 +284,7 @@ SERVICES: dict[str, Service] = {
             "uploads": "read",
             "outputs": "write",
             "long_jobs_queue": "read_write",
-            "tenants": "read",
+            "tenants": "read_write",  # read_write: a claim takes one of the tenant's active-job slots
         },
         settings=env.WorkerSettings,
     ),
@@ -320,7 +325,7 @@ FUNCTIONS: dict[str, Function] = {
             "uploads": "read",
             "outputs": "write",
             "long_jobs_queue": "write",
-            "tenants": "read",
+            "tenants": "read_write",  # read_write: a claim takes one of the tenant's active-job slots
         },
         settings=env.WorkerSettings,
     ),
@@ -418,6 +423,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/jobs", "status"),
     Route("GET", "/jobs/{id}", "status"),
     Route("POST", "/jobs/{id}/cancel", "cancel"),
+    Route("PATCH", "/jobs/{id}", "cancel"),
     Route("GET", "/playback/{token}/{name}", "playback", authorized=False),
     Route("GET", "/jobs/{id}/events", "events", long_poll=True),
     Route("POST", "/jobs/{id}/ws-ticket", "notifications"),

@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from videojobs.aws import client
+from videojobs.dispatch import Dispatch
 from videojobs.job_store import JobStore
 from videojobs.metric_names import TASK_PROTECTION_FAILED
 from videojobs.models import JobMessage
 from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, metrics
-from videojobs.queues import ReceivedMessage, UnreadableMessage, read_message
+from videojobs.queues import JobQueue, ReceivedMessage, UnreadableMessage, read_message
 from videojobs.service.processing import (
     Attempt,
     WorkerDeps,
@@ -55,12 +56,14 @@ MAX_PROTECTION_MINUTES = 2880
 def get_deps() -> WorkerDeps:
     settings = WorkerSettings.from_env()
     sweep_stale_scratch(settings.scratch_dir)  # what a killed earlier run left behind
+    jobs = JobStore(client("dynamodb"), settings.jobs_table)
     return WorkerDeps(
         settings=settings,
-        jobs=JobStore(client("dynamodb"), settings.jobs_table),
+        jobs=jobs,
         objects=ObjectStore(client("s3")),
         # The host and process: which task holds a job is visible in the job's lease.
         worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        dispatch=Dispatch.from_settings(settings, client("dynamodb"), jobs),
     )
 
 
@@ -110,16 +113,27 @@ def handle(
     delete the message or make it visible again when asked."""
     inflight = ReceivedMessage(sqs, deps.settings.long_jobs_queue_url, message["ReceiptHandle"], received_at)
     try:
-        job_id = read_message(JobMessage, message["Body"], message["MessageId"]).job_id
+        received = read_message(JobMessage, message["Body"], message["MessageId"])
     except UnreadableMessage:  # logged and counted; left undeleted, it ends in the dead-letter queue
         metrics.flush_metrics()
         return
     limit = deps.settings.job_time_limit_seconds
     with scale_in_protection(limit / 60):
-        outcome = process_job(job_id, deps, Attempt(time.monotonic() + limit, message=inflight, shutdown=shutdown))
+        outcome = process_job(
+            received.job_id,
+            deps,
+            Attempt(time.monotonic() + limit, message=inflight, shutdown=shutdown, deferrals=received.deferrals),
+        )
     if record_job_metrics(outcome.job):
         metrics.flush_metrics()
-    if outcome.retry_in_seconds is None:
+    if outcome.requeue_in_seconds is not None and outcome.job is not None:
+        # A fresh copy before this one goes: see videojobs/dispatch.py.
+        again = received.model_copy(update={"deferrals": received.deferrals + outcome.at_limit})
+        JobQueue(sqs, deps.settings.long_jobs_queue_url).send(
+            again, tenant_id=outcome.job.tenant_id, delay_seconds=outcome.requeue_in_seconds
+        )
+        inflight.delete()
+    elif outcome.retry_in_seconds is None:
         inflight.delete()
     else:
         inflight.hide_for(outcome.retry_in_seconds)

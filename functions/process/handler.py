@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videojobs.aws import client
+from videojobs.dispatch import Dispatch
 from videojobs.job_store import JobStore
 from videojobs.models import JobMessage
 from videojobs.object_store import ObjectStore
@@ -51,12 +52,14 @@ class Redeliver(Exception):
 def get_deps() -> WorkerDeps:
     settings = WorkerSettings.from_env()
     sweep_stale_scratch(settings.scratch_dir)  # what a killed earlier run left behind
+    jobs = JobStore(client("dynamodb"), settings.jobs_table)
     return WorkerDeps(
         settings=settings,
-        jobs=JobStore(client("dynamodb"), settings.jobs_table),
+        jobs=jobs,
         objects=ObjectStore(client("s3")),
         worker_id=f"lambda-{uuid.uuid4().hex[:12]}",
         long_jobs=JobQueue(client("sqs"), settings.long_jobs_queue_url),
+        dispatch=Dispatch.from_settings(settings, client("dynamodb"), jobs),
     )
 
 
@@ -73,8 +76,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     def run(record: SQSRecord) -> None:
         message = read_message(JobMessage, record.body, record.message_id)  # unreadable: to the DLQ
         inflight = ReceivedMessage.from_lambda(client("sqs"), queue_url(record.event_source_arn), record.receipt_handle)
-        outcome = process_job(message.job_id, get_deps(), Attempt(deadline=deadline, message=inflight))
+        outcome = process_job(
+            message.job_id, get_deps(), Attempt(deadline=deadline, message=inflight, deferrals=message.deferrals)
+        )
         record_job_metrics(outcome.job)
+        if outcome.requeue_in_seconds is not None and outcome.job is not None:
+            # A fresh copy, then this record succeeds (the event source deletes it): see videojobs/dispatch.py.
+            queue = JobQueue(client("sqs"), queue_url(record.event_source_arn))
+            again = message.model_copy(update={"deferrals": message.deferrals + outcome.at_limit})
+            queue.send(again, tenant_id=outcome.job.tenant_id, delay_seconds=outcome.requeue_in_seconds)
+            return
         if outcome.retry_in_seconds is not None:
             inflight.hide_for(outcome.retry_in_seconds)
             raise Redeliver(f"job {message.job_id} again in {outcome.retry_in_seconds:.0f} s")

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from videojobs import api, job_view, snapstart
 from videojobs.aws import client
 from videojobs.job_store import MAX_PAGE_SIZE, JobStore
-from videojobs.models import Health, JobList, JobResource, JobStatus
+from videojobs.models import Health, JobList, JobResource, JobStatus, Priority
 from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, traced
 from videojobs.service import jobs
@@ -45,7 +45,7 @@ LIST_JOBS = api.Operation(
     HTTPStatus.OK,
     JobList,
     "The caller's jobs, newest first. Outputs have no `url`/`urls` here: `GET /jobs/{id}` gives them. "
-    "With `status`, a page may hold fewer than `limit` jobs (even none) and still have a `next_cursor`: "
+    "With `status` or `priority`, a page may hold fewer than `limit` jobs (even none) and still have a `next_cursor`: "
     "page on until `next_cursor` is null. A job created a moment ago may not be listed yet.",
 )
 
@@ -55,8 +55,9 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
     status: Annotated[JobStatus | None, Query()] = None,
+    priority: Annotated[Priority | None, Query()] = None,
 ):
-    page = jobs.list_jobs(api.tenant_of(app), limit, cursor, status, get_deps())
+    page = jobs.list_jobs(api.tenant_of(app), limit, cursor, status, get_deps(), priority=priority)
     return LIST_JOBS.answer(page)
 
 

@@ -111,6 +111,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="eventually consistent DynamoDB reads see the data as it was this long ago, as a lagging replica "
         "would answer (default: %(default)s, always the latest)",
     )
+    parser.add_argument(
+        "--no-fair-queues",
+        action="store_true",
+        help="deliver queue messages in arrival order instead of as SQS fair queues do (to compare; "
+        "infra/local/fair_sqs.py)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -139,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         cold_start_seconds=args.cold_start,
         websocket_limits=ConnectionLimits(idle_seconds=args.ws_idle_timeout, max_seconds=args.ws_max_connection),
         stale_read_seconds=args.stale_reads,
+        fair_queues=not args.no_fair_queues,
     )
     with stack:
         # Behind a custom domain, the API lives under its base path only.

@@ -30,6 +30,8 @@ from starlette.types import ASGIApp
 
 from infra.local.atomic_dynamodb import configure as configure_dynamodb
 from infra.local.atomic_dynamodb import make_dynamodb_atomic
+from infra.local.fair_sqs import configure as configure_sqs_fairness
+from infra.local.fair_sqs import make_sqs_fair
 from infra.local.functions import Functions
 from infra.local.gateway import LocalGateway
 from infra.local.pollers import SqsPoller, StreamPoller
@@ -109,6 +111,8 @@ class LocalStack:
         Gateway's 128 KB, 10 min and 2 h by default; tests shorten them).
     :param stale_read_seconds: eventually consistent DynamoDB reads (and index queries) see the data as it was
         this long ago (``infra.local.atomic_dynamodb``); 0, the default, reads the latest.
+    :param fair_queues: standard queues deliver as SQS fair queues do (``infra.local.fair_sqs``): a quiet
+        tenant's messages before a noisy tenant's backlog. False: arrival order (moto's own), to compare.
 
     ``start()`` changes ``os.environ`` of this process (credentials, region, endpoint, resource names: see
     ``env``) because handlers read their settings from it; ``stop()`` restores it. Only one stack can run in a
@@ -138,6 +142,7 @@ class LocalStack:
         custom_domain: bool = False,
         websocket_limits: ConnectionLimits | None = None,
         stale_read_seconds: float = 0.0,
+        fair_queues: bool = True,
     ):
         unknown = set(queue_concurrency or {}) - set(wiring.QUEUES)
         if unknown:
@@ -156,6 +161,7 @@ class LocalStack:
         self._custom_domain = custom_domain
         self._websocket_limits = websocket_limits
         self._stale_read_seconds = stale_read_seconds
+        self._fair_queues = fair_queues
         self._log_level = log_level
         self._services = ServiceTasks(run_services)
         self._notification_env = {settings.WEBHOOK_ALLOW_LOOPBACK_HTTP: str(allow_loopback_webhooks).lower()}
@@ -275,6 +281,7 @@ class LocalStack:
         self._functions = None
         self._restore_env()
         configure_dynamodb()  # the emulation is process-wide: back to its defaults
+        configure_sqs_fairness()
         aws.reset_clients()
         self._server = self._server_thread = None
         self._pollers = []
@@ -313,6 +320,8 @@ class LocalStack:
             werkzeug.setLevel(logging.WARNING)
         make_dynamodb_atomic()  # concurrent handlers rely on conditional writes being atomic
         make_sqs_visibility_strict()  # the 12 h visibility cap counted from the receive
+        make_sqs_fair()  # messages of a quiet tenant before a noisy tenant's backlog
+        configure_sqs_fairness(fair=self._fair_queues)
         configure_dynamodb(stale_read_seconds=self._stale_read_seconds)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self._moto_port, verbose=False)
         self._moto.start()

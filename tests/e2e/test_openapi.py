@@ -16,7 +16,8 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
-from tests.e2e.conftest import ROOT, RunningStack, wait_for
+from tests.e2e.conftest import ROOT, RunningStack, submit, upload, wait_for
+from tests.e2e.test_tenant_limits import admin
 
 pytestmark = pytest.mark.e2e
 
@@ -117,6 +118,18 @@ def _documented_successes(document: dict[str, Any]) -> set[tuple[str, str, int]]
     }
 
 
+def _patch_queued_job(stack: RunningStack, clip: Path) -> httpx.Response:
+    """PATCH of a job kept queued: its tenant's one active slot is taken by the job before it."""
+    limited = admin(stack, "set-limits", "--tenant", "openapi-patch", "--max-active-jobs", "1")
+    assert limited.returncode == 0, limited.stderr
+    with stack.client(stack.create_key("openapi-patch")) as api:
+        upload_id = upload(api, clip)
+        holder = submit(api, upload_id).json()["id"]
+        _eventually(lambda: api.get(f"/jobs/{holder}").json()["status"] != "queued", "the first job started")
+        waiting = submit(api, upload_id).json()["id"]
+        return api.patch(f"/jobs/{waiting}", json={"priority": "low"})
+
+
 def test_every_operation_answers_its_documented_status_and_body(
     stack: RunningStack, small_parts_stack: RunningStack, clip: Path, webhook_receiver: str
 ):
@@ -139,6 +152,7 @@ def test_every_operation_answers_its_documented_status_and_body(
         job_id = submitted["id"]
         other = api.post("/jobs", json={**job, "outputs": [{"type": "mp4", "height": 144}]}).json()["id"]
         check("POST", "/jobs/{id}/cancel", api.post(f"/jobs/{other}/cancel"))
+        check("PATCH", "/jobs/{id}", _patch_queued_job(stack, clip))
         check("GET", "/jobs", api.get("/jobs"))
         finished = wait_for(api, job_id)
         assert finished["status"] == "completed", finished

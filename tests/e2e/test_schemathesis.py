@@ -28,6 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.e2e.conftest import ROOT, RunningStack, submit, upload, wait_for
+from tests.e2e.test_tenant_limits import admin
 
 pytestmark = pytest.mark.e2e
 
@@ -90,6 +91,7 @@ class RealIds:
     completed_parts: list[dict[str, Any]]
     open_multiparts: list[str]  # in progress, none of their parts sent: DELETE answers 204 once each
     fresh_job: Callable[[], str]  # a just-submitted job, still cancellable
+    queued_job: Callable[[], str]  # a job kept queued (the tenant's one active slot is taken): PATCH answers 200
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +128,18 @@ def real_ids(fuzz_tenant: tuple[RunningStack, str], clip: Path, webhook_receiver
             assert response.status_code == 202, response.text
             return response.json()["id"]
 
+    def queued_job() -> str:
+        # The fuzzing tenant gets one active slot from here on, and a job of its own takes it: the next one
+        # stays queued (a PATCH needs a queued job of the caller's). Later fuzzed jobs run one at a time.
+        limited = admin(stack, "set-limits", "--tenant", "schemathesis", "--max-active-jobs", "1")
+        assert limited.returncode == 0, limited.stderr
+        with stack.client(key) as client:
+            holder = submit(client, media).json()["id"]
+            _eventually(lambda: client.get(f"/jobs/{holder}").json()["status"] != "queued")
+            response = submit(client, junk_upload)
+            assert response.status_code == 202, response.text
+            return response.json()["id"]
+
     return RealIds(
         media_upload=media,
         junk_upload=junk_upload,
@@ -137,6 +151,7 @@ def real_ids(fuzz_tenant: tuple[RunningStack, str], clip: Path, webhook_receiver
         completed_parts=parts,
         open_multiparts=open_multiparts,
         fresh_job=fresh_job,
+        queued_job=queued_job,
     )
 
 
@@ -214,6 +229,7 @@ def _known_good_cases(schema: Any, ids: RealIds) -> dict[str, Callable[[], dict[
         "GET /jobs": lambda: {},
         "GET /jobs/{id}": lambda: {"path_parameters": job},
         "POST /jobs/{id}/cancel": lambda: {"path_parameters": {"id": ids.fresh_job()}},
+        "PATCH /jobs/{id}": lambda: {"path_parameters": {"id": ids.queued_job()}, "body": {"priority": "high"}},
         "GET /playback/{token}/{name}": lambda: {
             "path_parameters": {"token": ids.playback_token, "name": ids.playlist},
         },
@@ -237,6 +253,7 @@ def _real_path_parameters(ids: RealIds) -> dict[str, dict[str, list[str]]]:
         "DELETE /uploads/{id}": {"id": ids.open_multiparts},
         "GET /jobs/{id}": {"id": jobs},
         "POST /jobs/{id}/cancel": {"id": jobs},
+        "PATCH /jobs/{id}": {"id": jobs},
         "GET /playback/{token}/{name}": {"token": [ids.playback_token], "name": [ids.playlist, "144p.m3u8"]},
         "GET /jobs/{id}/events": {"id": jobs},
         "POST /jobs/{id}/ws-ticket": {"id": jobs},

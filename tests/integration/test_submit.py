@@ -22,7 +22,7 @@ UPLOAD_ID = "upl_" + "a" * 32
 
 
 class DownQueue:
-    def send(self, message) -> None:
+    def send(self, message, **_) -> None:
         raise ConnectionError("SQS is unreachable")
 
 
@@ -55,8 +55,12 @@ def test_an_upload_larger_than_allowed_is_refused_even_if_s3_accepted_it(aws: Re
 def test_submit_sends_exactly_one_message_naming_the_job(aws: Resources):
     put_upload(aws, 10)
     job = jobs.submit_job(REQUEST, "t1", None, make_deps(aws))
-    messages = client("sqs").receive_message(QueueUrl=aws.queues["jobs"].url, MaxNumberOfMessages=10)["Messages"]
+    messages = client("sqs").receive_message(
+        QueueUrl=aws.queues["jobs"].url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["MessageGroupId"]
+    )["Messages"]
     assert [message["Body"] for message in messages] == [f'{{"job_id":"{job.id}"}}']
+    # The tenant as message group: what makes the standard queue an SQS fair queue.
+    assert messages[0]["Attributes"]["MessageGroupId"] == "t1"
 
 
 def test_a_job_that_cannot_be_queued_is_failed_and_its_key_freed(aws: Resources):

@@ -12,6 +12,7 @@ from infra.local.pollers import sqs_record
 from infra.local.resources import Resources
 from tests.integration.conftest import REGION
 from videojobs.aws import client
+from videojobs.dispatch import Dispatch
 from videojobs.ids import new_job_id, new_upload_id
 from videojobs.job_store import JobStore
 from videojobs.models import Job, StoredOutput, utcnow
@@ -29,12 +30,14 @@ def worker_deps(
     """A worker as the Lambda builds it (``long_jobs``: it may hand jobs on) or as the long-jobs consumer does."""
     environment = {**aws.environment(), "SCRATCH_DIR": str(scratch), **settings}
     values = WorkerSettings.from_env(environment)
+    jobs = JobStore(client("dynamodb"), aws.tables["jobs"])
     return WorkerDeps(
         values,
-        JobStore(client("dynamodb"), aws.tables["jobs"]),
+        jobs,
         ObjectStore(client("s3")),
         worker_id,
         JobQueue(client("sqs"), values.long_jobs_queue_url) if long_jobs else None,
+        Dispatch.from_settings(values, client("dynamodb"), jobs),
     )
 
 

@@ -25,6 +25,7 @@ from videojobs.models import (
     JobResource,
     JobStatus,
     MultipartUploadResponse,
+    Priority,
     RefreshPartsRequest,
     StoredOutput,
     UploadPart,
@@ -233,7 +234,9 @@ def abort_upload(upload_id: str, tenant_id: str, deps: SubmitDeps) -> None:
 
 def request_hash(request: CreateJobRequest) -> str:
     """The same request however its JSON was spelled (key order, spacing) hashes the same."""
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # The default priority stays out, so keys used before priorities existed still match their replays.
+    unsaid = {"priority"} if request.priority is Priority.NORMAL else None
+    canonical = json.dumps(request.model_dump(mode="json", exclude=unsaid), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -278,6 +281,7 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
         webhook_events=[event.value for event in request.webhook_events] if request.webhook_events else None,
         metadata=request.metadata,
         request_hash=digest,
+        priority=request.priority,
     )
     idempotency = None
     if idempotency_key is not None:
@@ -303,7 +307,7 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
         return stored  # a replay: the first request queued it
 
     try:
-        deps.queue.send(JobMessage(job_id=job.id))
+        deps.queue.send(JobMessage(job_id=job.id), tenant_id=tenant_id)
     except Exception as error:
         # Never leave a job queued that no worker will ever see: fail it, and free the key for a retry.
         deps.jobs.fail(job.id, ErrorDetail(code=ErrorCode.SERVICE_UNAVAILABLE, message="the job could not be queued"))
@@ -331,11 +335,21 @@ def get_job(job_id: str, tenant_id: str, deps: StatusDeps, base_url: str | None 
     return to_resource(job, download_links(deps), base_url)
 
 
-def list_jobs(tenant_id: str, limit: int, cursor: str | None, status: JobStatus | None, deps: StatusDeps) -> JobList:
+def list_jobs(
+    tenant_id: str,
+    limit: int,
+    cursor: str | None,
+    status: JobStatus | None,
+    deps: StatusDeps,
+    *,
+    priority: Priority | None = None,
+) -> JobList:
     """A page of the tenant's jobs, without output URLs. A filtered page may be short, even empty, and still
     have a ``next_cursor``: the filter reads a bounded number of jobs per request."""
     try:
-        jobs, next_cursor = deps.jobs.list_for_tenant(tenant_id, limit=limit, cursor=cursor, status=status)
+        jobs, next_cursor = deps.jobs.list_for_tenant(
+            tenant_id, limit=limit, cursor=cursor, status=status, priority=priority
+        )
     except InvalidCursor as error:
         raise ApiError(ErrorCode.VALIDATION_ERROR, str(error)) from error
     # No output URLs in a list: each is a presigned GET carrying the caller's session token (~1.2 KB in AWS), and

@@ -29,6 +29,7 @@ from typing import Protocol
 from aws_lambda_powertools.metrics import MetricUnit
 
 from videojobs import media
+from videojobs.dispatch import Deferred, Dispatch, claim_in_turn
 from videojobs.errors import JobFailure
 from videojobs.job_store import JobStore
 from videojobs.metric_names import JOB_DURATION, JOBS_CANCELLED, JOBS_COMPLETED, JOBS_FAILED
@@ -79,6 +80,8 @@ class WorkerDeps:
     worker_id: str
     long_jobs: JobQueue | None = None
     """Where a Lambda worker hands the jobs too long for it; None for the long-jobs consumer itself."""
+    dispatch: Dispatch | None = None
+    """Per-tenant ``max_active_jobs`` and priorities at claim time; None claims any job at once."""
 
     @property
     def lease(self) -> timedelta:
@@ -98,6 +101,8 @@ class Attempt:
     message: MessageLease | None = None
     shutdown: threading.Event | None = None
     """Set when the runner must stop (a container's SIGTERM): the job is given back at once."""
+    deferrals: int = 0
+    """How often the message's job was deferred at its tenant's limit before (``JobMessage.deferrals``)."""
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()
@@ -108,6 +113,11 @@ class Outcome:
     job: Job | None
     retry_in_seconds: float | None = None
     """None: the delivery is done (delete the message). Else deliver the message again this much later."""
+    requeue_in_seconds: float | None = None
+    """Not the job's turn (``videojobs.dispatch``): queue a fresh copy of the message this much later, then end
+    this delivery, so that waiting counts neither an attempt nor a receive toward the dead-letter queue."""
+    at_limit: bool = False
+    """The deferral was for the tenant's ``max_active_jobs``: the copy counts one more deferral."""
 
 
 class Stop(StrEnum):
@@ -155,12 +165,24 @@ def _alive(pid: int) -> bool:
 def process_job(job_id: str, deps: WorkerDeps, attempt: Attempt) -> Outcome:
     """Run the job if this worker can claim it. Permanent failures end the job ``failed`` (done); transient ones
     give the job back and ask for the message again later; a job another live worker holds is asked for again
-    once that worker's lease could have run out."""
+    once that worker's lease could have run out; a job whose turn has not come is queued again (deferred). A job
+    that ended frees its tenant's active-job slot."""
+    outcome = _process_job(job_id, deps, attempt)
+    if deps.dispatch is not None and outcome.job is not None and outcome.job.status.terminal:
+        deps.dispatch.active.release(outcome.job.tenant_id, outcome.job.id)
+    return outcome
+
+
+def _process_job(job_id: str, deps: WorkerDeps, attempt: Attempt) -> Outcome:
     if attempt.message is not None:
         # The queue's visibility is long (it covers a whole Lambda run); should this worker die before its first
         # heartbeat, its message comes back after two leases instead.
         attempt.message.hide_for(2 * deps.settings.lease_seconds)
-    job = deps.jobs.claim(job_id, deps.worker_id, deps.lease)
+    try:
+        job = _claim(job_id, deps, attempt.deferrals)
+    except Deferred as wait:
+        logger.info("job deferred", extra={"job_id": job_id, "reason": wait.reason, "seconds": round(wait.seconds)})
+        return Outcome(wait.job, requeue_in_seconds=wait.seconds, at_limit=wait.at_limit)
     if job is None:
         return _not_claimed(job_id, deps)
     logger.append_keys(job_id=job.id, attempt=job.attempts)
@@ -191,6 +213,12 @@ def process_job(job_id: str, deps: WorkerDeps, attempt: Attempt) -> Outcome:
         return Outcome(job, retry_in_seconds=min(deps.settings.lease_seconds * 2 ** (job.attempts - 1) / 2, 900))
     finally:
         logger.remove_keys(["job_id", "attempt"])
+
+
+def _claim(job_id: str, deps: WorkerDeps, deferrals: int) -> Job | None:
+    if deps.dispatch is None:
+        return deps.jobs.claim(job_id, deps.worker_id, deps.lease)
+    return claim_in_turn(job_id, deps.worker_id, deps.lease, deps.dispatch, deferrals=deferrals)
 
 
 def _not_claimed(job_id: str, deps: WorkerDeps) -> Outcome:
@@ -288,7 +316,7 @@ def _hand_off(job: Job, deps: WorkerDeps) -> Outcome:
     released = deps.jobs.release(job.id, deps.worker_id, to_long_queue=True)
     if released is None:
         return Outcome(deps.jobs.get(job.id, consistent=True))
-    deps.long_jobs.send(JobMessage(job_id=job.id))
+    deps.long_jobs.send(JobMessage(job_id=job.id), tenant_id=job.tenant_id)
     logger.info("job handed to the long-jobs queue")
     return Outcome(released)
 
