@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,7 +18,13 @@ if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
 
 from videojobs.job_events import parse_event, to_json
-from videojobs.job_store import from_item, to_item
+from videojobs.job_store import (
+    TRANSACTION_ATTEMPTS,
+    TRANSACTION_RETRY_BASE_SECONDS,
+    WriteContention,
+    from_item,
+    to_item,
+)
 from videojobs.models import JobEvent, isoformat, utcnow
 from videojobs.webhooks import (
     MAX_ATTEMPTS_KEPT,
@@ -607,9 +615,30 @@ class TooManyEndpoints(Exception):
     pass
 
 
+def _transact_with_retries(client: DynamoDBClient, items: list[dict[str, Any]]) -> list[str | None]:
+    """Run the transaction; when DynamoDB cancels it because another transaction holds one of its items
+    (``TransactionConflict``: concurrent requests of one tenant all touch its counter item), wait (jittered,
+    doubling) and run it again. Returns each item's cancellation reason when a condition failed, an empty
+    list on success; ``WriteContention`` when the conflicts go on."""
+    for attempt in range(TRANSACTION_ATTEMPTS):
+        try:
+            client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+            return []
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+            if "TransactionConflict" not in reasons:
+                return reasons
+        time.sleep(random.uniform(0, TRANSACTION_RETRY_BASE_SECONDS * 2**attempt))
+    raise WriteContention("the request kept conflicting with concurrent ones")
+
+
 class EndpointStore:
     """A tenant's webhook endpoints, keyed (tenant, endpoint): another tenant's id is simply not found. A
-    counter item per tenant bounds how many it has (a transaction adds an endpoint and counts it)."""
+    counter item per tenant bounds how many it has: a transaction adds an endpoint and counts it, another
+    removes and uncounts it, so the count is always exact (concurrent ones that conflict on the counter are
+    retried, then answered 503)."""
 
     COUNTER = "#count"  # sorts before every "ep_…" id, which a listing asks for by prefix
 
@@ -640,34 +669,31 @@ class EndpointStore:
             "created_at": record.created_at,
             "disabled": False,
         }
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": self._key(tenant_id, self.COUNTER),
-                            "UpdateExpression": "ADD #count :one",
-                            "ConditionExpression": "attribute_not_exists(#count) OR #count < :limit",
-                            "ExpressionAttributeNames": {"#count": "count"},
-                            "ExpressionAttributeValues": {":one": {"N": "1"}, ":limit": {"N": str(limit)}},
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": to_item(item),
-                            "ConditionExpression": "attribute_not_exists(endpoint_id)",
-                        }
-                    },
-                ]
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "TransactionCanceledException":
-                reasons = error.response.get("CancellationReasons", [])
-                if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                    raise TooManyEndpoints from error
-            raise
+        refused = _transact_with_retries(
+            self._client,
+            [
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": self._key(tenant_id, self.COUNTER),
+                        "UpdateExpression": "ADD #count :one",
+                        "ConditionExpression": "attribute_not_exists(#count) OR #count < :limit",
+                        "ExpressionAttributeNames": {"#count": "count"},
+                        "ExpressionAttributeValues": {":one": {"N": "1"}, ":limit": {"N": str(limit)}},
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": to_item(item),
+                        "ConditionExpression": "attribute_not_exists(endpoint_id)",
+                    }
+                },
+            ],
+        )
+        if refused:
+            # The count is at the limit (an id of 128 random bits is never taken).
+            raise TooManyEndpoints
         return record
 
     def get(self, tenant_id: str, endpoint_id: str) -> EndpointRecord | None:
@@ -714,32 +740,28 @@ class EndpointStore:
         """Remove the endpoint and uncount it; False if there was none."""
         if not endpoint_id.startswith("ep_"):
             return False
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Delete": {
-                            "TableName": self._table,
-                            "Key": self._key(tenant_id, endpoint_id),
-                            "ConditionExpression": "attribute_exists(endpoint_id)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": self._key(tenant_id, self.COUNTER),
-                            "UpdateExpression": "ADD #count :minus_one",
-                            "ExpressionAttributeNames": {"#count": "count"},
-                            "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
-                        }
-                    },
-                ]
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "TransactionCanceledException":
-                return False
-            raise
-        return True
+        refused = _transact_with_retries(
+            self._client,
+            [
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": self._key(tenant_id, endpoint_id),
+                        "ConditionExpression": "attribute_exists(endpoint_id)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": self._key(tenant_id, self.COUNTER),
+                        "UpdateExpression": "ADD #count :minus_one",
+                        "ExpressionAttributeNames": {"#count": "count"},
+                        "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
+                    }
+                },
+            ],
+        )
+        return not refused
 
     def rotate(self, tenant_id: str, endpoint_id: str) -> EndpointRecord | None:
         """A new secret; the old one keeps signing (as a second signature) for 24 hours."""

@@ -146,7 +146,7 @@ CREATE_ENDPOINT = api.Operation(
     "Every job event of the tenant whose type is in `events` (empty or absent: every type) is POSTed to `url`, "
     "signed with the endpoint's own `secret` (Standard Webhooks), on the webhook retry schedule. The secret is "
     "shown here and by `GET /webhook-endpoints/{id}/secret`, never in listings. At most 20 per tenant.",
-    errors=(ErrorCode.INVALID_WEBHOOK_URL,),
+    errors=(ErrorCode.INVALID_WEBHOOK_URL, ErrorCode.SERVICE_UNAVAILABLE),
     headers={"Cache-Control": "`no-store`"},
 )
 
@@ -196,7 +196,11 @@ def update_endpoint(endpoint_id: EndpointId, request: UpdateEndpointRequest):
 
 
 DELETE_ENDPOINT = api.Operation(
-    "Delete a webhook endpoint", HTTPStatus.NO_CONTENT, None, "Its pending deliveries are dropped."
+    "Delete a webhook endpoint",
+    HTTPStatus.NO_CONTENT,
+    None,
+    "Its pending deliveries are dropped.",
+    errors=(ErrorCode.SERVICE_UNAVAILABLE,),
 )
 
 

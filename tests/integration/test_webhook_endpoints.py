@@ -4,6 +4,7 @@ queue, as an integrator would route it), signing with each endpoint's secret, au
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from functions.notify import handler as notify_handler
+from infra.local.atomic_dynamodb import emulate, transaction_conflicts
 from infra.local.lambda_context import LambdaContext
 from infra.local.resources import Resources
 from tests.integration.test_notify import job_image, stream_record
@@ -394,3 +396,40 @@ def test_replay_resends_the_window_with_the_original_ids_and_refuses_beyond_the_
     assert refused.value.code is ErrorCode.VALIDATION_ERROR
     named = datetime.fromisoformat(refused.value.message.rsplit(" ", 1)[-1])
     assert abs((named - api.events.oldest_available(utcnow())).total_seconds()) < 60
+
+
+def test_concurrent_creates_stop_at_twenty_despite_transaction_conflicts(
+    api: notifications_api.NotificationsApiDeps,
+) -> None:
+    """Concurrent creates of one tenant all count themselves on its counter item, in transactions that DynamoDB
+    cancels as conflicting (so does the local stack's): they are retried; one that keeps conflicting is a
+    retryable 503, never a 500; and never more than 20 endpoints."""
+    outcomes: list[str] = []
+
+    def attempt(index: int) -> None:
+        try:
+            create(api, f"race-{index}")
+            outcomes.append("created")
+        except ApiError as refused:
+            outcomes.append(refused.code)
+
+    conflicts_before = transaction_conflicts()
+    with emulate(transaction_seconds=0.05):
+        threads = [threading.Thread(target=attempt, args=(index,)) for index in range(MAX_ENDPOINTS_PER_TENANT + 4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert transaction_conflicts() > conflicts_before  # the race did happen
+    assert set(outcomes) <= {"created", ErrorCode.VALIDATION_ERROR, ErrorCode.SERVICE_UNAVAILABLE}
+    created = outcomes.count("created")
+    assert 0 < created <= MAX_ENDPOINTS_PER_TENANT
+    assert len(notifications_api.list_endpoints("t1", api).endpoints) == created
+    if created == MAX_ENDPOINTS_PER_TENANT:
+        assert outcomes.count(ErrorCode.SERVICE_UNAVAILABLE) + outcomes.count(ErrorCode.VALIDATION_ERROR) == 4
+    # The count stayed exact: the tenant can fill exactly its remaining room.
+    for index in range(MAX_ENDPOINTS_PER_TENANT - created):
+        create(api, f"after-{index}")
+    with pytest.raises(ApiError) as refused:
+        create(api, "one-too-many")
+    assert refused.value.code is ErrorCode.VALIDATION_ERROR

@@ -30,7 +30,7 @@ from videojobs.endpoints import (
 )
 from videojobs.errors import ApiError, not_found
 from videojobs.job_events import parse_event
-from videojobs.job_store import JobStore
+from videojobs.job_store import JobStore, WriteContention
 from videojobs.models import ErrorCode, Job, isoformat, utcnow
 from videojobs.notification_store import (
     DeliveryLedger,
@@ -156,6 +156,8 @@ def create_endpoint(
         raise ApiError(
             ErrorCode.VALIDATION_ERROR, f"a tenant has at most {MAX_ENDPOINTS_PER_TENANT} webhook endpoints"
         ) from error
+    except WriteContention as error:
+        raise _busy() from error
     return WebhookEndpointWithSecret(**endpoint_view(record).model_dump(), secret=record.secret.secret)
 
 
@@ -187,8 +189,20 @@ def update_endpoint(
 
 
 def delete_endpoint(endpoint_id: str, tenant_id: str, deps: NotificationsApiDeps) -> None:
-    if not deps.endpoints.delete(tenant_id, endpoint_id):
+    try:
+        deleted = deps.endpoints.delete(tenant_id, endpoint_id)
+    except WriteContention as error:
+        raise _busy() from error
+    if not deleted:
         raise not_found("webhook endpoint")
+
+
+def _busy() -> ApiError:
+    return ApiError(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        "too many concurrent changes to this tenant's webhook endpoints: retry",
+        headers={"Retry-After": "1"},
+    )
 
 
 def endpoint_secret(
