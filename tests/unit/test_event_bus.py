@@ -16,7 +16,7 @@ class FakeEvents:
         self.answer = answer
         self.entries: list[dict[str, Any]] = []
 
-    def put_events(self, *, Entries: list[dict[str, Any]]) -> Any:  # noqa: N803  (boto3's parameter name)
+    def put_events(self, *, Entries: list[dict[str, Any]]) -> Any:
         self.entries += Entries
         return self.answer
 
