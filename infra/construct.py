@@ -29,6 +29,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
@@ -123,6 +124,12 @@ class VideoJobsProps:
     tenant_limits: TenantLimits | None = None
     """The limits of every tenant without overrides (``videojobs admin set-limits`` sets those); None keeps
     the settings' defaults (``videojobs.settings.TenantLimitSettings``)."""
+    event_bus: events.IEventBus | None = None
+    """The EventBridge bus every job event is put on; None creates one (its name and ARN are attributes)."""
+    event_retention_days: int | None = None
+    """How long the event log keeps events (SSE resume, webhook endpoint replay): 1 to 30, default 7."""
+    endpoint_disable_after_seconds: int | None = None
+    """A webhook endpoint whose every delivery failed for this long is disabled (default 5 days)."""
     authorizer_cache_ttl_seconds: int = wiring.AUTHORIZER_CACHE_SECONDS
     """API Gateway caches the authorizer's answer per key this long (0 to 3600): a revoked key is refused at
     once if it was not used within this time, else at most this much later."""
@@ -142,6 +149,10 @@ class VideoJobsProps:
             "fargate_cpu": self.fargate_cpu is None or self.fargate_cpu in FARGATE_CPU_UNITS,
             "fargate_memory_mib": self.fargate_memory_mib is None or 512 <= self.fargate_memory_mib <= 122880,
             "fargate_max_tasks": self.fargate_max_tasks is None or self.fargate_max_tasks >= 1,
+            "event_retention_days": self.event_retention_days is None
+            or 1 <= self.event_retention_days <= env.MAX_EVENT_RETENTION_DAYS,
+            "endpoint_disable_after_seconds": self.endpoint_disable_after_seconds is None
+            or self.endpoint_disable_after_seconds > 0,
             "webhook_retry_delays_seconds": self.webhook_retry_delays_seconds is None
             or all(delay > 0 for delay in self.webhook_retry_delays_seconds),
         }
@@ -164,6 +175,10 @@ def settings_overrides(props: VideoJobsProps) -> dict[str, str]:
         overrides[env.WEBHOOK_RETRY_DELAYS] = ",".join(str(delay) for delay in props.webhook_retry_delays_seconds)
     if props.tenant_limits is not None:
         overrides |= props.tenant_limits.as_environment()
+    if props.event_retention_days is not None:
+        overrides[env.EVENT_RETENTION_DAYS] = str(props.event_retention_days)
+    if props.endpoint_disable_after_seconds is not None:
+        overrides[env.ENDPOINT_DISABLE_AFTER_SECONDS] = str(props.endpoint_disable_after_seconds)
     return overrides
 
 
@@ -241,6 +256,8 @@ class VideoJobs(Construct):
         self.tables: dict[str, dynamodb.Table] = self._tables()
         self.buckets: dict[str, s3.Bucket] = self._buckets()
         self.queues, self.dead_letter_queues = self._queues()
+        # Every job event is also put here (the notify function); integrators route them with rules.
+        self.event_bus: events.IEventBus = self.props.event_bus or events.EventBus(self, "EventBus")
         self.functions: dict[str, lambda_.Function] = self._functions()
         self.aliases: dict[str, lambda_.Alias] = self._snap_start_aliases()
         self.stream_failures_queue: sqs.Queue | None = None
@@ -501,6 +518,9 @@ class VideoJobs(Construct):
                 return _bound_queue(self.dead_letter_queues[name])
             case wiring.WebSocketRef():
                 return None
+            case wiring.EventBusRef():
+                # PutEvents on this bus only (``grant_put_events_to`` scopes the statement to its ARN).
+                return BoundResource(self.event_bus.event_bus_name, {"write": self.event_bus.grant_put_events_to})
 
     def locations(self, uses: dict[str, wiring.Access]) -> dict[str, str]:
         """The environment variables that tell a consumer with these ``uses`` where its resources are."""
@@ -621,11 +641,11 @@ class VideoJobs(Construct):
         integrations: dict[str, apigw.LambdaIntegration] = {}
         for route in wiring.ROUTES:
             if route.function not in integrations:
-                # No permission for the console's test-invoke stage: half the per-method permissions, so that
-                # the construct twice in a stack (the SnapStart versions and aliases added 16) stays under
-                # CloudFormation's 500 resources.
+                # One invoke permission per function for this API, not one per method (nor one more per method
+                # for the console's test-invoke stage): with every route and the SnapStart versions and aliases,
+                # those alone would take the construct twice in a stack past CloudFormation's 500 resources.
                 integrations[route.function] = apigw.LambdaIntegration(
-                    self.invocable(route.function), allow_test_invoke=False
+                    self.invocable(route.function), scope_permission_to_method=False, allow_test_invoke=False
                 )
             api.root.resource_for_path(route.path).add_method(
                 route.method,

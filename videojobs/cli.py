@@ -383,6 +383,49 @@ def cmd_webhooks_listen(client: Client | None, args: argparse.Namespace, display
     return listen(args.host, args.port, secret, as_json=args.json, count=args.count)
 
 
+def _events_list(value: str | None) -> list[str] | None:
+    """``job.completed,job.failed`` -> a list; None when not given."""
+    return [item.strip() for item in value.split(",") if item.strip()] if value else None
+
+
+def cmd_webhooks_create(client: Client, args: argparse.Namespace, display: Display) -> int:
+    endpoint = client.webhook_endpoints.create(
+        args.endpoint_url, events=_events_list(args.events), description=args.description
+    )
+    if args.json:
+        _print_json(endpoint.model_dump(mode="json"))
+    else:
+        print(endpoint.id)
+        print(f"secret: {endpoint.secret}")  # shown once here; `GET /webhook-endpoints/{id}/secret` shows it again
+    return EXIT_OK
+
+
+def cmd_webhooks_list(client: Client, args: argparse.Namespace, display: Display) -> int:
+    endpoints = client.webhook_endpoints.list()
+    if args.json:
+        _print_json([endpoint.model_dump(mode="json", exclude_none=True) for endpoint in endpoints])
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table("id", "url", "events", "state", box=None)
+    for endpoint in endpoints:
+        state = f"disabled ({endpoint.disabled_reason})" if endpoint.disabled else "enabled"
+        table.add_row(endpoint.id, endpoint.url, ",".join(endpoint.events) or "all", state)
+    _stdout_console().print(table)
+    return EXIT_OK
+
+
+def cmd_webhooks_replay(client: Client, args: argparse.Namespace, display: Display) -> int:
+    replayed = client.webhook_endpoints.replay(
+        args.endpoint_id, args.since, until=args.until, events=_events_list(args.events)
+    )
+    if args.json:
+        _print_json({"replayed": replayed})
+    else:
+        print(f"{replayed} events replayed")
+    return EXIT_OK
+
+
 def _stdout_console() -> Console:
     from rich.console import Console
 
@@ -456,6 +499,19 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--secret", help=f"the whsec_ signing secret (env {SECRET_ENV}; default: asked from the API)")
     listen.add_argument("--count", type=int, help="exit after this many verified events")
     listen.set_defaults(run=cmd_webhooks_listen)
+    create_endpoint = webhooks.add_parser("create", parents=[common], help="add a webhook endpoint; prints its secret")
+    create_endpoint.add_argument("endpoint_url", metavar="URL")
+    create_endpoint.add_argument("--events", metavar="TYPES", help="e.g. job.completed,job.failed (default: all)")
+    create_endpoint.add_argument("--description")
+    create_endpoint.set_defaults(run=cmd_webhooks_create)
+    list_endpoints = webhooks.add_parser("list", parents=[common], help="list your webhook endpoints")
+    list_endpoints.set_defaults(run=cmd_webhooks_list)
+    replay = webhooks.add_parser("replay", parents=[common], help="send an endpoint a window of events again")
+    replay.add_argument("endpoint_id")
+    replay.add_argument("--since", required=True, metavar="TIME", help="RFC 3339, e.g. 2026-11-30T06:00:00Z")
+    replay.add_argument("--until", metavar="TIME", help="default: now")
+    replay.add_argument("--events", metavar="TYPES", help="default: the endpoint's own filter")
+    replay.set_defaults(run=cmd_webhooks_replay)
 
     admin = commands.add_parser("admin", help="operator commands").add_subparsers(dest="admin_command", required=True)
     create = admin.add_parser("create-key", help="create an API key for a tenant; prints the key")

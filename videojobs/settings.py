@@ -62,6 +62,12 @@ TENANT_MAX_UPLOAD_BYTES_PER_DAY = "TENANT_MAX_UPLOAD_BYTES_PER_DAY"
 TENANT_REQUESTS_PER_SECOND = "TENANT_REQUESTS_PER_SECOND"
 TENANT_BURST = "TENANT_BURST"
 TENANT_MAX_OPEN_STREAMS = "TENANT_MAX_OPEN_STREAMS"
+# Webhook endpoints (per tenant) and the event bus.
+WEBHOOK_ENDPOINTS_TABLE = "WEBHOOK_ENDPOINTS_TABLE"
+ENDPOINT_DELIVERIES_TABLE = "ENDPOINT_DELIVERIES_TABLE"
+EVENT_BUS_NAME = "EVENT_BUS_NAME"
+EVENT_RETENTION_DAYS = "EVENT_RETENTION_DAYS"
+ENDPOINT_DISABLE_AFTER_SECONDS = "ENDPOINT_DISABLE_AFTER_SECONDS"
 
 # A single presigned POST is limited to 5 GB by S3; larger files need multipart uploads.
 S3_SINGLE_UPLOAD_LIMIT = 5 * 1024**3
@@ -203,6 +209,12 @@ def _seconds_list(value: object) -> object:
 
 RetryDelays = Annotated[tuple[Annotated[float, Field(ge=0)], ...], BeforeValidator(_seconds_list)]
 
+DEFAULT_EVENT_RETENTION_DAYS = 7
+MAX_EVENT_RETENTION_DAYS = 30
+EventRetentionDays = Annotated[int, Field(ge=1, le=MAX_EVENT_RETENTION_DAYS)]
+"""How long the event log keeps a job's events (DynamoDB TTL): what SSE resumes from and replay can resend."""
+DEFAULT_ENDPOINT_DISABLE_AFTER_SECONDS = 5 * 24 * 3600
+
 
 class NotifySettings(FunctionSettings):
     """The stream's fan-out: the event log, webhook deliveries and WebSocket pushes."""
@@ -214,11 +226,22 @@ class NotifySettings(FunctionSettings):
     websocket_url: Name = Field(alias=WEBSOCKET_URL)
     # A job that ends leaves its tenant's pending jobs here (every terminal transition passes the stream).
     tenants_table: Name = Field(alias=TENANTS_TABLE)
+    webhook_endpoints_table: Name = Field(alias=WEBHOOK_ENDPOINTS_TABLE)
+    endpoint_deliveries_table: Name = Field(alias=ENDPOINT_DELIVERIES_TABLE)
+    event_bus_name: Name = Field(alias=EVENT_BUS_NAME)
+    event_retention_days: EventRetentionDays = Field(DEFAULT_EVENT_RETENTION_DAYS, alias=EVENT_RETENTION_DAYS)
 
 
 class DeliverSettings(FunctionSettings):
     webhook_deliveries_table: Name = Field(alias=WEBHOOK_DELIVERIES_TABLE)
     webhook_secrets_table: Name = Field(alias=WEBHOOK_SECRETS_TABLE)
+    webhook_endpoints_table: Name = Field(alias=WEBHOOK_ENDPOINTS_TABLE)
+    endpoint_deliveries_table: Name = Field(alias=ENDPOINT_DELIVERIES_TABLE)
+    event_bus_name: Name = Field(alias=EVENT_BUS_NAME)
+    # An endpoint whose every attempt failed for this long (since its last success) is disabled ("failing").
+    endpoint_disable_after_seconds: float = Field(
+        DEFAULT_ENDPOINT_DISABLE_AFTER_SECONDS, alias=ENDPOINT_DISABLE_AFTER_SECONDS, gt=0
+    )
     deliveries_queue_url: Name = Field(alias=DELIVERIES_QUEUE_URL)
     deliveries_dlq_url: Name = Field(alias=DELIVERIES_DLQ_URL)
     webhook_allow_loopback_http: bool = Field(False, alias=WEBHOOK_ALLOW_LOOPBACK_HTTP)
@@ -249,4 +272,9 @@ class NotificationsApiSettings(FunctionSettings):
     ws_tickets_table: Name = Field(alias=WS_TICKETS_TABLE)
     deliveries_queue_url: Name = Field(alias=DELIVERIES_QUEUE_URL)
     websocket_url: Name = Field(alias=WEBSOCKET_URL)
+    webhook_endpoints_table: Name = Field(alias=WEBHOOK_ENDPOINTS_TABLE)
+    endpoint_deliveries_table: Name = Field(alias=ENDPOINT_DELIVERIES_TABLE)
+    job_events_table: Name = Field(alias=JOB_EVENTS_TABLE)
+    event_retention_days: EventRetentionDays = Field(DEFAULT_EVENT_RETENTION_DAYS, alias=EVENT_RETENTION_DAYS)
+    webhook_allow_loopback_http: bool = Field(False, alias=WEBHOOK_ALLOW_LOOPBACK_HTTP)
     ws_ticket_ttl_seconds: int = Field(60, alias=WS_TICKET_TTL_SECONDS, gt=0, le=3600)

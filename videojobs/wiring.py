@@ -197,6 +197,10 @@ class StreamTrigger:
 WEBSOCKET = "websocket"
 """The WebSocket API, as a resource a function ``uses``."""
 
+EVENT_BUS = "event_bus"
+"""The EventBridge bus every job event is also put on, as a resource a function ``uses`` (write: PutEvents).
+A function that uses it gets ``EVENT_BUS_NAME``."""
+
 WEBSOCKET_API = WebSocketApi(
     function="websocket",
     routes=("$connect", "$disconnect", "subscribe"),
@@ -225,11 +229,25 @@ TABLES: dict[str, Table] = {
     "idempotency": Table(partition_key="id", env_var=env.IDEMPOTENCY_TABLE, ttl_attribute="expires_at"),
     # Notifications. Every job event by version: what SSE serves and WebSocket subscribers catch up from.
     "job_events": Table(
-        partition_key="job_id", sort_key="seq", env_var=env.JOB_EVENTS_TABLE, ttl_attribute="expires_at"
+        partition_key="job_id",
+        sort_key="seq",
+        env_var=env.JOB_EVENTS_TABLE,
+        ttl_attribute="expires_at",
+        # A tenant's events in time order ("<timestamp>#<job>#<seq>"): what a webhook endpoint's replay resends.
+        indexes=(Index("by_tenant", partition_key="tenant_id", sort_key="at_key"),),
     ),
     "webhook_secrets": Table(partition_key="tenant_id", env_var=env.WEBHOOK_SECRETS_TABLE),
     "webhook_deliveries": Table(
         partition_key="job_id", sort_key="delivery_id", env_var=env.WEBHOOK_DELIVERIES_TABLE, ttl_attribute="expires_at"
+    ),
+    # A tenant's webhook endpoints (their URL, event filter, secret and health), and each one's ledger.
+    "webhook_endpoints": Table(partition_key="tenant_id", sort_key="endpoint_id", env_var=env.WEBHOOK_ENDPOINTS_TABLE),
+    "endpoint_deliveries": Table(
+        partition_key="endpoint_id",
+        sort_key="delivery_id",
+        env_var=env.ENDPOINT_DELIVERIES_TABLE,
+        ttl_attribute="expires_at",
+        indexes=(Index("by_time", partition_key="endpoint_id", sort_key="created_key"),),
     ),
     "ws_connections": Table(
         partition_key="job_id",
@@ -359,8 +377,11 @@ FUNCTIONS: dict[str, Function] = {
             "webhook_deliveries": "read_write",
             "deliveries_queue": "write",
             "ws_connections": "read_write",
+            "webhook_endpoints": "read",
+            "endpoint_deliveries": "read_write",
             WEBSOCKET: "write",
             "tenants": "read_write",
+            EVENT_BUS: "write",
         },
         settings=env.NotifySettings,
     ),
@@ -372,8 +393,11 @@ FUNCTIONS: dict[str, Function] = {
         uses={
             "webhook_deliveries": "read_write",
             "webhook_secrets": "read_write",
-            "deliveries_queue": "read",
+            "deliveries_queue": "read_write",  # write: an endpoint.disabled event for the tenant's other endpoints
             "deliveries_dlq": "write",
+            "webhook_endpoints": "read_write",
+            "endpoint_deliveries": "read_write",
+            EVENT_BUS: "write",
         },
         settings=env.DeliverSettings,
     ),
@@ -407,6 +431,9 @@ FUNCTIONS: dict[str, Function] = {
             "webhook_deliveries": "read_write",
             "ws_tickets": "write",
             "deliveries_queue": "write",
+            "webhook_endpoints": "read_write",
+            "endpoint_deliveries": "read_write",
+            "job_events": "read",
             WEBSOCKET: "read",
         },
         settings=env.NotificationsApiSettings,
@@ -431,6 +458,16 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/jobs/{id}/deliveries/{delivery_id}/redeliver", "notifications"),
     Route("GET", "/account/webhook-secret", "notifications"),
     Route("POST", "/account/webhook-secret/rotate", "notifications"),
+    Route("POST", "/webhook-endpoints", "notifications"),
+    Route("GET", "/webhook-endpoints", "notifications"),
+    Route("GET", "/webhook-endpoints/{id}", "notifications"),
+    Route("PATCH", "/webhook-endpoints/{id}", "notifications"),
+    Route("DELETE", "/webhook-endpoints/{id}", "notifications"),
+    Route("GET", "/webhook-endpoints/{id}/secret", "notifications"),
+    Route("POST", "/webhook-endpoints/{id}/secret/rotate", "notifications"),
+    Route("GET", "/webhook-endpoints/{id}/deliveries", "notifications"),
+    Route("POST", "/webhook-endpoints/{id}/deliveries/{delivery_id}/redeliver", "notifications"),
+    Route("POST", "/webhook-endpoints/{id}/replay", "notifications"),
 )
 
 API_BASE_PATH = API_STAGE
@@ -504,13 +541,20 @@ class WebSocketRef:
         return WEBSOCKET_API.env_var
 
 
-ResourceRef = TableRef | BucketRef | QueueRef | DeadLetterQueueRef | WebSocketRef
+@dataclass(frozen=True)
+class EventBusRef:
+    @property
+    def env_var(self) -> str:
+        return env.EVENT_BUS_NAME
+
+
+ResourceRef = TableRef | BucketRef | QueueRef | DeadLetterQueueRef | WebSocketRef | EventBusRef
 """What a name in ``uses`` refers to. Each backend resolves these with one ``match``."""
 
 
 def ref(resource: str) -> ResourceRef:
     """The resource a name in ``uses`` means: a table or bucket by its name, a queue as ``<queue>_queue``, its
-    dead-letter queue as ``<queue>_dlq``, the WebSocket API as ``websocket``."""
+    dead-letter queue as ``<queue>_dlq``, the WebSocket API as ``websocket``, the event bus as ``event_bus``."""
     if resource in TABLES:
         return TableRef(resource)
     if resource in BUCKETS:
@@ -521,6 +565,8 @@ def ref(resource: str) -> ResourceRef:
         return DeadLetterQueueRef(resource.removesuffix("_dlq"))
     if resource == WEBSOCKET:
         return WebSocketRef()
+    if resource == EVENT_BUS:
+        return EventBusRef()
     raise KeyError(f"unknown resource {resource!r}")
 
 

@@ -18,6 +18,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
 from aws_cdk import App, Stack  # noqa: E402
+from aws_cdk import aws_events as events  # noqa: E402
+from aws_cdk import aws_events_targets as targets  # noqa: E402
 from aws_cdk import aws_logs as logs  # noqa: E402
 from aws_cdk import aws_sns as sns  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
@@ -128,6 +130,8 @@ CUSTOM = VideoJobsProps(
         max_open_streams=3,
     ),
     webhook_retry_delays_seconds=(10, 60),
+    event_retention_days=14,
+    endpoint_disable_after_seconds=2 * 24 * 3600,
 )
 
 
@@ -136,18 +140,31 @@ class Twice(Synth):
     defaults: VideoJobs
     custom: VideoJobs
     ops_topic: sns.Topic
+    ops_bus: events.EventBus
 
 
 @pytest.fixture(scope="session")
 def twice(offline_synth: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Twice:
-    """One stack holding the construct twice: once with default props, once with ``CUSTOM`` (and its own topic)."""
+    """One stack holding the construct twice: once with default props, once with ``CUSTOM`` (and its own topic
+    and event bus)."""
     outdir = tmp_path_factory.mktemp("twice")
     stack = Stack(new_app(outdir), "Twice")
     ops_topic = sns.Topic(stack, "OpsTopic", enforce_ssl=True)
+    ops_bus = events.EventBus(stack, "OpsBus")
     defaults = VideoJobs(stack, "Defaults")
-    custom = VideoJobs(stack, "Custom", props=dataclasses.replace(CUSTOM, alarm_topic=ops_topic))
+    custom = VideoJobs(stack, "Custom", props=dataclasses.replace(CUSTOM, alarm_topic=ops_topic, event_bus=ops_bus))
+    # The README's rule example, verbatim: one tenant's failed jobs to a topic.
+    events.Rule(
+        stack,
+        "AcmeFailedJobs",
+        event_bus=custom.event_bus,
+        event_pattern=events.EventPattern(
+            source=["videojobs"], detail_type=["job.failed"], detail={"tenant_id": ["acme"]}
+        ),
+        targets=[targets.SnsTopic(ops_topic)],
+    )
     synthesized = synthesize(stack, outdir)
-    return Twice(**vars(synthesized), defaults=defaults, custom=custom, ops_topic=ops_topic)
+    return Twice(**vars(synthesized), defaults=defaults, custom=custom, ops_topic=ops_topic, ops_bus=ops_bus)
 
 
 def policy_documents(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -67,6 +67,8 @@ def test_props_set_upload_limit_worker_size_and_outputs_retention(twice: Twice) 
         *TenantLimits.defaults(settings.TenantLimitSettings.from_env(_required(settings.TenantLimitSettings)))
         .as_environment()
         .keys(),
+        settings.EVENT_RETENTION_DAYS,
+        settings.ENDPOINT_DISABLE_AFTER_SECONDS,
     }
     for name, fn in twice.custom.functions.items():
         variables = twice.resource(fn)["Properties"]["Environment"]["Variables"]

@@ -49,6 +49,8 @@ def _construct_of(service: VideoJobs, ref: wiring.ResourceRef) -> IConstruct | N
             return service.dead_letter_queues[name]
         case wiring.WebSocketRef():
             return None
+        case wiring.EventBusRef():
+            return service.event_bus
 
 
 def _actions_of(statement: dict[str, Any]) -> list[str]:
@@ -302,12 +304,13 @@ def test_function_policy_matches_declared_access(synth: Synth, service: VideoJob
         "table": {"read": "dynamodb:GetItem", "write": "dynamodb:PutItem"},
         "bucket": {"read": "s3:GetObject*", "write": "s3:PutObject"},
         "queue": {"read": "sqs:ReceiveMessage", "write": "sqs:SendMessage"},
+        "bus": {"write": "events:PutEvents"},
     }
     for ref, access in wiring.refs(wiring.FUNCTIONS[name].uses).items():
         construct = _construct_of(service, ref)
         if construct is None:
             continue  # execute-api:ManageConnections: tests/infra/test_notifications_stack.py
-        kind = {wiring.TableRef: "table", wiring.BucketRef: "bucket"}.get(type(ref), "queue")
+        kind = {wiring.TableRef: "table", wiring.BucketRef: "bucket", wiring.EventBusRef: "bus"}.get(type(ref), "queue")
         actions = _actions_on(synth, name, synth.logical_id(construct))
         for level, action in checks[kind].items():
             assert (action in actions) == (level in access), (name, ref, access, action)

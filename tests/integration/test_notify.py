@@ -22,13 +22,15 @@ from functions.websocket import handler as websocket_handler
 from infra.local.lambda_context import LambdaContext
 from infra.local.resources import Resources
 from videojobs import webhooks
-from videojobs.aws import client
+from videojobs.aws import client, events_client
+from videojobs.event_bus import EventBus
 from videojobs.job_events import event_for
 from videojobs.job_store import IdempotencyKey, JobStore, to_item
 from videojobs.models import Job, JobStatus, StoredOutput, isoformat, utcnow
 from videojobs.notification_store import (
     ConnectionStore,
     DeliveryLedger,
+    EndpointStore,
     EventLog,
     SecretStore,
 )
@@ -111,6 +113,9 @@ def notify(aws: Resources, sockets: Stubber, monkeypatch: pytest.MonkeyPatch) ->
         deliveries=DeliveryQueue(client("sqs"), aws.queues["deliveries"].url),
         connections=ConnectionStore(dynamodb, aws.tables["ws_connections"]),
         sockets=sockets.client,
+        endpoints=EndpointStore(dynamodb, aws.tables["webhook_endpoints"]),
+        endpoint_ledger=DeliveryLedger(dynamodb, aws.tables["endpoint_deliveries"], by_endpoint=True),
+        bus=EventBus(events_client(), aws.event_bus),
     )
     monkeypatch.setattr(notify_handler, "get_deps", lambda: deps)
     return deps
@@ -183,10 +188,10 @@ def test_a_failing_write_is_a_batch_item_failure_from_that_record_on(
 ) -> None:
     append = notify.events.append
 
-    def throttled_on_version_2(job_id: str, event: Any) -> bool:
+    def throttled_on_version_2(job_id: str, event: Any, tenant_id: str | None = None) -> bool:
         if event.version == 2:
             raise RuntimeError("throttled")
-        return append(job_id, event)
+        return append(job_id, event, tenant_id)
 
     monkeypatch.setattr(notify.events, "append", throttled_on_version_2)
     batch = {

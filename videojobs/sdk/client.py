@@ -28,6 +28,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 
 from videojobs.sdk import sse
+from videojobs.sdk.endpoints import WebhookEndpoints
 from videojobs.sdk.errors import ApiError, TransportError, UploadError, WaitTimeout, WebhookVerificationError
 from videojobs.sdk.models import Job, JobEvent, Upload, parse_output
 from videojobs.sdk.websocket import JobEventSocket
@@ -80,6 +81,8 @@ class Client:
         self._storage = httpx.Client(timeout=httpx.Timeout(timeout, write=None), transport=transport)
         self._events_available: bool | None = None
         self._sleep = time.sleep
+        self.webhook_endpoints = WebhookEndpoints(self)
+        """The tenant's webhook endpoints: ``client.webhook_endpoints.create(url, events=[...])``."""
 
     def close(self) -> None:
         self._api.close()
