@@ -257,6 +257,8 @@ class CreateJobRequest(_Strict):
     webhook_events: Annotated[list[JobEventType], Field(min_length=1, max_length=len(JobEventType))] | None = None
     """Which events the webhook receives; default: ``default_webhook_events()``."""
     metadata: Annotated[dict[str, Any] | None, AfterValidator(_small_json)] = None
+    dry_run: bool = False
+    """Validate and look at the upload, answer an estimate (200), create nothing."""
 
 
 # --- Responses ------------------------------------------------------------------------------------------
@@ -344,6 +346,18 @@ class OutputResult(BaseModel):
     content_type: str | None = None
 
 
+class JobUsage(BaseModel):
+    """What a job used, as its workers measured it, and what that costs at list prices (``videojobs.pricing``)."""
+
+    processing_seconds: float
+    """Wall-clock seconds workers held the job, over every attempt that gave it back or ended it."""
+    gb_seconds: float
+    """Those seconds times the worker's memory in GB (Lambda's billing unit; Fargate tasks likewise)."""
+    input_bytes: int
+    output_bytes: int
+    estimated_cost_usd: float
+
+
 class JobResource(BaseModel):
     id: str
     status: JobStatus
@@ -364,6 +378,8 @@ class JobResource(BaseModel):
     eta_seconds: int | None = None
     """While transcoding or uploading: the estimated seconds left."""
     cancel_requested_at: str | None = None
+    usage: JobUsage | None = None
+    """Once the job ended after a worker ran it."""
 
 
 class JobList(BaseModel):
@@ -436,6 +452,56 @@ class Job(BaseModel):
     cancel_requested_at: datetime | None = None
     long_job: bool = False
     """Handed to the long-jobs queue: the Lambda worker estimated it would not finish in its time."""
+    input_bytes: int | None = None
+    """The upload's size when the job was submitted."""
+    usage: JobUsage | None = None
+    """Added to by every attempt that ends (a hand-off, a retry, the end of the job)."""
+
+
+class Estimate(BaseModel):
+    processing_seconds: float
+    estimated_cost_usd: float
+    route: Literal["lambda", "fargate"]
+    """Which worker would run it: the Lambda worker, or the long-jobs Fargate service."""
+
+
+class DryRun(BaseModel):
+    """A dry run's answer: what the job would take; nothing was created."""
+
+    estimate: Estimate
+
+
+class UsageTotals(BaseModel):
+    jobs_submitted: int = 0
+    jobs_completed: int = 0
+    jobs_failed: int = 0
+    processing_seconds: float = 0
+    gb_seconds: float = 0
+    bytes_uploaded: int = 0
+    """The inputs of the jobs submitted (an upload used by two jobs counts twice)."""
+    bytes_output: int = 0
+    estimated_cost_usd: float = 0
+
+
+class UsageDay(UsageTotals):
+    date: str
+    """A UTC day, ``YYYY-MM-DD``: submissions count on the day they were made, the rest on the day a job ended."""
+
+
+class CurrentUsage(BaseModel):
+    """Now, against the limits. A counter this deployment does not keep is null."""
+
+    pending_jobs: int | None = None
+    active_jobs: int | None = None
+    open_streams: int | None = None
+    upload_bytes_today: int | None = None
+
+
+class AccountUsage(BaseModel):
+    days: list[UsageDay]
+    totals: UsageTotals
+    limits: dict[str, int | float | None]
+    current: CurrentUsage
 
 
 class JobMessage(BaseModel):

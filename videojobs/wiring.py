@@ -76,6 +76,9 @@ class Index:
     name: str
     partition_key: str
     sort_key: str
+    projection: tuple[str, ...] | None = None
+    """The attributes it holds besides the keys (``INCLUDE``); None: all of them (``ALL``). DynamoDB writes an
+    index only when a write changes a key or a projected attribute: what is left out costs it nothing."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,12 @@ TABLES: dict[str, Table] = {
     "jobs": Table(
         partition_key="id",
         env_var=env.JOBS_TABLE,
-        indexes=(Index("by_tenant", partition_key="tenant_id", sort_key="created_key"),),
+        # Keys and what lists filter on only: progress and heartbeats (about one write a second per running job)
+        # never reach this index, whose one partition key per tenant would otherwise take every write of every
+        # running job of the tenant (README "Capacity"). Lists read the jobs from the table.
+        indexes=(
+            Index("by_tenant", partition_key="tenant_id", sort_key="created_key", projection=("status", "priority")),
+        ),
         stream=True,
     ),
     "api_keys": Table(partition_key="key_hash", env_var=env.API_KEYS_TABLE),
@@ -234,6 +242,8 @@ TABLES: dict[str, Table] = {
         indexes=(Index("by_connection", partition_key="connection_id", sort_key="job_id"),),
     ),
     "ws_tickets": Table(partition_key="ticket_hash", env_var=env.WS_TICKETS_TABLE, ttl_attribute="expires_at"),
+    # One item per tenant and UTC day, changed only by ADD (videojobs/usage.py): GET /account/usage.
+    "usage": Table(partition_key="tenant_id", sort_key="day", env_var=env.USAGE_TABLE),
 }
 
 BUCKETS: dict[str, Bucket] = {
@@ -276,6 +286,7 @@ SERVICES: dict[str, Service] = {
         queue="long_jobs",
         uses={
             "jobs": "read_write",
+            "usage": "read_write",
             "uploads": "read",
             "outputs": "write",
             "long_jobs_queue": "read_write",
@@ -297,6 +308,7 @@ FUNCTIONS: dict[str, Function] = {
         handler="functions.submit.handler.lambda_handler",
         uses={
             "jobs": "read_write",
+            "usage": "read_write",
             "idempotency": "read_write",
             "jobs_queue": "write",
             "uploads": "read_write",
@@ -306,7 +318,7 @@ FUNCTIONS: dict[str, Function] = {
     ),
     "status": Function(
         handler="functions.status.handler.lambda_handler",
-        uses={"jobs": "read", "outputs": "read"},
+        uses={"jobs": "read", "usage": "read", "outputs": "read"},
         settings=env.StatusSettings,
     ),
     "process": Function(
@@ -317,6 +329,7 @@ FUNCTIONS: dict[str, Function] = {
         # infra/fargate.py also lets it delete outputs: a worker removes the partial outputs it wrote.
         uses={
             "jobs": "read_write",
+            "usage": "read_write",
             "uploads": "read",
             "outputs": "write",
             "long_jobs_queue": "write",
@@ -327,7 +340,7 @@ FUNCTIONS: dict[str, Function] = {
     "cancel": Function(
         handler="functions.cancel.handler.lambda_handler",
         memory_mb=256,
-        uses={"jobs": "read_write", "outputs": "read_write"},
+        uses={"jobs": "read_write", "usage": "read_write", "outputs": "read_write"},
         settings=env.CancelSettings,
     ),
     # HLS playlists behind signed links: players fetch them without an Authorization header.
@@ -341,7 +354,7 @@ FUNCTIONS: dict[str, Function] = {
         handler="functions.fail_dead_jobs.handler.lambda_handler",
         timeout_seconds=30,
         memory_mb=256,
-        uses={"jobs": "read_write"},
+        uses={"jobs": "read_write", "usage": "read_write"},
         settings=env.JobsTableSettings,
     ),
     # Fans each job event out; it reads the change from the stream, not the table.
@@ -417,6 +430,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/jobs", "submit"),
     Route("GET", "/jobs", "status"),
     Route("GET", "/jobs/{id}", "status"),
+    Route("GET", "/account/usage", "status"),
     Route("POST", "/jobs/{id}/cancel", "cancel"),
     Route("GET", "/playback/{token}/{name}", "playback", authorized=False),
     Route("GET", "/jobs/{id}/events", "events", long_poll=True),

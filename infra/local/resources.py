@@ -145,7 +145,9 @@ def _table_spec(name: str, table: wiring.Table) -> dict[str, Any]:
                     {"AttributeName": index.partition_key, "KeyType": "HASH"},
                     {"AttributeName": index.sort_key, "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": "ALL"}
+                if index.projection is None
+                else {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(index.projection)},
             }
             for index in table.indexes
         ]

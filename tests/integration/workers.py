@@ -16,9 +16,11 @@ from videojobs.ids import new_job_id, new_upload_id
 from videojobs.job_store import JobStore
 from videojobs.models import Job, StoredOutput, utcnow
 from videojobs.object_store import ObjectStore, upload_key
+from videojobs.pricing import lambda_compute
 from videojobs.queues import JobQueue
 from videojobs.service.processing import Attempt, WorkerDeps
 from videojobs.settings import WorkerSettings
+from videojobs.usage import UsageLedger
 
 TENANT = "t1"
 
@@ -31,7 +33,7 @@ def worker_deps(
     values = WorkerSettings.from_env(environment)
     return WorkerDeps(
         values,
-        JobStore(client("dynamodb"), aws.tables["jobs"]),
+        JobStore(client("dynamodb"), aws.tables["jobs"], ledger=UsageLedger(client("dynamodb"), values.usage_table)),
         ObjectStore(client("s3")),
         worker_id,
         JobQueue(client("sqs"), values.long_jobs_queue_url) if long_jobs else None,
@@ -55,8 +57,12 @@ def queued_job(deps: WorkerDeps, source: Path, outputs: list[dict[str, Any]]) ->
     return deps.jobs.create(job)
 
 
+LAMBDA_WORKER = lambda_compute(3008, ephemeral_gb=10)
+
+
 def attempt(seconds: float = 300) -> Attempt:
-    return Attempt(deadline=time.monotonic() + seconds)
+    """An attempt of the Lambda worker (its usage measured as at 3,008 MB)."""
+    return Attempt(deadline=time.monotonic() + seconds, compute=LAMBDA_WORKER)
 
 
 def output_keys(deps: WorkerDeps, job: Job) -> list[str]:
