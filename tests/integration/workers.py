@@ -52,6 +52,7 @@ def queued_job(deps: WorkerDeps, source: Path, outputs: list[dict[str, Any]]) ->
         updated_at=now,
         upload_id=upload_id,
         input_key=key,
+        input_bytes=source.stat().st_size,
         outputs=[StoredOutput(spec=spec) for spec in outputs],
     )
     return deps.jobs.create(job)
