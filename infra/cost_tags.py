@@ -56,14 +56,19 @@ def component_prefixes() -> list[tuple[str, str]]:
     }
     prefixes |= {_pascal(name): WORKER for name in wiring.SERVICES} | {"Worker": WORKER}
     prefixes |= {"WebSocket": NOTIFICATIONS, "StreamFailures": NOTIFICATIONS, "Monitoring": MONITORING}
+    # CDK's stack-wide provider that empties buckets on delete (removal_policy DESTROY).
+    prefixes |= {"Custom::S3AutoDeleteObjects": STORAGE}
     return sorted(prefixes.items(), key=lambda item: -len(item[0]))
 
 
-def add_cost_tags(service: Construct, project: str) -> None:
-    """``project`` everywhere in ``service``; ``component`` by each child's concern (``api`` where no rule says
-    otherwise: the REST API, its stage, domain and firewall, the authorizer and the shared layer)."""
-    Tags.of(service).add(PROJECT_TAG, project)
+def add_cost_tags(scope: Construct, project: str, *, skip: Construct | None = None) -> None:
+    """``project`` everywhere in ``scope``; ``component`` by each child's concern (``api`` where no rule says
+    otherwise: the REST API, its stage, domain and firewall, the authorizer and the shared layer). ``skip``: a
+    child that tags its own (the construct, in a stack that also holds CDK's singleton providers)."""
+    Tags.of(scope).add(PROJECT_TAG, project)
     prefixes = component_prefixes()
-    for child in service.node.children:
+    for child in scope.node.children:
+        if child is skip:
+            continue
         component = next((value for prefix, value in prefixes if child.node.id.startswith(prefix)), API)
         Tags.of(child).add(COMPONENT_TAG, component)

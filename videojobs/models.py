@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, Type
 
 from videojobs.clock import isoformat as isoformat
 from videojobs.clock import utcnow as utcnow
+from videojobs.tenant_limits import TenantLimits
 
 MIN_HEIGHT, MAX_HEIGHT = 144, 4320
 MAX_OUTPUTS = 10
@@ -500,7 +501,8 @@ class CurrentUsage(BaseModel):
 class AccountUsage(BaseModel):
     days: list[UsageDay]
     totals: UsageTotals
-    limits: dict[str, int | float | None]
+    limits: TenantLimits
+    """The limits in force for the tenant (its overrides over the defaults)."""
     current: CurrentUsage
 
 

@@ -130,7 +130,9 @@ class SubmitSettings(TenantLimitSettings):
     work_pixels_per_second: float = Field(60e6, alias=WORK_PIXELS_PER_SECOND, gt=0)
 
 
-class StatusSettings(FunctionSettings):
+class StatusSettings(TenantLimitSettings):
+    """Also the tenant's limits: ``GET /account/usage`` shows them."""
+
     jobs_table: Name = Field(alias=JOBS_TABLE)
     usage_table: Name = Field(alias=USAGE_TABLE)
     outputs_bucket: Name = Field(alias=OUTPUTS_BUCKET)

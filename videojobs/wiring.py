@@ -318,7 +318,7 @@ FUNCTIONS: dict[str, Function] = {
     ),
     "status": Function(
         handler="functions.status.handler.lambda_handler",
-        uses={"jobs": "read", "usage": "read", "outputs": "read"},
+        uses={"jobs": "read", "usage": "read", "tenants": "read", "outputs": "read"},
         settings=env.StatusSettings,
     ),
     "process": Function(

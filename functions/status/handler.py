@@ -17,6 +17,7 @@ from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, traced
 from videojobs.service import jobs
 from videojobs.settings import StatusSettings
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 from videojobs.usage import MAX_DAYS, UsageLedger
 
 app = api.new_resolver()
@@ -31,6 +32,7 @@ def get_deps() -> jobs.StatusDeps:
         jobs=JobStore(client("dynamodb"), settings.jobs_table),
         objects=ObjectStore(client("s3")),
         ledger=UsageLedger(client("dynamodb"), settings.usage_table),
+        limits=TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings)),
     )
 
 

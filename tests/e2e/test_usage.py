@@ -42,7 +42,10 @@ def test_account_usage_adds_up_the_tenants_jobs(stack: RunningStack, clip: Path,
         for name in ("processing_seconds", "gb_seconds", "estimated_cost_usd"):
             assert totals[name] == pytest.approx(sum(job["usage"][name] for job in finished), abs=1e-6), name
         assert set(report["current"]) == {"pending_jobs", "active_jobs", "open_streams", "upload_bytes_today"}
-        assert isinstance(report["limits"], dict)
+        assert set(report["limits"]) == {
+            "max_active_jobs", "max_pending_jobs", "max_upload_bytes_per_day", "requests_per_second", "burst",
+            "max_open_streams",
+        }  # fmt: skip
 
 
 def test_account_usage_refuses_more_than_92_days_and_bad_dates(api):

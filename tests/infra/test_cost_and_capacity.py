@@ -36,6 +36,7 @@ UNTAGGABLE = {
     "AWS::SNS::TopicPolicy",
     "AWS::SQS::QueuePolicy",
     "AWS::WAFv2::WebACLAssociation",
+    "Custom::S3AutoDeleteObjects",
 }
 
 

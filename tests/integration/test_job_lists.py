@@ -16,6 +16,7 @@ from videojobs.models import Job, JobStatus, StoredOutput, utcnow
 from videojobs.object_store import ObjectStore
 from videojobs.service import jobs
 from videojobs.settings import StatusSettings
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 from videojobs.usage import UsageLedger
 
 LAMBDA_RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024
@@ -71,6 +72,7 @@ def deps(aws: Resources, dynamodb: Any = None) -> jobs.StatusDeps:
         jobs=JobStore(dynamodb or client("dynamodb"), settings.jobs_table),
         objects=ObjectStore(client("s3")),
         ledger=UsageLedger(client("dynamodb"), settings.usage_table),
+        limits=TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings)),
     )
 
 

@@ -17,6 +17,7 @@ from videojobs.object_store import ObjectStore, upload_key
 from videojobs.queues import JobQueue
 from videojobs.service import jobs
 from videojobs.settings import StatusSettings, SubmitSettings
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 from videojobs.usage import UsageLedger
 
 UPLOAD_ID = "upl_" + "a" * 32
@@ -81,6 +82,7 @@ def status_deps(aws: Resources) -> jobs.StatusDeps:
         jobs=JobStore(client("dynamodb"), config.jobs_table),
         objects=ObjectStore(client("s3")),
         ledger=UsageLedger(client("dynamodb"), config.usage_table),
+        limits=TenantLimitStore(client("dynamodb"), config.tenants_table, TenantLimits.defaults(config)),
     )
 
 

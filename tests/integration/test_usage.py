@@ -21,6 +21,7 @@ from videojobs.queues import JobQueue
 from videojobs.service import jobs
 from videojobs.service.processing import Attempt, process_job
 from videojobs.settings import StatusSettings, SubmitSettings
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 from videojobs.usage import MAX_DAYS, UsageLedger
 
 FARGATE_TASK = pricing.fargate_compute(2, 8192, ephemeral_gb=200)
@@ -144,6 +145,7 @@ def status_deps(aws: Resources) -> jobs.StatusDeps:
     return jobs.StatusDeps(
         settings=settings, jobs=JobStore(client("dynamodb"), settings.jobs_table), objects=ObjectStore(client("s3")),
         ledger=ledger(aws),
+        limits=TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings)),
     )  # fmt: skip
 
 
@@ -173,6 +175,8 @@ def test_account_usage_lists_every_day_with_zeros_and_the_totals(aws: Resources)
     assert len(report.days) == MAX_DAYS and report.days[0].date == start.isoformat()
     assert [day.jobs_submitted for day in report.days if day.jobs_submitted] == [1, 2]
     assert (report.totals.jobs_submitted, report.totals.estimated_cost_usd) == (3, 0.375)
+    settings = StatusSettings.from_env(aws.environment())
+    assert report.limits == TenantLimits.defaults(settings)
 
 
 def test_lists_show_whole_jobs_though_the_index_holds_only_keys_and_status(aws: Resources, tmp_path: Path, clip: Path):

@@ -40,6 +40,7 @@ from videojobs.object_store import ObjectInfo, ObjectStore, PartsRejected, uploa
 from videojobs.queues import JobQueue
 from videojobs.settings import StatusSettings, SubmitSettings
 from videojobs.ssrf import UnsafeUrl, check_url
+from videojobs.tenant_limits import TenantLimitStore
 from videojobs.usage import MAX_DAYS, UsageLedger, totals
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -67,6 +68,7 @@ class StatusDeps:
     jobs: JobStore
     objects: ObjectStore
     ledger: UsageLedger
+    limits: TenantLimitStore
 
 
 def create_upload(
@@ -385,4 +387,5 @@ def account_usage(tenant_id: str, first: str, last: str, deps: StatusDeps) -> Ac
     if (end - start).days + 1 > MAX_DAYS:
         raise ApiError(ErrorCode.VALIDATION_ERROR, f"at most {MAX_DAYS} days per request")
     days = deps.ledger.days(tenant_id, start, end)
-    return AccountUsage(days=days, totals=totals(days), limits={}, current=CurrentUsage())
+    limits = deps.limits.limits_for(tenant_id)
+    return AccountUsage(days=days, totals=totals(days), limits=limits, current=CurrentUsage())
