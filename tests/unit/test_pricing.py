@@ -13,7 +13,8 @@ from videojobs.settings import SubmitSettings
 from videojobs.usage import UsageMeter, totals
 
 SETTINGS = SubmitSettings.from_env(
-    {"JOBS_TABLE": "j", "USAGE_TABLE": "u", "IDEMPOTENCY_TABLE": "i", "UPLOADS_BUCKET": "b", "JOBS_QUEUE_URL": "q"}
+    {"JOBS_TABLE": "j", "USAGE_TABLE": "u", "TENANTS_TABLE": "t", "IDEMPOTENCY_TABLE": "i", "UPLOADS_BUCKET": "b"}
+    | {"JOBS_QUEUE_URL": "q"}
 )
 
 
