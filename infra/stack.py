@@ -21,7 +21,8 @@ class VideoJobsStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.service = VideoJobs(self, "VideoJobs", props=props)
-        # What CDK puts beside the construct (the provider that empties buckets) is the project's too.
+        # Stack tags: CloudFormation puts them on every resource it deploys, also on what CDK adds beside the
+        # construct as raw resources (the provider that empties buckets), which Tags.of cannot reach.
         add_cost_tags(self, self.service.props.project_tag, skip=self.service)
 
         CfnOutput(self, "ApiUrl", value=self.service.api.url, description="Base URL of the API (stage v1)")
