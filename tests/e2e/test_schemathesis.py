@@ -223,6 +223,7 @@ def _known_good_cases(schema: Any, ids: RealIds) -> dict[str, Callable[[], dict[
         "POST /jobs/{id}/deliveries/{delivery_id}/redeliver": lambda: {
             "path_parameters": {**job, "delivery_id": ids.delivery},
         },
+        "GET /account/usage": lambda: {"query": {"from": "2026-11-01", "to": "2026-11-30"}},
         "GET /account/webhook-secret": lambda: {},
         "POST /account/webhook-secret/rotate": lambda: {},
     }
