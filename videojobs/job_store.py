@@ -524,7 +524,7 @@ class JobStore:
         if self._ledger is not None and "status" in set_values and job.status.terminal:
             try:  # the job has ended whatever happens here: a lost count must not make a worker retry it
                 self._ledger.job_finished(job)
-            except ClientError:
+            except Exception:
                 logger.exception("could not count the job in the usage ledger", extra={"job_id": job.id})
         return job
 

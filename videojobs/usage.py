@@ -96,8 +96,9 @@ class UsageLedger:
             Key={"tenant_id": {"S": tenant_id}, "day": {"S": day.isoformat()}},
             UpdateExpression="ADD " + ", ".join(f"#c{index} :c{index}" for index in range(len(counts))),
             ExpressionAttributeNames=names,
-            # str(): a float's shortest repr, which DynamoDB adds exactly as a decimal.
-            ExpressionAttributeValues={f":c{index}": {"N": str(value)} for index, value in enumerate(counts.values())},
+            ExpressionAttributeValues={
+                f":c{index}": {"N": _plain_number(value)} for index, value in enumerate(counts.values())
+            },
         )
 
     def days(self, tenant_id: str, first: date, last: date) -> list[UsageDay]:
@@ -137,6 +138,11 @@ def totals(days: list[UsageDay]) -> UsageTotals:
     summed["processing_seconds"] = round(summed["processing_seconds"], 3)
     summed["gb_seconds"] = round(summed["gb_seconds"], 3)
     return UsageTotals(**summed)
+
+
+def _plain_number(value: float) -> str:
+    """A float's shortest repr as a plain decimal (``4e-06`` -> ``0.000004``), which DynamoDB adds exactly."""
+    return format(Decimal(repr(value)), "f")
 
 
 def _number(text: str) -> int | float:

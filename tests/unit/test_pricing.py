@@ -10,7 +10,7 @@ from videojobs.estimate import estimate
 from videojobs.models import Job, JobStatus, JobUsage, StoredOutput, UsageDay, utcnow
 from videojobs.pricing import Compute, storage_cost
 from videojobs.settings import SubmitSettings
-from videojobs.usage import UsageMeter, totals
+from videojobs.usage import UsageMeter, _plain_number, totals
 
 SETTINGS = SubmitSettings.from_env(
     {"JOBS_TABLE": "j", "USAGE_TABLE": "u", "TENANTS_TABLE": "t", "IDEMPOTENCY_TABLE": "i", "UPLOADS_BUCKET": "b"}
@@ -101,3 +101,7 @@ def test_a_small_upload_is_estimated_on_lambda_and_a_large_one_on_fargate():
     assert 0 < small.estimated_cost_usd < large.estimated_cost_usd
     # More output work, more time.
     assert estimate(outputs[:1], 10_000_000, SETTINGS).processing_seconds < small.processing_seconds
+
+
+def test_ledger_numbers_are_plain_decimals_which_dynamodb_adds():
+    assert (_plain_number(4e-06), _plain_number(1), _plain_number(12.5)) == ("0.000004", "1", "12.5")
