@@ -34,6 +34,7 @@ from videojobs.models import (
     isoformat,
     utcnow,
 )
+from videojobs.observability import logger
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
