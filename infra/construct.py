@@ -43,6 +43,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from infra import nag
+from infra.cost_tags import add_cost_tags
 from infra.fargate import add_fargate_workers
 from infra.monitoring import Monitoring
 from infra.websocket import add_websocket_api
@@ -86,6 +87,8 @@ class CustomDomain:
 class VideoJobsProps:
     """What a deployment may change. None keeps the default of the wiring or of the function's settings."""
 
+    project_tag: str = "videojobs"
+    """The ``project`` cost-allocation tag on every resource (README "What a job costs")."""
     removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
     """Of the data: tables, buckets (DESTROY also empties them on delete) and log groups."""
     outputs_retention_days: int | None = None
@@ -274,6 +277,7 @@ class VideoJobs(Construct):
             self, "Monitoring", watched=self, api=self.api, topic=self.props.alarm_topic, email=self.props.alarm_email
         )
         nag.acknowledge_findings(self)
+        add_cost_tags(self, self.props.project_tag)
 
     # -- data ---------------------------------------------------------------------------------------------
 
@@ -301,7 +305,8 @@ class VideoJobs(Construct):
                     index_name=index.name,
                     partition_key=dynamodb.Attribute(name=index.partition_key, type=dynamodb.AttributeType.STRING),
                     sort_key=dynamodb.Attribute(name=index.sort_key, type=dynamodb.AttributeType.STRING),
-                    projection_type=dynamodb.ProjectionType.ALL,
+                    projection_type=dynamodb.ProjectionType[index.projection_type],
+                    non_key_attributes=list(index.projection) if index.projection else None,
                 )
             tables[name] = table
         return tables

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import random
 import re
@@ -34,9 +35,12 @@ from videojobs.models import (
     isoformat,
     utcnow,
 )
+from videojobs.observability import logger
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
+
+    from videojobs.usage import UsageLedger, UsageMeter
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -53,6 +57,8 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 TRANSACTION_ATTEMPTS = 7
 TRANSACTION_RETRY_BASE_SECONDS = 0.05  # full jitter, doubling: at most ~3 s in all
 MAX_PAGE_SIZE = 100
+BATCH_GET_LIMIT = 100
+"""Keys one ``BatchGetItem`` may name."""
 MAX_FILTERED_READS = 500
 """Jobs one filtered list request reads at most (a few queries): a tenant with thousands of jobs and few matches
 gets a short page and a cursor instead of a request that reads them all."""
@@ -147,11 +153,25 @@ class JobStore:
         idempotency_table: str | None = None,
         *,
         max_filtered_reads: int = MAX_FILTERED_READS,
+        ledger: UsageLedger | None = None,
     ):
         self._client = client
         self._table = jobs_table
         self._idempotency_table = idempotency_table
         self._max_filtered_reads = max_filtered_reads
+        self._ledger = ledger
+        """Told of every job this store ends (the per-tenant usage ledger)."""
+        self._meter: UsageMeter | None = None
+
+    def metered(self, meter: UsageMeter) -> JobStore:
+        """This store as one worker's attempt uses it: each write that ends the attempt (complete, fail, cancel,
+        release) also records the attempt's usage on the job."""
+        view = copy.copy(self)
+        view._meter = meter
+        return view
+
+    def _usage(self, outputs: list[StoredOutput] | None = None) -> dict[str, Any]:
+        return {"usage": self._meter.usage(outputs).model_dump(mode="json")} if self._meter else {}
 
     def _idempotency_records(self) -> str:
         if self._idempotency_table is None:
@@ -258,7 +278,8 @@ class JobStore:
         priority: Priority | None = None,
     ) -> tuple[list[Job], str | None]:
         """The tenant's jobs, newest first, one page at a time (a query on the ``by_tenant`` index, which is
-        eventually consistent: a job created a moment ago may be missing).
+        eventually consistent: a job created a moment ago may be missing). The index holds only the keys and what
+        lists filter on (``wiring``): the jobs themselves are read from the table, a batch per page.
 
         A status or priority filter is applied after the read, so a filtered page reads at most
         ``max_filtered_reads`` jobs: it may come back short (even empty) with a cursor, and the caller pages on."""
@@ -287,7 +308,7 @@ class JobStore:
                 request["ExclusiveStartKey"] = start_key
             page = self._client.query(**request)
             read += page.get("ScannedCount", 0)
-            found = [self._job(item) for item in page.get("Items", [])]
+            found = self._full_jobs(page.get("Items", []))
             start_key = page.get("LastEvaluatedKey")
             if len(found) > wanted:  # more matches than the page holds: it ends at the last one shown
                 found = found[:wanted]
@@ -296,6 +317,27 @@ class JobStore:
             if not start_key or (filters and read >= self._max_filtered_reads):
                 break
         return jobs, _encode_cursor(start_key) if start_key else None
+
+    def _full_jobs(self, index_items: list[dict[str, Any]]) -> list[Job]:
+        """The jobs that index entries name, in the entries' order (a job missing from the table is skipped)."""
+        found: dict[str, Job] = {}
+        wanted = [{"id": item["id"]} for item in index_items]
+        for offset in range(0, len(wanted), BATCH_GET_LIMIT):
+            keys: list[dict[str, Any]] = wanted[offset : offset + BATCH_GET_LIMIT]
+            for attempt in range(TRANSACTION_ATTEMPTS):
+                answer = self._client.batch_get_item(RequestItems={self._table: {"Keys": keys}})
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    job = self._job(item)
+                    found[job.id] = job
+                unprocessed = answer.get("UnprocessedKeys", {}).get(self._table)
+                keys = list(unprocessed["Keys"]) if unprocessed else []
+                if not keys:
+                    break
+                # Throttled reads come back unprocessed: retry them after a jittered pause, as AWS advises.
+                time.sleep(random.uniform(0, TRANSACTION_RETRY_BASE_SECONDS * 2**attempt))
+            else:
+                raise WriteContention("the jobs table kept throttling the list's reads")
+        return [found[item["id"]["S"]] for item in index_items if item["id"]["S"] in found]
 
     # --- transitions -----------------------------------------------------------------------------------
 
@@ -400,6 +442,7 @@ class JobStore:
                 "progress": 100,
                 "outputs": [output.model_dump(mode="json") for output in outputs],
                 "completed_at": isoformat(now),
+                **self._usage(outputs),
             },
             remove=_WORKING,
             now=now,
@@ -415,7 +458,7 @@ class JobStore:
             "completed_at": isoformat(now),
         }
         if worker_id is not None:
-            return self._held_update(job_id, worker_id, values, remove=_WORKING, now=now)
+            return self._held_update(job_id, worker_id, values | self._usage(), remove=_WORKING, now=now)
         sources = sorted(status.value for status in JobStatus if JobStatus.FAILED in TRANSITIONS[status])
         placeholders = {f":from{index}": status for index, status in enumerate(sources)}
         return self._update(
@@ -453,7 +496,7 @@ class JobStore:
         return self._held_update(
             job_id,
             worker_id,
-            {"long_job": True} if to_long_queue else {},
+            ({"long_job": True} if to_long_queue else {}) | self._usage(),
             remove=_WORKING,
             extra_set=extra,
             allow_cancel_requested=True,
@@ -490,7 +533,9 @@ class JobStore:
         now = utcnow()
         values = {"status": JobStatus.CANCELLED.value, "completed_at": isoformat(now)}
         if worker_id is not None:
-            return self._held_update(job_id, worker_id, values, remove=_WORKING, now=now, allow_cancel_requested=True)
+            return self._held_update(
+                job_id, worker_id, values | self._usage(), remove=_WORKING, now=now, allow_cancel_requested=True
+            )
         return self._update(
             job_id,
             set_values=values,
@@ -537,7 +582,7 @@ class JobStore:
     ) -> Job | None:
         """One conditional write that also stamps ``updated_at`` and bumps ``version``.
         Returns the new job, or None when the condition did not hold."""
-        return self._send_update(
+        job = self._send_update(
             self._update_request(
                 job_id,
                 set_values=set_values,
@@ -548,6 +593,12 @@ class JobStore:
                 now=now,
             )
         )
+        if job is not None and self._ledger is not None and "status" in set_values and job.status.terminal:
+            try:  # the job has ended whatever happens here: a lost count must not make a worker retry it
+                self._ledger.job_finished(job)
+            except Exception:
+                logger.exception("could not count the job in the usage ledger", extra={"job_id": job.id})
+        return job
 
     def _send_update(self, request: dict[str, Any]) -> Job | None:
         try:

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, Type
 
 from videojobs.clock import isoformat as isoformat
 from videojobs.clock import utcnow as utcnow
+from videojobs.tenant_limits import TenantLimits
 
 MIN_HEIGHT, MAX_HEIGHT = 144, 4320
 MAX_OUTPUTS = 10
@@ -273,6 +274,8 @@ class CreateJobRequest(_Strict):
     metadata: Annotated[dict[str, Any] | None, AfterValidator(_small_json)] = None
     priority: Priority = Priority.NORMAL
     """Within the caller's jobs, a queued job starts after the caller's more urgent queued jobs."""
+    dry_run: bool = False
+    """Validate and look at the upload, answer an estimate (200), create nothing."""
 
 
 class UpdateJobRequest(_Strict):
@@ -366,6 +369,18 @@ class OutputResult(BaseModel):
     content_type: str | None = None
 
 
+class JobUsage(BaseModel):
+    """What a job used, as its workers measured it, and what that costs at list prices (``videojobs.pricing``)."""
+
+    processing_seconds: float
+    """Wall-clock seconds workers held the job, over every attempt that gave it back or ended it."""
+    gb_seconds: float
+    """Those seconds times the worker's memory in GB (Lambda's billing unit; Fargate tasks likewise)."""
+    input_bytes: int
+    output_bytes: int
+    estimated_cost_usd: float
+
+
 class JobResource(BaseModel):
     id: str
     status: JobStatus
@@ -387,6 +402,8 @@ class JobResource(BaseModel):
     """While transcoding or uploading: the estimated seconds left."""
     cancel_requested_at: str | None = None
     priority: Priority = Priority.NORMAL
+    usage: JobUsage | None = None
+    """Once the job ended after a worker ran it."""
 
 
 class JobList(BaseModel):
@@ -460,6 +477,57 @@ class Job(BaseModel):
     long_job: bool = False
     """Handed to the long-jobs queue: the Lambda worker estimated it would not finish in its time."""
     priority: Priority = Priority.NORMAL
+    input_bytes: int | None = None
+    """The upload's size when the job was submitted."""
+    usage: JobUsage | None = None
+    """Added to by every attempt that ends (a hand-off, a retry, the end of the job)."""
+
+
+class Estimate(BaseModel):
+    processing_seconds: float
+    estimated_cost_usd: float
+    route: Literal["lambda", "fargate"]
+    """Which worker would run it: the Lambda worker, or the long-jobs Fargate service."""
+
+
+class DryRun(BaseModel):
+    """A dry run's answer: what the job would take; nothing was created."""
+
+    estimate: Estimate
+
+
+class UsageTotals(BaseModel):
+    jobs_submitted: int = 0
+    jobs_completed: int = 0
+    jobs_failed: int = 0
+    processing_seconds: float = 0
+    gb_seconds: float = 0
+    bytes_uploaded: int = 0
+    """The inputs of the jobs submitted (an upload used by two jobs counts twice)."""
+    bytes_output: int = 0
+    estimated_cost_usd: float = 0
+
+
+class UsageDay(UsageTotals):
+    date: str
+    """A UTC day, ``YYYY-MM-DD``: submissions count on the day they were made, the rest on the day a job ended."""
+
+
+class CurrentUsage(BaseModel):
+    """Now, against the limits. A counter this deployment does not keep is null."""
+
+    pending_jobs: int | None = None
+    active_jobs: int | None = None
+    open_streams: int | None = None
+    upload_bytes_today: int | None = None
+
+
+class AccountUsage(BaseModel):
+    days: list[UsageDay]
+    totals: UsageTotals
+    limits: TenantLimits
+    """The limits in force for the tenant (its overrides over the defaults)."""
+    current: CurrentUsage
 
 
 class JobMessage(BaseModel):

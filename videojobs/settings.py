@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 JOBS_TABLE = "JOBS_TABLE"
 API_KEYS_TABLE = "API_KEYS_TABLE"
 IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
+USAGE_TABLE = "USAGE_TABLE"
 UPLOADS_BUCKET = "UPLOADS_BUCKET"
 OUTPUTS_BUCKET = "OUTPUTS_BUCKET"
 JOBS_QUEUE_URL = "JOBS_QUEUE_URL"
@@ -113,6 +114,7 @@ class AuthorizerSettings(FunctionSettings):
 
 class SubmitSettings(TenantLimitSettings):
     jobs_table: Name = Field(alias=JOBS_TABLE)
+    usage_table: Name = Field(alias=USAGE_TABLE)
     idempotency_table: Name = Field(alias=IDEMPOTENCY_TABLE)
     uploads_bucket: Name = Field(alias=UPLOADS_BUCKET)
     jobs_queue_url: Name = Field(alias=JOBS_QUEUE_URL)
@@ -131,16 +133,23 @@ class SubmitSettings(TenantLimitSettings):
     multipart_url_ttl_seconds: int = Field(12 * 3600, alias=MULTIPART_URL_TTL_SECONDS, gt=0, le=7 * 24 * 3600)
     # A developer setting (the local stack turns it on): webhooks to http://127.0.0.1 pass the SSRF guard.
     webhook_allow_loopback_http: bool = Field(False, alias=WEBHOOK_ALLOW_LOOPBACK_HTTP)
+    # A dry run's estimate routes as the worker would (WorkerSettings has the same two, from the same variables).
+    lambda_time_budget_seconds: float = Field(600, alias=LAMBDA_TIME_BUDGET_SECONDS, gt=0)
+    work_pixels_per_second: float = Field(60e6, alias=WORK_PIXELS_PER_SECOND, gt=0)
 
 
-class StatusSettings(FunctionSettings):
+class StatusSettings(TenantLimitSettings):
+    """Also the tenant's limits: ``GET /account/usage`` shows them."""
+
     jobs_table: Name = Field(alias=JOBS_TABLE)
+    usage_table: Name = Field(alias=USAGE_TABLE)
     outputs_bucket: Name = Field(alias=OUTPUTS_BUCKET)
     download_url_ttl_seconds: int = Field(3600, alias=DOWNLOAD_URL_TTL_SECONDS, gt=0, le=7 * 24 * 3600)
 
 
 class WorkerSettings(TenantLimitSettings):
     jobs_table: Name = Field(alias=JOBS_TABLE)
+    usage_table: Name = Field(alias=USAGE_TABLE)
     uploads_bucket: Name = Field(alias=UPLOADS_BUCKET)
     outputs_bucket: Name = Field(alias=OUTPUTS_BUCKET)
     scratch_dir: str = Field("/tmp", alias=SCRATCH_DIR)
@@ -173,6 +182,7 @@ class WorkerSettings(TenantLimitSettings):
 
 class CancelSettings(FunctionSettings):
     jobs_table: Name = Field(alias=JOBS_TABLE)
+    usage_table: Name = Field(alias=USAGE_TABLE)
     outputs_bucket: Name = Field(alias=OUTPUTS_BUCKET)
 
 
@@ -188,6 +198,7 @@ class JobsTableSettings(FunctionSettings):
     """For a function that only finishes jobs: the jobs' dead-letter consumer (``fail_dead_jobs``)."""
 
     jobs_table: Name = Field(alias=JOBS_TABLE)
+    usage_table: Name = Field(alias=USAGE_TABLE)
 
 
 class AdminSettings(TenantLimitSettings):

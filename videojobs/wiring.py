@@ -76,6 +76,16 @@ class Index:
     name: str
     partition_key: str
     sort_key: str
+    projection: tuple[str, ...] | None = None
+    """The attributes it holds besides the keys (``INCLUDE``); None: all of them (``ALL``). DynamoDB writes an
+    index only when a write changes a key or a projected attribute: what is left out costs it nothing."""
+
+    @property
+    def projection_type(self) -> str:
+        """DynamoDB's name for the projection: ``ALL``, ``KEYS_ONLY`` (an empty projection) or ``INCLUDE``."""
+        if self.projection is None:
+            return "ALL"
+        return "INCLUDE" if self.projection else "KEYS_ONLY"
 
 
 @dataclass(frozen=True)
@@ -212,11 +222,14 @@ TABLES: dict[str, Table] = {
     "jobs": Table(
         partition_key="id",
         env_var=env.JOBS_TABLE,
+        # Keys and what lists filter on only: progress and heartbeats (about one write a second per running job)
+        # never reach this index, whose one partition key per tenant would otherwise take every write of every
+        # running job of the tenant (README "Capacity"). Lists read the jobs from the table.
         indexes=(
-            Index("by_tenant", partition_key="tenant_id", sort_key="created_key"),
-            # Sparse: only queued jobs have its keys. A worker asks it whether a more urgent job of the tenant
-            # is waiting (videojobs/dispatch.py).
-            Index("queued_by_tenant", partition_key="queued_tenant", sort_key="queued_rank"),
+            Index("by_tenant", partition_key="tenant_id", sort_key="created_key", projection=("status", "priority")),
+            # Sparse: only queued jobs have its keys, and it holds nothing else. A worker asks it whether a more
+            # urgent job of the tenant is waiting (videojobs/dispatch.py).
+            Index("queued_by_tenant", partition_key="queued_tenant", sort_key="queued_rank", projection=()),
         ),
         stream=True,
     ),
@@ -257,6 +270,8 @@ TABLES: dict[str, Table] = {
         indexes=(Index("by_connection", partition_key="connection_id", sort_key="job_id"),),
     ),
     "ws_tickets": Table(partition_key="ticket_hash", env_var=env.WS_TICKETS_TABLE, ttl_attribute="expires_at"),
+    # One item per tenant and UTC day, changed only by ADD (videojobs/usage.py): GET /account/usage.
+    "usage": Table(partition_key="tenant_id", sort_key="day", env_var=env.USAGE_TABLE),
 }
 
 BUCKETS: dict[str, Bucket] = {
@@ -299,6 +314,7 @@ SERVICES: dict[str, Service] = {
         queue="long_jobs",
         uses={
             "jobs": "read_write",
+            "usage": "read_write",
             "uploads": "read",
             "outputs": "write",
             "long_jobs_queue": "read_write",
@@ -320,6 +336,7 @@ FUNCTIONS: dict[str, Function] = {
         handler="functions.submit.handler.lambda_handler",
         uses={
             "jobs": "read_write",
+            "usage": "read_write",
             "idempotency": "read_write",
             "jobs_queue": "write",
             "uploads": "read_write",
@@ -329,7 +346,7 @@ FUNCTIONS: dict[str, Function] = {
     ),
     "status": Function(
         handler="functions.status.handler.lambda_handler",
-        uses={"jobs": "read", "outputs": "read"},
+        uses={"jobs": "read", "usage": "read", "tenants": "read", "outputs": "read"},
         settings=env.StatusSettings,
     ),
     "process": Function(
@@ -340,6 +357,7 @@ FUNCTIONS: dict[str, Function] = {
         # infra/fargate.py also lets it delete outputs: a worker removes the partial outputs it wrote.
         uses={
             "jobs": "read_write",
+            "usage": "read_write",
             "uploads": "read",
             "outputs": "write",
             "long_jobs_queue": "write",
@@ -350,7 +368,7 @@ FUNCTIONS: dict[str, Function] = {
     "cancel": Function(
         handler="functions.cancel.handler.lambda_handler",
         memory_mb=256,
-        uses={"jobs": "read_write", "outputs": "read_write"},
+        uses={"jobs": "read_write", "usage": "read_write", "outputs": "read_write"},
         settings=env.CancelSettings,
     ),
     # HLS playlists behind signed links: players fetch them without an Authorization header.
@@ -364,7 +382,7 @@ FUNCTIONS: dict[str, Function] = {
         handler="functions.fail_dead_jobs.handler.lambda_handler",
         timeout_seconds=30,
         memory_mb=256,
-        uses={"jobs": "read_write"},
+        uses={"jobs": "read_write", "usage": "read_write"},
         settings=env.JobsTableSettings,
     ),
     # Fans each job event out; it reads the change from the stream, not the table.
@@ -449,6 +467,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/jobs", "submit"),
     Route("GET", "/jobs", "status"),
     Route("GET", "/jobs/{id}", "status"),
+    Route("GET", "/account/usage", "status"),
     Route("POST", "/jobs/{id}/cancel", "cancel"),
     Route("PATCH", "/jobs/{id}", "cancel"),
     Route("GET", "/playback/{token}/{name}", "playback", authorized=False),

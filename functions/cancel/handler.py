@@ -19,6 +19,7 @@ from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, traced
 from videojobs.service.cancel import CancelDeps, cancel_job, update_job
 from videojobs.settings import CancelSettings
+from videojobs.usage import UsageLedger
 
 app = api.new_resolver()
 
@@ -28,7 +29,11 @@ app = api.new_resolver()
 def get_deps() -> CancelDeps:
     settings = CancelSettings.from_env()
     return CancelDeps(
-        settings=settings, jobs=JobStore(client("dynamodb"), settings.jobs_table), objects=ObjectStore(client("s3"))
+        settings=settings,
+        jobs=JobStore(
+            client("dynamodb"), settings.jobs_table, ledger=UsageLedger(client("dynamodb"), settings.usage_table)
+        ),
+        objects=ObjectStore(client("s3")),
     )
 
 

@@ -12,11 +12,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from videojobs import api, job_view, snapstart
 from videojobs.aws import client
 from videojobs.job_store import MAX_PAGE_SIZE, JobStore
-from videojobs.models import Health, JobList, JobResource, JobStatus, Priority
+from videojobs.models import AccountUsage, Health, JobList, JobResource, JobStatus, Priority
 from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, traced
 from videojobs.service import jobs
 from videojobs.settings import StatusSettings
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
+from videojobs.usage import MAX_DAYS, UsageLedger
 
 app = api.new_resolver()
 
@@ -29,6 +31,8 @@ def get_deps() -> jobs.StatusDeps:
         settings=settings,
         jobs=JobStore(client("dynamodb"), settings.jobs_table),
         objects=ObjectStore(client("s3")),
+        ledger=UsageLedger(client("dynamodb"), settings.usage_table),
+        limits=TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings)),
     )
 
 
@@ -76,6 +80,25 @@ def get_job(job_id: Annotated[str, Path(max_length=64)]):
     retry_after = job_view.retry_after_seconds(job)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return GET_JOB.answer(job, headers=headers)
+
+
+ACCOUNT_USAGE = api.Operation(
+    "Usage and cost by day",
+    HTTPStatus.OK,
+    AccountUsage,
+    "The caller's jobs and what they used, per UTC day from `from` to `to` (both included, at most "
+    f"{MAX_DAYS} days), their totals, the limits in force and the current use against them. Costs are "
+    'estimates at list prices (README "What a job costs").',
+)
+DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+@app.get("/account/usage", **ACCOUNT_USAGE.route())
+def account_usage(
+    first: Annotated[str, Query(alias="from", pattern=DAY_PATTERN, description="The first UTC day, YYYY-MM-DD")],
+    last: Annotated[str, Query(alias="to", pattern=DAY_PATTERN, description="The last UTC day, YYYY-MM-DD")],
+):
+    return ACCOUNT_USAGE.answer(jobs.account_usage(api.tenant_of(app), first, last, get_deps()))
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

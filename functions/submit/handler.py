@@ -20,6 +20,7 @@ from videojobs.models import (
     CompleteUploadRequest,
     CreateJobRequest,
     CreateUploadRequest,
+    DryRun,
     ErrorCode,
     JobResource,
     MultipartUploadResponse,
@@ -31,6 +32,7 @@ from videojobs.observability import logger, metrics, traced
 from videojobs.queues import JobQueue
 from videojobs.service import jobs
 from videojobs.settings import SubmitSettings
+from videojobs.usage import UsageLedger
 
 app = api.new_resolver()
 
@@ -45,9 +47,15 @@ def get_deps() -> jobs.SubmitDeps:
     settings = SubmitSettings.from_env()
     return jobs.SubmitDeps(
         settings=settings,
-        jobs=JobStore(client("dynamodb"), settings.jobs_table, settings.idempotency_table),
+        jobs=JobStore(
+            client("dynamodb"),
+            settings.jobs_table,
+            settings.idempotency_table,
+            ledger=UsageLedger(client("dynamodb"), settings.usage_table),
+        ),
         objects=ObjectStore(client("s3")),
         queue=JobQueue(client("sqs"), settings.jobs_queue_url),
+        ledger=UsageLedger(client("dynamodb"), settings.usage_table),
     )
 
 
@@ -104,11 +112,20 @@ def abort_upload(upload_id: UploadId):
     return ABORT_UPLOAD.answer()
 
 
+DRY_RUN = api.Operation(
+    "Submit a job",
+    HTTPStatus.OK,
+    DryRun,
+    'With `"dry_run": true`: every check of a submission, then an estimate of the job (its worker, time and '
+    "compute cost, from the upload's size at a reference bitrate); no job is created, nothing is queued and an "
+    "`Idempotency-Key` is not used.",
+)
 SUBMIT_JOB = api.Operation(
     "Submit a job",
     HTTPStatus.ACCEPTED,
     JobResource,
     "The job, queued (or the first one, for a replayed key).",
+    alternatives=(DRY_RUN,),
     errors=(
         ErrorCode.UPLOAD_NOT_FOUND,
         ErrorCode.UPLOAD_TOO_LARGE,
@@ -125,6 +142,8 @@ def create_job(
     body: CreateJobRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ):
+    if body.dry_run:
+        return DRY_RUN.answer(jobs.dry_run(body, api.tenant_of(app), get_deps()))
     job = jobs.submit_job(body, api.tenant_of(app), idempotency_key, get_deps())
     metrics.add_metric(name=JOBS_SUBMITTED, unit=MetricUnit.Count, value=1)
     resource = job_view.to_resource(job)

@@ -153,7 +153,8 @@ def _table_spec(name: str, table: wiring.Table) -> dict[str, Any]:
                     {"AttributeName": index.partition_key, "KeyType": "HASH"},
                     {"AttributeName": index.sort_key, "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": index.projection_type}
+                | ({"NonKeyAttributes": list(index.projection)} if index.projection else {}),
             }
             for index in table.indexes
         ]

@@ -148,6 +148,7 @@ def test_every_operation_answers_its_documented_status_and_body(
         assert sent.is_success, sent.text
 
         job = {"input": {"upload_id": created["upload_id"]}, "outputs": [{"type": "hls", "heights": [144]}]}
+        check("POST", "/jobs", api.post("/jobs", json=job | {"dry_run": True}))
         submitted = check("POST", "/jobs", api.post("/jobs", json=job | {"webhook_url": webhook_receiver})).json()
         job_id = submitted["id"]
         other = api.post("/jobs", json={**job, "outputs": [{"type": "mp4", "height": 144}]}).json()["id"]
@@ -175,6 +176,8 @@ def test_every_operation_answers_its_documented_status_and_body(
         redeliver = f"/jobs/{job_id}/deliveries/{deliveries[0]['id']}/redeliver"
         check("POST", "/jobs/{id}/deliveries/{delivery_id}/redeliver", api.post(redeliver))
 
+        day = finished["completed_at"][:10]
+        check("GET", "/account/usage", api.get("/account/usage", params={"from": day, "to": day}))
         check("GET", "/account/webhook-secret", api.get("/account/webhook-secret"))
         check("POST", "/account/webhook-secret/rotate", api.post("/account/webhook-secret/rotate"))
 

@@ -148,6 +148,7 @@ def real_ids(fuzz_tenant: tuple[RunningStack, str], clip: Path, webhook_receiver
             response = submit(client, junk_upload)
             assert response.status_code == 202, response.text
             return response.json()["id"]
+
     def fresh_endpoint() -> str:
         with stack.client(key) as client:
             listed = [e["id"] for e in client.get("/webhook-endpoints").json()["endpoints"] if e["id"] != endpoint]
@@ -261,6 +262,7 @@ def _known_good_cases(schema: Any, ids: RealIds) -> dict[str, Callable[[], dict[
         "POST /jobs/{id}/deliveries/{delivery_id}/redeliver": lambda: {
             "path_parameters": {**job, "delivery_id": ids.delivery},
         },
+        "GET /account/usage": lambda: {"query": {"from": "2026-11-01", "to": "2026-11-30"}},
         "GET /account/webhook-secret": lambda: {},
         "POST /account/webhook-secret/rotate": lambda: {},
         "POST /webhook-endpoints": lambda: {"body": {"url": ids.webhook_receiver, "events": ["job.failed"]}},

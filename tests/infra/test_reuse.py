@@ -135,6 +135,7 @@ def test_custom_domain_serves_stage_v1_over_tls_1_2_with_an_alias_record(twice: 
         "EndpointConfiguration": {"Types": ["REGIONAL"]},
         "RegionalCertificateArn": CUSTOM.custom_domain.certificate_arn,
         "SecurityPolicy": "TLS_1_2",
+        "Tags": [{"Key": "component", "Value": "api"}, {"Key": "project", "Value": "videojobs"}],
     }
     (mapping,) = twice.of_type("AWS::ApiGateway::BasePathMapping").values()
     assert mapping["Properties"]["DomainName"] == {"Ref": domain_lid}

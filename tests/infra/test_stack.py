@@ -206,7 +206,11 @@ def test_tables_are_on_demand_encrypted_with_point_in_time_recovery(synth: Synth
                 {"AttributeName": index.partition_key, "KeyType": "HASH"},
                 {"AttributeName": index.sort_key, "KeyType": "RANGE"},
             ]
-            assert indexes[index.name]["Projection"] == {"ProjectionType": "ALL"}
+            assert indexes[index.name]["Projection"] == (
+                {"ProjectionType": "ALL"}
+                if index.projection is None
+                else {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(index.projection)}
+            )
 
 
 def test_stream_trigger_bisects_retries_and_filters_on_event_name(synth: Synth, service: VideoJobs) -> None:

@@ -17,6 +17,8 @@ from videojobs.object_store import ObjectStore, upload_key
 from videojobs.queues import JobQueue
 from videojobs.service import jobs
 from videojobs.settings import StatusSettings, SubmitSettings
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
+from videojobs.usage import UsageLedger
 
 UPLOAD_ID = "upl_" + "a" * 32
 
@@ -33,6 +35,7 @@ def make_deps(aws: Resources, queue=None, **settings) -> jobs.SubmitDeps:
         jobs=JobStore(client("dynamodb"), config.jobs_table, config.idempotency_table),
         objects=ObjectStore(client("s3")),
         queue=queue or JobQueue(client("sqs"), config.jobs_queue_url),
+        ledger=UsageLedger(client("dynamodb"), config.usage_table),
     )
 
 
@@ -79,7 +82,11 @@ def test_a_job_that_cannot_be_queued_is_failed_and_its_key_freed(aws: Resources)
 def status_deps(aws: Resources) -> jobs.StatusDeps:
     config = StatusSettings.from_env(aws.environment())
     return jobs.StatusDeps(
-        settings=config, jobs=JobStore(client("dynamodb"), config.jobs_table), objects=ObjectStore(client("s3"))
+        settings=config,
+        jobs=JobStore(client("dynamodb"), config.jobs_table),
+        objects=ObjectStore(client("s3")),
+        ledger=UsageLedger(client("dynamodb"), config.usage_table),
+        limits=TenantLimitStore(client("dynamodb"), config.tenants_table, TenantLimits.defaults(config)),
     )
 
 

@@ -16,10 +16,11 @@ from videojobs.settings import WorkerSettings
 
 ENV = {
     "JOBS_TABLE": "t",
+    "USAGE_TABLE": "u",
+    "TENANTS_TABLE": "n",
     "UPLOADS_BUCKET": "u",
     "OUTPUTS_BUCKET": "o",
     "LONG_JOBS_QUEUE_URL": "q",
-    "TENANTS_TABLE": "n",
 }
 
 

@@ -46,6 +46,9 @@ class Job(_Answer):
     error: ErrorInfo | None = None
     webhook_url: str | None = None
     metadata: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None
+    """Once finished: ``processing_seconds``, ``gb_seconds``, ``input_bytes``, ``output_bytes``,
+    ``estimated_cost_usd``."""
 
     @property
     def finished(self) -> bool:

@@ -6,17 +6,21 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 from videojobs.errors import ApiError, not_found
+from videojobs.estimate import estimate
 from videojobs.ids import new_job_id, new_upload_id
 from videojobs.job_store import IdempotencyConflict, IdempotencyKey, InvalidCursor, JobStore, WriteContention
 from videojobs.job_view import DownloadLinks, to_resource
 from videojobs.models import (
+    AccountUsage,
     CompletedUpload,
     CompleteUploadRequest,
     CreateJobRequest,
     CreateUploadRequest,
+    CurrentUsage,
+    DryRun,
     ErrorCode,
     ErrorDetail,
     Job,
@@ -33,10 +37,12 @@ from videojobs.models import (
     isoformat,
     utcnow,
 )
-from videojobs.object_store import ObjectStore, PartsRejected, upload_key, upload_plan_key
+from videojobs.object_store import ObjectInfo, ObjectStore, PartsRejected, upload_key, upload_plan_key
 from videojobs.queues import JobQueue
 from videojobs.settings import StatusSettings, SubmitSettings
 from videojobs.ssrf import UnsafeUrl, check_url
+from videojobs.tenant_limits import TenantLimitStore
+from videojobs.usage import MAX_DAYS, UsageLedger, totals
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 # Object metadata of multipart uploads: the size declared when the upload began (S3 checks no size on parts).
@@ -54,6 +60,7 @@ class SubmitDeps:
     jobs: JobStore
     objects: ObjectStore
     queue: JobQueue
+    ledger: UsageLedger
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,8 @@ class StatusDeps:
     settings: StatusSettings
     jobs: JobStore
     objects: ObjectStore
+    ledger: UsageLedger
+    limits: TenantLimitStore
 
 
 def create_upload(
@@ -233,40 +242,17 @@ def abort_upload(upload_id: str, tenant_id: str, deps: SubmitDeps) -> None:
 
 
 def request_hash(request: CreateJobRequest) -> str:
-    """The same request however its JSON was spelled (key order, spacing) hashes the same."""
-    # The default priority stays out, so keys used before priorities existed still match their replays.
-    unsaid = {"priority"} if request.priority is Priority.NORMAL else None
+    """The same request however its JSON was spelled (key order, spacing) hashes the same. ``dry_run`` is left
+    out, and so is the default priority: keys used before these fields existed still match their replays."""
+    unsaid = {"dry_run"} | ({"priority"} if request.priority is Priority.NORMAL else set())
     canonical = json.dumps(request.model_dump(mode="json", exclude=unsaid), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str | None, deps: SubmitDeps) -> Job:
     """Validate the input, store the job and queue it. No media work happens here."""
-    if request.webhook_url is not None:
-        _check_webhook_url(str(request.webhook_url), deps.settings)
+    upload = _checked_upload(request, tenant_id, deps)
     key = upload_key(tenant_id, request.input.upload_id)
-    upload = deps.objects.head(deps.settings.uploads_bucket, key)
-    if upload is None:
-        if deps.objects.multipart_in_progress(deps.settings.uploads_bucket, key):
-            raise ApiError(
-                ErrorCode.UPLOAD_INCOMPLETE,
-                f"upload {request.input.upload_id} is not complete: upload every part, then "
-                f"POST /uploads/{request.input.upload_id}/complete",
-            )
-        raise ApiError(
-            ErrorCode.UPLOAD_NOT_FOUND,
-            f"upload {request.input.upload_id} was not found; upload the file before submitting",
-        )
-    # S3 enforces the presigned POST's size range in AWS; moto does not, so the limit is checked here too.
-    limit = (
-        deps.settings.max_multipart_upload_bytes if DECLARED_SIZE in upload.metadata else deps.settings.max_upload_bytes
-    )
-    if upload.size_bytes > limit:
-        raise ApiError(
-            ErrorCode.UPLOAD_TOO_LARGE,
-            f"the upload is {upload.size_bytes} bytes; the limit is {limit}",
-        )
-
     now = utcnow()
     digest = request_hash(request)
     job = Job(
@@ -276,6 +262,7 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
         updated_at=now,
         upload_id=request.input.upload_id,
         input_key=key,
+        input_bytes=upload.size_bytes,
         outputs=[StoredOutput(spec=output.model_dump(mode="json", exclude_none=True)) for output in request.outputs],
         webhook_url=str(request.webhook_url) if request.webhook_url else None,
         webhook_events=[event.value for event in request.webhook_events] if request.webhook_events else None,
@@ -317,7 +304,45 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
             ErrorCode.SERVICE_UNAVAILABLE,
             "the job could not be queued; retry the request",
         ) from error
+    deps.ledger.job_submitted(job)
     return job
+
+
+def dry_run(request: CreateJobRequest, tenant_id: str, deps: SubmitDeps) -> DryRun:
+    """Every check a submission makes, then what the job would take; nothing is stored or queued (an
+    Idempotency-Key is not used either)."""
+    upload = _checked_upload(request, tenant_id, deps)
+    outputs = [StoredOutput(spec=output.model_dump(mode="json", exclude_none=True)) for output in request.outputs]
+    return DryRun(estimate=estimate(outputs, upload.size_bytes, deps.settings))
+
+
+def _checked_upload(request: CreateJobRequest, tenant_id: str, deps: SubmitDeps) -> ObjectInfo:
+    """The request's upload, once the webhook URL, the upload's presence and its size pass."""
+    if request.webhook_url is not None:
+        _check_webhook_url(str(request.webhook_url), deps.settings)
+    key = upload_key(tenant_id, request.input.upload_id)
+    upload = deps.objects.head(deps.settings.uploads_bucket, key)
+    if upload is None:
+        if deps.objects.multipart_in_progress(deps.settings.uploads_bucket, key):
+            raise ApiError(
+                ErrorCode.UPLOAD_INCOMPLETE,
+                f"upload {request.input.upload_id} is not complete: upload every part, then "
+                f"POST /uploads/{request.input.upload_id}/complete",
+            )
+        raise ApiError(
+            ErrorCode.UPLOAD_NOT_FOUND,
+            f"upload {request.input.upload_id} was not found; upload the file before submitting",
+        )
+    # S3 enforces the presigned POST's size range in AWS; moto does not, so the limit is checked here too.
+    limit = (
+        deps.settings.max_multipart_upload_bytes if DECLARED_SIZE in upload.metadata else deps.settings.max_upload_bytes
+    )
+    if upload.size_bytes > limit:
+        raise ApiError(
+            ErrorCode.UPLOAD_TOO_LARGE,
+            f"the upload is {upload.size_bytes} bytes; the limit is {limit}",
+        )
+    return upload
 
 
 def _check_webhook_url(url: str, settings: SubmitSettings) -> None:
@@ -352,6 +377,8 @@ def list_jobs(
         )
     except InvalidCursor as error:
         raise ApiError(ErrorCode.VALIDATION_ERROR, str(error)) from error
+    except WriteContention as error:
+        raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "the jobs could not be read; retry the request") from error
     # No output URLs in a list: each is a presigned GET carrying the caller's session token (~1.2 KB in AWS), and
     # a page of jobs with many thumbnails would pass Lambda's 6 MB response limit. GET /jobs/{id} has them.
     return JobList(jobs=[to_resource(job) for job in jobs], next_cursor=next_cursor)
@@ -360,3 +387,18 @@ def list_jobs(
 def download_links(deps: StatusDeps) -> DownloadLinks:
     """Presigned GETs of the outputs bucket, as the status settings say."""
     return DownloadLinks(deps.objects, deps.settings.outputs_bucket, deps.settings.download_url_ttl_seconds)
+
+
+def account_usage(tenant_id: str, first: str, last: str, deps: StatusDeps) -> AccountUsage:
+    """The tenant's usage ledger from ``first`` to ``last`` (UTC days, both included, at most ``MAX_DAYS``)."""
+    try:
+        start, end = date.fromisoformat(first), date.fromisoformat(last)
+    except ValueError as error:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "from and to must be dates: YYYY-MM-DD") from error
+    if end < start:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "to must not be before from")
+    if (end - start).days + 1 > MAX_DAYS:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, f"at most {MAX_DAYS} days per request")
+    days = deps.ledger.days(tenant_id, start, end)
+    limits = deps.limits.limits_for(tenant_id)
+    return AccountUsage(days=days, totals=totals(days), limits=limits, current=CurrentUsage())

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -28,7 +28,7 @@ from typing import Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from videojobs import media
+from videojobs import media, wiring
 from videojobs.dispatch import Deferred, Dispatch, claim_in_turn
 from videojobs.errors import JobFailure
 from videojobs.job_store import JobStore
@@ -47,8 +47,10 @@ from videojobs.models import (
 from videojobs.object_store import ObjectStore, output_key
 from videojobs.observability import logger, metrics
 from videojobs.outputs import plan_encode
+from videojobs.pricing import Compute
 from videojobs.queues import JobQueue
 from videojobs.settings import WorkerSettings
+from videojobs.usage import UsageMeter
 
 SCRATCH_OWNER_MARK = "pid"
 _SCRATCH_NAME = re.compile(rf"job_[0-9a-f]+-{SCRATCH_OWNER_MARK}(\d+)-.+")
@@ -103,6 +105,8 @@ class Attempt:
     """Set when the runner must stop (a container's SIGTERM): the job is given back at once."""
     deferrals: int = 0
     """How often the message's job was deferred at its tenant's limit before (``JobMessage.deferrals``)."""
+    compute: Compute | None = None
+    """What runs it, as the bill sees it: each write that ends the attempt adds its usage to the job's."""
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()
@@ -187,6 +191,9 @@ def _process_job(job_id: str, deps: WorkerDeps, attempt: Attempt) -> Outcome:
         return _not_claimed(job_id, deps)
     logger.append_keys(job_id=job.id, attempt=job.attempts)
     uploaded: list[str] = []  # the keys this attempt wrote: what it removes if it does not complete
+    if attempt.compute is not None:
+        kept_days = wiring.BUCKETS["outputs"].expire_after_days or 0
+        deps = replace(deps, jobs=deps.jobs.metered(UsageMeter(attempt.compute, job, uploaded, kept_days)))
     try:
         if job.cancel_requested_at is not None:  # asked while its previous worker was dying
             return Outcome(_cancel(job, deps, uploaded))

@@ -1,0 +1,288 @@
+"""The capacity model of one big tenant: DynamoDB write units per second on each partition key, from the wiring
+(tables, index keys and projections), the worker's write rates and item sizes measured on the items the store
+writes for a representative job.
+
+    python -m tools.capacity                      # the README's table (one tenant, 1 to 1,000 running jobs)
+    python -m tools.capacity --job-seconds 10     # shorter jobs: more status changes per second
+
+DynamoDB writes an index only when a write changes a key or a projected attribute of it, and bills (and
+throttles) each partition key at up to ~1,000 write units per second (one unit per KB of item, rounded up) until
+it splits the partition for heat. Job items are spread over partitions by their id; the ``by_tenant`` index and
+the per-tenant items (the usage ledger) put every job of a tenant on one key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from videojobs import wiring
+from videojobs.job_store import JobStore
+from videojobs.models import (
+    ErrorDetail,
+    Job,
+    JobStage,
+    JobStatus,
+    JobUsage,
+    MediaMetadata,
+    StoredOutput,
+    utcnow,
+)
+from videojobs.service.processing import PROGRESS_INTERVAL_SECONDS
+from videojobs.settings import WorkerSettings
+
+PARTITION_WCU_PER_SECOND = 1000
+"""DynamoDB's write throughput per partition (and so, at most, per partition key), on demand or provisioned."""
+SAFE_FRACTION = 0.5
+""""Well under" the limit: at most half of it, so bursts and a second big tenant on the same partition fit."""
+STATUS_CHANGES_PER_JOB = 3
+"""Writes of a job that change its status: created (queued), claimed (processing), ended."""
+TENANT_ITEM_WRITES_PER_JOB = {"usage": 2}
+"""Writes per job on an item keyed by the tenant alone: the usage ledger adds at submission and at the end."""
+CONCURRENCY = (1, 10, 100, 300, 1000)
+
+
+def attribute_size(value: dict[str, Any]) -> int:
+    """Bytes DynamoDB counts for one serialized value (its documented item-size rules)."""
+    (kind, inner), *_ = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        digits = inner.lstrip("-").replace(".", "").lstrip("0") or "0"
+        return math.ceil(len(digits) / 2) + 1
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + attribute_size(element) for element in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(name.encode()) + attribute_size(element) for name, element in inner.items())
+    if kind in ("SS", "NS"):
+        return sum(attribute_size({kind[0]: element}) for element in inner)
+    raise ValueError(f"unknown DynamoDB type {kind}")
+
+
+def item_size(item: dict[str, dict[str, Any]], attributes: set[str] | None = None) -> int:
+    """The item's size, or that of its ``attributes`` only (what an index projects)."""
+    return sum(
+        len(name.encode()) + attribute_size(value)
+        for name, value in item.items()
+        if attributes is None or name in attributes
+    )
+
+
+def write_units(size_bytes: int) -> int:
+    return max(1, math.ceil(size_bytes / 1024))
+
+
+def representative_job(status: JobStatus) -> Job:
+    """A job as clients commonly ask for it: an HLS ladder, an MP4 and thumbnails of a 1080p upload, a webhook
+    and some metadata; running (progress, stage, lease) or completed (outputs written, usage)."""
+    now = utcnow()
+    tenant, job_id = "acme-media-production", "job_" + "5f" * 16
+    prefix = f"outputs/{tenant}/{job_id}/a1"
+    specs = [
+        {"type": "hls", "heights": [360, 720, 1080]},
+        {"type": "mp4", "height": 720, "quality": "medium"},
+        {"type": "thumbnails", "count": 10, "width": 320},
+    ]
+    outputs = [StoredOutput(spec=spec) for spec in specs]
+    job = Job(
+        id=job_id,
+        tenant_id=tenant,
+        status=status,
+        created_at=now,
+        updated_at=now,
+        upload_id="upl_" + "a" * 32,
+        input_key=f"uploads/{tenant}/upl_{'a' * 32}",
+        input_bytes=600_000_000,
+        input_metadata=MediaMetadata(
+            format="mov,mp4,m4a,3gp,3g2,mj2",
+            duration_seconds=600.0,
+            width=1920,
+            height=1080,
+            fps=29.97,
+            video_codec="h264",
+            audio_codec="aac",
+            bitrate=8_000_000,
+            size_bytes=600_000_000,
+            rotation=0,
+            audio_channels=2,
+            audio_sample_rate=48000,
+            stream_count=2,
+        ),
+        outputs=outputs,
+        webhook_url="https://hooks.example.com/videojobs/acme/notifications",
+        metadata={"customer_id": "c-1234567", "title": "A ten-minute upload", "collection": "spring-2026"},
+        request_hash="9" * 64,
+        attempts=1,
+        version=120,
+        started_at=now,
+    )
+    if status is JobStatus.PROCESSING:
+        return job.model_copy(
+            update={
+                "progress": 42,
+                "stage": JobStage.TRANSCODING,
+                "eta_seconds": 180,
+                "lease_owner": "lambda-0123456789ab",
+                "lease_expires_at": now + timedelta(seconds=60),
+            }
+        )
+    written = [
+        StoredOutput(
+            spec=specs[0],
+            key=f"{prefix}/hls/master.m3u8",
+            size_bytes=310_000_000,
+            content_type="application/vnd.apple.mpegurl",
+            details={
+                "renditions": [
+                    {"height": height, "bandwidth": height * 4000, "playlist": f"{prefix}/hls/{height}p.m3u8"}
+                    for height in (360, 720, 1080)
+                ]
+            },
+            secret="s" * 43,
+        ),
+        StoredOutput(spec=specs[1], key=f"{prefix}/mp4/720.mp4", size_bytes=225_000_000, content_type="video/mp4"),
+        StoredOutput(
+            spec=specs[2],
+            keys=[f"{prefix}/thumbnails/{index:03d}.jpg" for index in range(10)],
+            size_bytes=400_000,
+            content_type="image/jpeg",
+        ),
+    ]
+    usage = JobUsage(
+        processing_seconds=321.456,
+        gb_seconds=942.744,
+        input_bytes=600_000_000,
+        output_bytes=535_400_000,
+        estimated_cost_usd=0.015817,
+    )
+    return job.model_copy(
+        update={"progress": 100, "outputs": written, "completed_at": now, "usage": usage, "error": None}
+    )
+
+
+def _failed_job() -> Job:  # the longest error message a job stores is a sentence: completed is the larger item
+    return representative_job(JobStatus.COMPLETED).model_copy(
+        update={"status": JobStatus.FAILED, "error": ErrorDetail(code="processing_failed", message="x" * 200)}
+    )
+
+
+@dataclass(frozen=True)
+class Sizes:
+    running_item: int
+    completed_item: int
+    index_entry: int
+    """An index entry of a running job, as ``by_tenant`` projects it (keys, the table's key, projected attributes)."""
+    index_entry_all: int
+    """The same under an ALL projection (what the index held before issue 13)."""
+
+
+def measured_sizes() -> Sizes:
+    running = JobStore._job_item(representative_job(JobStatus.PROCESSING))
+    completed = JobStore._job_item(representative_job(JobStatus.COMPLETED))
+    [index] = wiring.TABLES["jobs"].indexes
+    keys = {wiring.TABLES["jobs"].partition_key, index.partition_key, index.sort_key}
+    projected = keys | set(index.projection) if index.projection is not None else None
+    return Sizes(
+        running_item=item_size(running),
+        completed_item=max(item_size(completed), item_size(JobStore._job_item(_failed_job()))),
+        index_entry=item_size(running, projected),
+        index_entry_all=item_size(running),
+    )
+
+
+@dataclass(frozen=True)
+class Row:
+    running_jobs: int
+    job_item_wcu: float
+    """On one job's own partition key: its progress writes (and heartbeats, which coincide)."""
+    tenant_index_wcu: float
+    """On the tenant's key of ``by_tenant``, as the wiring projects it."""
+    tenant_index_wcu_all: float
+    """The same with every attribute projected."""
+    tenant_items_wcu: float
+    """On the per-tenant items (usage ledger)."""
+
+    @property
+    def tenant_key_wcu(self) -> float:
+        return max(self.tenant_index_wcu, self.tenant_items_wcu)
+
+
+def progress_writes_per_second() -> float:
+    """A running job's writes: progress at most every ``PROGRESS_INTERVAL_SECONDS`` (when it moved a percent), and
+    a heartbeat every quarter lease when it did not: at most the larger rate."""
+    heartbeat = WorkerSettings.model_fields["lease_seconds"].default / 4
+    return max(1 / PROGRESS_INTERVAL_SECONDS, 1 / heartbeat)
+
+
+def index_writes_per_job_write(projection: tuple[str, ...] | None) -> bool:
+    """Whether a progress write reaches the index: with ALL it does (every attribute is projected); otherwise only
+    when it changes a projected attribute, and progress writes change none of ``status``/``priority``."""
+    progress_attributes = {"progress", "stage", "eta_seconds", "lease_expires_at", "updated_at", "version"}
+    return projection is None or bool(progress_attributes & set(projection))
+
+
+def model(running_jobs: int, job_seconds: float, sizes: Sizes | None = None) -> Row:
+    """Write units per second for one tenant with ``running_jobs`` jobs running at once, each ``job_seconds``
+    long (so ``running_jobs / job_seconds`` jobs start, and end, each second)."""
+    sizes = sizes or measured_sizes()
+    [index] = wiring.TABLES["jobs"].indexes
+    per_job = progress_writes_per_second()
+    turnover = running_jobs / job_seconds
+    status_wcu = turnover * STATUS_CHANGES_PER_JOB * write_units(sizes.index_entry)
+    progress_wcu = running_jobs * per_job * write_units(sizes.index_entry)
+    tenant_index = status_wcu + (progress_wcu if index_writes_per_job_write(index.projection) else 0)
+    all_index = running_jobs * per_job * write_units(sizes.index_entry_all) + turnover * STATUS_CHANGES_PER_JOB * (
+        write_units(sizes.completed_item)
+    )
+    items = turnover * sum(TENANT_ITEM_WRITES_PER_JOB.values())
+    return Row(
+        running_jobs=running_jobs,
+        job_item_wcu=per_job * write_units(sizes.running_item),
+        tenant_index_wcu=tenant_index,
+        tenant_index_wcu_all=all_index,
+        tenant_items_wcu=items,
+    )
+
+
+def table(job_seconds: float, concurrency: tuple[int, ...] = CONCURRENCY) -> str:
+    sizes = measured_sizes()
+    [index] = wiring.TABLES["jobs"].indexes
+    projection = "ALL" if index.projection is None else f"INCLUDE {', '.join(index.projection)}"
+    lines = [
+        f"Item sizes (measured on the store's items): running job {sizes.running_item} B, completed "
+        f"{sizes.completed_item} B; by_tenant entry {sizes.index_entry} B ({projection}), "
+        f"{sizes.index_entry_all} B with ALL.",
+        f"One tenant, jobs of {job_seconds:g} s, {progress_writes_per_second():g} progress write/s per running job; "
+        f"limit {PARTITION_WCU_PER_SECOND} WCU/s per partition key.",
+        "",
+        "| running jobs | job item WCU/s (each) | by_tenant tenant key WCU/s | with ALL projection | "
+        "usage item WCU/s | tenant key vs limit |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    for count in concurrency:
+        row = model(count, job_seconds, sizes)
+        share = row.tenant_key_wcu / PARTITION_WCU_PER_SECOND
+        verdict = "ok" if share <= SAFE_FRACTION else ("near" if share <= 1 else "THROTTLED")
+        lines.append(
+            f"| {count:,} | {row.job_item_wcu:g} | {row.tenant_index_wcu:,.0f} | {row.tenant_index_wcu_all:,.0f} | "
+            f"{row.tenant_items_wcu:,.0f} | {share:.0%} ({verdict}) |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--job-seconds", type=float, default=60.0, help="how long each job runs (default 60)")
+    args = parser.parse_args(argv)
+    print(table(args.job_seconds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
