@@ -188,7 +188,13 @@ def test_lists_show_whole_jobs_though_the_index_holds_only_keys_and_status(aws: 
         KeyConditionExpression="tenant_id = :t",
         ExpressionAttributeValues={":t": {"S": "t1"}},
     )["Items"][0]
-    assert set(entry) == {"id", "tenant_id", "created_key", "status"}  # no progress, no outputs: never rewritten
+    assert set(entry) == {
+        "id",
+        "tenant_id",
+        "created_key",
+        "status",
+        "priority",
+    }  # no progress, no outputs: never rewritten
 
     [listed] = jobs.list_jobs("t1", 10, None, JobStatus.COMPLETED, status_deps(aws)).jobs
     assert (listed.id, listed.progress, listed.usage) == (done.id, 100, done.usage)
