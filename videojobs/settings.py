@@ -92,7 +92,8 @@ class TenantLimitSettings(FunctionSettings):
     tenants_table: Name = Field(alias=TENANTS_TABLE)
     default_max_active_jobs: int = Field(5, alias=TENANT_MAX_ACTIVE_JOBS, ge=1)
     default_max_pending_jobs: int = Field(1000, alias=TENANT_MAX_PENDING_JOBS, ge=1, le=MAX_PENDING_JOBS_LIMIT)
-    default_max_upload_bytes_per_day: int = Field(1024**4, alias=TENANT_MAX_UPLOAD_BYTES_PER_DAY, ge=1)
+    # Two of the largest files S3 holds (5 TiB each): operators set a real figure (CDK prop tenant_limits).
+    default_max_upload_bytes_per_day: int = Field(2 * S3_OBJECT_LIMIT, alias=TENANT_MAX_UPLOAD_BYTES_PER_DAY, ge=1)
     # Under the stage's own throttle (the CDK props api_rate_limit/api_burst_limit: 100/200 by default), so one
     # tenant cannot take the whole stage.
     default_requests_per_second: float = Field(50, alias=TENANT_REQUESTS_PER_SECOND, gt=0)

@@ -25,6 +25,7 @@ from videojobs.observability import logger
 from videojobs.queues import DeliveryQueue
 from videojobs.service.fanout import NotifyDeps, handle_change
 from videojobs.settings import NotifySettings
+from videojobs.tenant_counters import OpenStreams, PendingJobs
 
 # A batch that only failed (a routine retry) is reported, not raised: raising would be a Lambda function error.
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
@@ -40,6 +41,8 @@ def get_deps() -> NotifyDeps:
         deliveries=DeliveryQueue(client("sqs"), settings.deliveries_queue_url),
         connections=ConnectionStore(dynamodb, settings.ws_connections_table),
         sockets=websocket_management_client(settings.websocket_url),
+        pending_jobs=PendingJobs(dynamodb, settings.tenants_table),
+        open_streams=OpenStreams(dynamodb, settings.tenants_table),
     )
 
 
