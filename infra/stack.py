@@ -22,6 +22,9 @@ class VideoJobsStack(Stack):
         self.service = VideoJobs(self, "VideoJobs", props=props)
 
         CfnOutput(self, "ApiUrl", value=self.service.api.url, description="Base URL of the API (stage v1)")
+        # What `videojobs admin` needs to give tenants their request rates (REST_API_ID, USAGE_PLAN_ID).
+        CfnOutput(self, "RestApiId", value=self.service.api.rest_api_id)
+        CfnOutput(self, "TenantUsagePlanId", value=self.service.tenant_usage_plan.usage_plan_id)
         if self.service.domain is not None:
             CfnOutput(
                 self,

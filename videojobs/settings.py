@@ -62,6 +62,9 @@ TENANT_MAX_UPLOAD_BYTES_PER_DAY = "TENANT_MAX_UPLOAD_BYTES_PER_DAY"
 TENANT_REQUESTS_PER_SECOND = "TENANT_REQUESTS_PER_SECOND"
 TENANT_BURST = "TENANT_BURST"
 TENANT_MAX_OPEN_STREAMS = "TENANT_MAX_OPEN_STREAMS"
+# Where the operator's CLI puts each tenant's API Gateway key (videojobs.usage_plans): stack outputs in AWS.
+REST_API_ID = "REST_API_ID"
+USAGE_PLAN_ID = "USAGE_PLAN_ID"
 
 # A single presigned POST is limited to 5 GB by S3; larger files need multipart uploads.
 S3_SINGLE_UPLOAD_LIMIT = 5 * 1024**3
@@ -187,6 +190,9 @@ class JobsTableSettings(FunctionSettings):
 
 class AdminSettings(TenantLimitSettings):
     api_keys_table: Name = Field(alias=API_KEYS_TABLE)
+    # The stack outputs RestApiId and TenantUsagePlanId: without them, request rates cannot be set.
+    rest_api_id: str | None = Field(None, alias=REST_API_ID)
+    usage_plan_id: str | None = Field(None, alias=USAGE_PLAN_ID)
 
 
 # --- notifications ----------------------------------------------------------------------------------------
