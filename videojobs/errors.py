@@ -23,7 +23,9 @@ ERRORS: dict[ErrorCode, ErrorKind] = {
     ErrorCode.INVALID_JSON: ErrorKind(HTTPStatus.BAD_REQUEST, "the body is not JSON"),
     ErrorCode.UNAUTHORIZED: ErrorKind(HTTPStatus.UNAUTHORIZED, "no API key, or an unknown one"),
     ErrorCode.FORBIDDEN: ErrorKind(
-        HTTPStatus.FORBIDDEN, "a playback link that is invalid or has expired: `GET /jobs/{id}` gives fresh ones"
+        HTTPStatus.FORBIDDEN,
+        "a playback link that is invalid or has expired (`GET /jobs/{id}` gives fresh ones), or a tenant without a "
+        "request rate yet (an operator runs `videojobs admin set-limits` for it)",
     ),
     ErrorCode.NOT_FOUND: ErrorKind(
         HTTPStatus.NOT_FOUND, "unknown id, another tenant's job or upload, or an unknown route"
