@@ -59,7 +59,11 @@ def stage_routes(method_arn: str) -> str:
 
 
 def policy(
-    principal: str, effect: str, method_arn: str, context: dict[str, str] | None, usage_identifier_key: str | None = None
+    principal: str,
+    effect: str,
+    method_arn: str,
+    context: dict[str, str] | None,
+    usage_identifier_key: str | None = None,
 ) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "principalId": principal,
