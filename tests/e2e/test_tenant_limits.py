@@ -137,7 +137,11 @@ def test_over_max_open_streams_a_stream_is_refused_and_a_closed_one_frees_its_sl
 ) -> None:
     with tenant_client(stack, "limits-streams", "--max-open-streams", "1") as api:
         job_id = submit(api, upload(api, clip)).json()["id"]
-        wait_for(api, job_id)  # finished: notify will not close a WebSocket of it
+        wait_for(api, job_id)
+        # Once notify has logged the terminal event it has no more to push: it will not close a WebSocket of it.
+        deadline = time.monotonic() + 30
+        while "job.completed" not in api.get(f"/jobs/{job_id}/events").text and time.monotonic() < deadline:
+            time.sleep(0.2)
         ticket = api.post(f"/jobs/{job_id}/ws-ticket").json()
         with connect(ticket["url"], open_timeout=10):
             error = assert_429(api.get(f"/jobs/{job_id}/events"), "too_many_streams")
