@@ -353,7 +353,7 @@ def _replay(idempotency: IdempotencyKey, deps: SubmitDeps) -> Job | None:
 def _queue(job: Job, idempotency: IdempotencyKey | None, deps: SubmitDeps) -> None:
     """Send the job's message. A job that cannot be queued fails (its terminal status frees its pending slot)."""
     try:
-        deps.queue.send(JobMessage(job_id=job.id), tenant_id=tenant_id)
+        deps.queue.send(JobMessage(job_id=job.id), tenant_id=job.tenant_id)
     except Exception as error:
         # Never leave a job queued that no worker will ever see: fail it, and free the key for a retry.
         deps.jobs.fail(job.id, ErrorDetail(code=ErrorCode.SERVICE_UNAVAILABLE, message="the job could not be queued"))
