@@ -599,6 +599,8 @@ class VideoJobs(Construct):
             rest_api_name=Names.unique_resource_name(self, max_length=128, separator="-"),
             description="videojobs: long-running media jobs",
             binary_media_types=list(wiring.BINARY_MEDIA_TYPES) or None,
+            # Each tenant's key comes from the authorizer (usageIdentifierKey), never from a client's x-api-key.
+            api_key_source_type=apigw.ApiKeySourceType.AUTHORIZER,
             # Access logging needs the account's CloudWatch role; kept on stack deletion (other APIs use it).
             cloud_watch_role=self.props.api_logs_role,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN if self.props.api_logs_role else None,
@@ -657,8 +659,22 @@ class VideoJobs(Construct):
                 integrations[route.function],
                 authorizer=authorizer if route.authorized else None,
                 authorization_type=apigw.AuthorizationType.CUSTOM if route.authorized else apigw.AuthorizationType.NONE,
+                # The tenant's usage plan throttles it here, before the function is invoked.
+                api_key_required=route.authorized,
             )
+        self.tenant_usage_plan = self._tenant_usage_plan(api)
         return api
+
+    def _tenant_usage_plan(self, api: apigw.RestApi) -> apigw.UsagePlan:
+        """The request rate of every tenant without its own (``videojobs.usage_plans``): API Gateway's token
+        bucket per tenant key, checked before any function runs; past it, THROTTLED (429 ``rate_limited``)."""
+        limits = self.props.tenant_limits or TenantLimits.settings_defaults()
+        return api.add_usage_plan(
+            "TenantUsagePlan",
+            description="videojobs: each tenant's request rate (tenants with their own rate have their own plan)",
+            throttle=apigw.ThrottleSettings(rate_limit=limits.requests_per_second, burst_limit=limits.burst),
+            api_stages=[apigw.UsagePlanPerApiStage(api=api, stage=api.deployment_stage)],
+        )
 
     def _custom_domain(self, api: apigw.RestApi, domain: CustomDomain) -> apigw.DomainName:
         # The base path repeats the stage name, so URLs read the same on both hosts: https://<host>/v1/jobs.
@@ -691,7 +707,8 @@ class VideoJobs(Construct):
                 f"{response_type.response_type}Response",
                 type=response_type,
                 status_code=str(error.status) if error.status else None,
-                response_headers={"Content-Type": "'application/json'"},
+                response_headers={"Content-Type": "'application/json'"}
+                | {name: f"'{value}'" for name, value in error.headers},
                 templates=_error_body(str(error.code), error.message),
             )
 

@@ -26,6 +26,9 @@ class VideoJobsStack(Stack):
         add_cost_tags(self, self.service.props.project_tag, skip=self.service)
 
         CfnOutput(self, "ApiUrl", value=self.service.api.url, description="Base URL of the API (stage v1)")
+        # What `videojobs admin` needs to give tenants their request rates (REST_API_ID, USAGE_PLAN_ID).
+        CfnOutput(self, "RestApiId", value=self.service.api.rest_api_id)
+        CfnOutput(self, "TenantUsagePlanId", value=self.service.tenant_usage_plan.usage_plan_id)
         if self.service.domain is not None:
             CfnOutput(
                 self,

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from videojobs.api_keys import ApiKeyStore
     from videojobs.sdk import Client, Job
-    from videojobs.tenant_limits import TenantLimitStore
+    from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 
 LOCAL_STATE_FILE = Path(".local/stack.json")
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -105,8 +105,31 @@ def _limits(args: argparse.Namespace) -> int:
                 field = "--" + "-".join(str(part) for part in problem["loc"]).replace("_", "-")
                 print(f"videojobs: {field}: {problem['msg']}", file=sys.stderr)
             return EXIT_USAGE
+        _apply_request_rate(args.tenant, limits)
     _print_json(limits.model_dump(mode="json"))
     return EXIT_OK
+
+
+def _apply_request_rate(tenant: str, limits: TenantLimits) -> None:
+    """Put the tenant's API Gateway key in the usage plan with its rate (``videojobs.usage_plans``)."""
+    import boto3
+
+    from videojobs.settings import AdminSettings
+    from videojobs.tenant_limits import TenantLimits
+    from videojobs.usage_plans import UsagePlans
+    from videojobs.wiring import API_STAGE
+
+    settings = AdminSettings.from_env()
+    if settings.rest_api_id is None or settings.usage_plan_id is None:
+        print(
+            "videojobs: REST_API_ID and USAGE_PLAN_ID are not set (the stack outputs RestApiId and "
+            "TenantUsagePlanId): the tenant's request rate was not applied",
+            file=sys.stderr,
+        )
+        return
+    defaults = TenantLimits.defaults(settings)
+    plans = UsagePlans(boto3.client("apigateway"), settings.rest_api_id, API_STAGE, settings.usage_plan_id, defaults)
+    plans.apply(tenant, limits)
 
 
 def create_key(tenant: str) -> str:
@@ -135,6 +158,7 @@ def _admin(args: argparse.Namespace) -> int:
         return _limits(args)
     if args.admin_command == "create-key":
         print(create_key(args.tenant), flush=True)
+        _apply_request_rate(args.tenant, _tenant_limits().limits_for(args.tenant))
         print(f"created an API key for tenant {tenant!r}; it is shown only once", file=sys.stderr)
     elif args.admin_command == "list-keys":
         _print_json([asdict(key) for key in _api_keys().list_for_tenant(args.tenant)])

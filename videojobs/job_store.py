@@ -252,6 +252,17 @@ class JobStore:
             return None
         return item
 
+    def replay(self, idempotency: IdempotencyKey) -> Job | None:
+        """The job an earlier request with this key created (None if none did): a replay is answered with it
+        even when the tenant could not submit a new job now. ``IdempotencyConflict`` for another request."""
+        existing = self._idempotency_record(idempotency)
+        if existing is None:
+            return None
+        stored = from_item(existing)
+        if stored["request_hash"] != idempotency.request_hash:
+            raise IdempotencyConflict(idempotency.key)
+        return self.get(stored["job_id"], consistent=True)
+
     def forget_idempotency(self, idempotency: IdempotencyKey) -> None:
         """Drop a key whose job could not be queued, so that the client's retry creates a new job."""
         self._client.delete_item(TableName=self._idempotency_records(), Key={"id": {"S": idempotency.record_id}})

@@ -196,14 +196,18 @@ class ConnectionStore:
         now = _epoch(utcnow())
         return [item["connection_id"] for item in items if item.get("expires_at", now + 1) > now]
 
-    def job_of(self, connection_id: str) -> str | None:
+    def find(self, connection_id: str) -> tuple[str, str] | None:
+        """(job id, tenant id) of an open connection."""
         items = self._client.query(
             TableName=self._table,
             IndexName="by_connection",
             KeyConditionExpression="connection_id = :id",
             ExpressionAttributeValues={":id": {"S": connection_id}},
         ).get("Items", [])
-        return from_item(items[0])["job_id"] if items else None
+        if not items:
+            return None
+        record = from_item(items[0])
+        return record["job_id"], record["tenant_id"]
 
     def remove(self, job_id: str, connection_id: str) -> None:
         self._client.delete_item(

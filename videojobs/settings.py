@@ -69,6 +69,9 @@ ENDPOINT_DELIVERIES_TABLE = "ENDPOINT_DELIVERIES_TABLE"
 EVENT_BUS_NAME = "EVENT_BUS_NAME"
 EVENT_RETENTION_DAYS = "EVENT_RETENTION_DAYS"
 ENDPOINT_DISABLE_AFTER_SECONDS = "ENDPOINT_DISABLE_AFTER_SECONDS"
+# Where the operator's CLI puts each tenant's API Gateway key (videojobs.usage_plans): stack outputs in AWS.
+REST_API_ID = "REST_API_ID"
+USAGE_PLAN_ID = "USAGE_PLAN_ID"
 
 # A single presigned POST is limited to 5 GB by S3; larger files need multipart uploads.
 S3_SINGLE_UPLOAD_LIMIT = 5 * 1024**3
@@ -99,7 +102,8 @@ class TenantLimitSettings(FunctionSettings):
     tenants_table: Name = Field(alias=TENANTS_TABLE)
     default_max_active_jobs: int = Field(5, alias=TENANT_MAX_ACTIVE_JOBS, ge=1)
     default_max_pending_jobs: int = Field(1000, alias=TENANT_MAX_PENDING_JOBS, ge=1, le=MAX_PENDING_JOBS_LIMIT)
-    default_max_upload_bytes_per_day: int = Field(1024**4, alias=TENANT_MAX_UPLOAD_BYTES_PER_DAY, ge=1)
+    # Two of the largest files S3 holds (5 TiB each): operators set a real figure (CDK prop tenant_limits).
+    default_max_upload_bytes_per_day: int = Field(2 * S3_OBJECT_LIMIT, alias=TENANT_MAX_UPLOAD_BYTES_PER_DAY, ge=1)
     # Under the stage's own throttle (the CDK props api_rate_limit/api_burst_limit: 100/200 by default), so one
     # tenant cannot take the whole stage.
     default_requests_per_second: float = Field(50, alias=TENANT_REQUESTS_PER_SECOND, gt=0)
@@ -203,6 +207,9 @@ class JobsTableSettings(FunctionSettings):
 
 class AdminSettings(TenantLimitSettings):
     api_keys_table: Name = Field(alias=API_KEYS_TABLE)
+    # The stack outputs RestApiId and TenantUsagePlanId: without them, request rates cannot be set.
+    rest_api_id: str | None = Field(None, alias=REST_API_ID)
+    usage_plan_id: str | None = Field(None, alias=USAGE_PLAN_ID)
 
 
 # --- notifications ----------------------------------------------------------------------------------------

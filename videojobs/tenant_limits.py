@@ -50,6 +50,13 @@ class TenantLimits(BaseModel):
             max_open_streams=settings.default_max_open_streams,
         )
 
+    @classmethod
+    def settings_defaults(cls) -> TenantLimits:
+        """The defaults the settings have when the environment sets none (what a stack without the
+        ``tenant_limits`` prop deploys)."""
+        fields = TenantLimitSettings.model_fields
+        return cls.model_validate({name: fields[f"default_{name}"].default for name in cls.model_fields})
+
     def as_environment(self) -> dict[str, str]:
         """These limits as the default-limit environment variables of ``TenantLimitSettings`` (how the CDK
         prop reaches the functions)."""

@@ -38,6 +38,8 @@ class GatewayError:
     code: ErrorCode
     message: str | None
     """None passes API Gateway's own message (``$context.error.messageString``)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Fixed response headers (API Gateway's gateway responses can only send static values)."""
 
 
 GATEWAY_ERRORS: dict[str, GatewayError] = {
@@ -48,7 +50,22 @@ GATEWAY_ERRORS: dict[str, GatewayError] = {
         GatewayError("ACCESS_DENIED", 401, ErrorCode.UNAUTHORIZED, "missing or invalid API key"),
         # A REST API answers an unknown route with "Missing Authentication Token" (403).
         GatewayError("MISSING_AUTHENTICATION_TOKEN", 404, ErrorCode.NOT_FOUND, "route not found"),
-        GatewayError("THROTTLED", 429, ErrorCode.RATE_LIMITED, "too many requests"),
+        # Over the tenant's usage plan (its requests_per_second and burst: videojobs.usage_plans) or the stage's.
+        GatewayError(
+            "THROTTLED",
+            429,
+            ErrorCode.RATE_LIMITED,
+            "too many requests: over your requests_per_second and burst",
+            headers=(("Retry-After", "1"),),
+        ),
+        # Every authorized method requires the API key the authorizer names: a tenant whose key is in no usage
+        # plan (registered before rate limits existed) is refused until an operator runs set-limits for it.
+        GatewayError(
+            "INVALID_API_KEY",
+            403,
+            ErrorCode.FORBIDDEN,
+            "this tenant has no request rate yet: ask the operator to run videojobs admin set-limits for it",
+        ),
         GatewayError("REQUEST_TOO_LARGE", 413, ErrorCode.PAYLOAD_TOO_LARGE, "request too large"),
         GatewayError("DEFAULT_4XX", None, ErrorCode.BAD_REQUEST, None),
         GatewayError("DEFAULT_5XX", None, ErrorCode.INTERNAL_ERROR, None),

@@ -1,5 +1,8 @@
 """API Gateway REQUEST authorizer: ``Authorization: Bearer <key>`` -> the key's tenant, or 401.
 
+It also names the tenant's API Gateway key (``usageIdentifierKey``), whose usage plan holds the tenant's request
+rate (``videojobs.usage_plans``).
+
 The policy allows every route of the stage because API Gateway caches it per key for all routes. An unknown key
 gets a Deny policy rather than the documented ``raise Exception("Unauthorized")``: Lambda counts a raise as a
 function error, so every bad key would page the Errors alarm. API Gateway answers a Deny with ACCESS_DENIED
@@ -20,6 +23,7 @@ from videojobs import snapstart
 from videojobs.api_keys import ApiKeyStore
 from videojobs.aws import client
 from videojobs.ids import hash_api_key
+from videojobs.usage_plans import usage_key
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -54,7 +58,13 @@ def stage_routes(method_arn: str) -> str:
     return f"{prefix}:execute-api:{region}:{account}:{api_id}/{stage}/*/*"
 
 
-def policy(principal: str, effect: str, method_arn: str, context: dict[str, str] | None) -> dict[str, Any]:
+def policy(
+    principal: str,
+    effect: str,
+    method_arn: str,
+    context: dict[str, str] | None,
+    usage_identifier_key: str | None = None,
+) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "principalId": principal,
         "policyDocument": {
@@ -64,6 +74,9 @@ def policy(principal: str, effect: str, method_arn: str, context: dict[str, str]
     }
     if context:
         answer["context"] = context
+    if usage_identifier_key:
+        # The tenant's key in its usage plan: API Gateway throttles it before any function runs.
+        answer["usageIdentifierKey"] = usage_identifier_key
     return answer
 
 
@@ -75,4 +88,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
         logger.info("rejected request", extra={"has_token": token is not None})
         return policy(UNKNOWN_PRINCIPAL, "Deny", event["methodArn"], None)
-    return policy(tenant, "Allow", event["methodArn"], {"tenant_id": tenant})
+    api_id = event["methodArn"].split(":", 5)[5].split("/")[0]
+    return policy(tenant, "Allow", event["methodArn"], {"tenant_id": tenant}, usage_key(api_id, tenant))

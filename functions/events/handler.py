@@ -24,12 +24,14 @@ from videojobs.aws import client
 from videojobs.errors import ApiError, not_found
 from videojobs.job_events import sse_body
 from videojobs.job_store import JobStore
-from videojobs.models import JobEvent
+from videojobs.models import ErrorCode, JobEvent
 from videojobs.notification_store import EventLog
 from videojobs.observability import logger
-from videojobs.operations import PlainOperation
+from videojobs.operations import ERRORS_EXTENSION, PlainOperation
 from videojobs.service import event_stream
 from videojobs.settings import EventsSettings
+from videojobs.tenant_counters import OpenStreams
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 
 MAX_JOB_ID_LENGTH = 64
 
@@ -48,6 +50,7 @@ OPERATION = PlainOperation(
             "EventSource cannot send `Authorization`: read the stream with `fetch()` instead."
         ),
         "operationId": "job_events",
+        ERRORS_EXTENSION: [ErrorCode.TOO_MANY_STREAMS.value],
         "parameters": [
             {
                 "name": "id",
@@ -111,7 +114,10 @@ def get_deps() -> event_stream.EventsDeps:
     settings = get_settings()
     dynamodb = client("dynamodb")
     return event_stream.EventsDeps(
-        jobs=JobStore(dynamodb, settings.jobs_table), events=EventLog(dynamodb, settings.job_events_table)
+        jobs=JobStore(dynamodb, settings.jobs_table),
+        events=EventLog(dynamodb, settings.job_events_table),
+        limits=TenantLimitStore(dynamodb, settings.tenants_table, TenantLimits.defaults(settings)),
+        open_streams=OpenStreams(dynamodb, settings.tenants_table),
     )
 
 
@@ -119,7 +125,7 @@ def _error(error: ApiError) -> dict[str, Any]:
     body = {"error": {"code": error.code.value, "message": error.message}}
     return {
         "statusCode": int(error.status),
-        "headers": {"Content-Type": "application/json"},
+        "headers": {"Content-Type": "application/json", **(error.headers or {})},
         "body": json.dumps(body),
         "isBase64Encoded": False,
     }
@@ -151,7 +157,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         query = event.get("queryStringParameters") or {}
         since = event_stream.last_event_id(_header(event, "last-event-id") or query.get("last_event_id"))
         wait = long_poll_seconds(event, get_settings().sse_wait_seconds, time.time())
-        events = event_stream.wait_for_events(job_id, tenant, since, wait, get_deps())
+        request_id = str((event.get("requestContext") or {}).get("requestId") or context.aws_request_id)
+        events = event_stream.follow(job_id, tenant, since, wait, request_id, get_deps())
     except ApiError as error:
         return _error(error)
     if events is None:

@@ -27,6 +27,7 @@ from videojobs.observability import logger
 from videojobs.queues import DeliveryQueue
 from videojobs.service.fanout import NotifyDeps, handle_change
 from videojobs.settings import NotifySettings
+from videojobs.tenant_counters import OpenStreams, PendingJobs
 
 # A batch that only failed (a routine retry) is reported, not raised: raising would be a Lambda function error.
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
@@ -45,6 +46,8 @@ def get_deps() -> NotifyDeps:
         endpoints=EndpointStore(dynamodb, settings.webhook_endpoints_table),
         endpoint_ledger=DeliveryLedger(dynamodb, settings.endpoint_deliveries_table, by_endpoint=True),
         bus=EventBus(events_client(), settings.event_bus_name),
+        pending_jobs=PendingJobs(dynamodb, settings.tenants_table),
+        open_streams=OpenStreams(dynamodb, settings.tenants_table),
     )
 
 

@@ -32,6 +32,8 @@ from videojobs.observability import logger, metrics, traced
 from videojobs.queues import JobQueue
 from videojobs.service import jobs
 from videojobs.settings import SubmitSettings
+from videojobs.tenant_counters import DailyUploadBytes, PendingJobs
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 from videojobs.usage import UsageLedger
 
 app = api.new_resolver()
@@ -45,17 +47,21 @@ COMPLETE_UPLOAD_MAX_BODY_BYTES = 512 * 1024
 @cache
 def get_deps() -> jobs.SubmitDeps:
     settings = SubmitSettings.from_env()
+    dynamodb = client("dynamodb")
     return jobs.SubmitDeps(
         settings=settings,
         jobs=JobStore(
-            client("dynamodb"),
+            dynamodb,
             settings.jobs_table,
             settings.idempotency_table,
-            ledger=UsageLedger(client("dynamodb"), settings.usage_table),
+            ledger=UsageLedger(dynamodb, settings.usage_table),
         ),
         objects=ObjectStore(client("s3")),
         queue=JobQueue(client("sqs"), settings.jobs_queue_url),
-        ledger=UsageLedger(client("dynamodb"), settings.usage_table),
+        ledger=UsageLedger(dynamodb, settings.usage_table),
+        limits=TenantLimitStore(dynamodb, settings.tenants_table, TenantLimits.defaults(settings)),
+        pending_jobs=PendingJobs(dynamodb, settings.tenants_table, settings.jobs_table),
+        upload_bytes=DailyUploadBytes(dynamodb, settings.tenants_table),
     )
 
 
@@ -65,6 +71,7 @@ CREATE_UPLOAD = api.Operation(
     UploadResponse | MultipartUploadResponse,
     "A presigned POST (`method: POST`), or above the multipart threshold a presigned PUT per part "
     "(`method: MULTIPART`).",
+    errors=(ErrorCode.QUOTA_EXCEEDED,),
 )
 
 
@@ -131,6 +138,7 @@ SUBMIT_JOB = api.Operation(
         ErrorCode.UPLOAD_TOO_LARGE,
         ErrorCode.UPLOAD_INCOMPLETE,
         ErrorCode.IDEMPOTENCY_CONFLICT,
+        ErrorCode.QUOTA_EXCEEDED,
         ErrorCode.SERVICE_UNAVAILABLE,
     ),
     headers={"Location": "the job's URL", "Retry-After": "seconds to wait before the first poll"},

@@ -34,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 from infra.local.functions import FunctionError, Functions, RequestTooLarge, Throttled
 from infra.local.websocket import ConnectionLimits, LocalWebSocketApi
 from videojobs import wiring
+from videojobs.usage_plans import UsagePlans
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def gateway_error(response_type: str) -> JSONResponse:
     declared = wiring.GATEWAY_ERRORS[response_type]
     if declared.status is None or declared.message is None:
         raise ValueError(f"{response_type} keeps API Gateway's own status or message")
-    return error(declared.status, str(declared.code), declared.message)
+    return error(declared.status, str(declared.code), declared.message, dict(declared.headers) or None)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,49 @@ class _CachedPolicy:
     principal_id: str
     policy: dict[str, Any]
     context: dict[str, str]
+    usage_identifier_key: str | None = None
+
+
+@dataclass
+class _TokenBucket:
+    """API Gateway's throttle of one key: ``rate`` tokens a second, at most ``burst`` saved, one per request."""
+
+    tokens: float
+    updated: float
+    plan: tuple[float, int]
+
+    def take(self, rate: float, burst: int, now: float) -> bool:
+        self.tokens = min(float(burst), self.tokens + (now - self.updated) * rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class UsagePlanThrottle:
+    """Usage plans as API Gateway applies them to a method that requires an API key: the key the authorizer
+    named must be in a plan of the stage (else 403 ``INVALID_API_KEY``), whose token bucket it must pass (else
+    429 ``THROTTLED``). Plans are read from moto at each request, so a changed rate holds from the next one."""
+
+    def __init__(self, plans: UsagePlans, clock: Any = time.monotonic):
+        self._plans = plans
+        self._clock = clock
+        self._buckets: dict[str, _TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key_value: str | None) -> str | None:
+        """None when the request may go on, else the gateway response type that refuses it."""
+        throttle = self._plans.throttle_for(key_value) if key_value else None
+        if throttle is None:
+            return "INVALID_API_KEY"
+        rate, burst = throttle
+        with self._lock:
+            now = self._clock()
+            bucket = self._buckets.get(key_value or "")
+            if bucket is None or bucket.plan != throttle:  # a key moved to another plan starts a new bucket
+                bucket = self._buckets[key_value or ""] = _TokenBucket(float(burst), now, throttle)
+            return None if bucket.take(rate, burst, now) else "THROTTLED"
 
 
 class LocalGateway:
@@ -139,8 +183,12 @@ class LocalGateway:
         custom_domain: bool = False,
         binary_media_types: Iterable[str] = wiring.BINARY_MEDIA_TYPES,
         websocket_limits: ConnectionLimits | None = None,
+        usage_plans: UsagePlanThrottle | None = None,
     ):
+        """``usage_plans``: throttle each tenant as its usage plan says (the local stack always passes it);
+        None leaves API keys out, for tests of other behaviours."""
         self._functions = functions
+        self._usage_plans = usage_plans
         self._authorizer_cache_seconds = authorizer_cache_seconds
         self._custom_domain = custom_domain
         self._binary_media_types = tuple(binary_media_types)
@@ -354,6 +402,10 @@ class LocalGateway:
             self._policies[token] = cached
         if not policy_allows(cached.policy, method_arn):
             return gateway_error("ACCESS_DENIED")
+        if self._usage_plans is not None:
+            refused = await run_in_threadpool(self._usage_plans.check, cached.usage_identifier_key)
+            if refused is not None:
+                return gateway_error(refused)
         event["requestContext"]["authorizer"] = {
             "principalId": cached.principal_id,
             **cached.context,
@@ -397,8 +449,13 @@ def _parse_authorizer_result(result: Any, cache_seconds: float) -> _CachedPolicy
             raise AuthorizerError(f"authorizer context value {key!r} is not a string, number or boolean")
         if value is not None:
             context[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    key = result.get("usageIdentifierKey")
     return _CachedPolicy(
-        time.monotonic() + cache_seconds, str(result["principalId"]), result["policyDocument"], context
+        time.monotonic() + cache_seconds,
+        str(result["principalId"]),
+        result["policyDocument"],
+        context,
+        str(key) if key else None,
     )
 
 

@@ -33,7 +33,8 @@ from infra.local.atomic_dynamodb import make_dynamodb_atomic
 from infra.local.fair_sqs import configure as configure_sqs_fairness
 from infra.local.fair_sqs import make_sqs_fair
 from infra.local.functions import Functions
-from infra.local.gateway import LocalGateway
+from infra.local.gateway import API_ID as GATEWAY_API_ID
+from infra.local.gateway import LocalGateway, UsagePlanThrottle
 from infra.local.pollers import SqsPoller, StreamPoller
 from infra.local.resources import Resources, create_resources
 from infra.local.services import ServiceTasks
@@ -46,6 +47,8 @@ from videojobs import aws, settings, wiring
 from videojobs.api_keys import ApiKeyStore
 from videojobs.ids import hash_api_key, key_prefix, new_api_key
 from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
+from videojobs.usage_plans import UsagePlans
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +187,7 @@ class LocalStack:
         self._server_thread: threading.Thread | None = None
         self._url: str | None = None
         self._api_key: str | None = None
+        self._usage_plans: UsagePlans | None = None
         self._state_written = False
 
     # --- public -----------------------------------------------------------------------------------------
@@ -346,10 +350,8 @@ class LocalStack:
         self._resources = create_resources(self.client, self._region, self._visibility_timeout)
         self._set_env(self._resources.environment())
 
-        self._api_key = new_api_key()
-        ApiKeyStore(self.client("dynamodb"), self._resources.tables["api_keys"]).add(
-            hash_api_key(self._api_key), DEV_TENANT, key_prefix(self._api_key)
-        )
+        usage_plans = self._usage_plans = self._create_usage_plan()
+        self._api_key = self.create_key(DEV_TENANT)
 
         self._functions = Functions(
             self._region,
@@ -372,6 +374,7 @@ class LocalStack:
                         authorizer_cache_seconds=self._authorizer_cache_seconds,
                         custom_domain=self._custom_domain,
                         websocket_limits=self._websocket_limits,
+                        usage_plans=UsagePlanThrottle(usage_plans),
                     ),
                     config={"api_key": self._api_key},
                 ),
@@ -385,6 +388,29 @@ class LocalStack:
         queue_urls = {name: ref.url for name, ref in self._resources.queues.items()}
         self._services.start(os.environ, self.client("sqs"), queue_urls)
         self._write_state()
+
+    def create_key(self, tenant: str) -> str:
+        """A new API key of ``tenant``, registered as ``videojobs admin create-key`` does it: in the api_keys
+        table, and the tenant's API Gateway key in its usage plan (without one, the gateway answers 403)."""
+        key = new_api_key()
+        tables = _started(self._resources).tables
+        ApiKeyStore(self.client("dynamodb"), tables["api_keys"]).add(hash_api_key(key), tenant, key_prefix(key))
+        limits = TenantLimitStore(self.client("dynamodb"), tables["tenants"], TenantLimits.settings_defaults())
+        _started(self._usage_plans).apply(tenant, limits.limits_for(tenant))
+        return key
+
+    def _create_usage_plan(self) -> UsagePlans:
+        """The stack's usage plan in moto, as the CDK stack declares it (``TenantUsagePlan``), with the ids the
+        admin CLI reads (``REST_API_ID``, ``USAGE_PLAN_ID``) in the environment."""
+        defaults = TenantLimits.settings_defaults()
+        apigateway = self.client("apigateway")
+        plan = apigateway.create_usage_plan(
+            name="videojobs-tenants",
+            apiStages=[{"apiId": GATEWAY_API_ID, "stage": wiring.API_STAGE}],
+            throttle={"rateLimit": defaults.requests_per_second, "burstLimit": defaults.burst},
+        )
+        self._set_env({settings.REST_API_ID: GATEWAY_API_ID, settings.USAGE_PLAN_ID: plan["id"]})
+        return UsagePlans(apigateway, GATEWAY_API_ID, wiring.API_STAGE, plan["id"], defaults)
 
     def _start_pollers(self, functions: Functions, resources: Resources) -> None:
         sqs, streams = self.client("sqs"), self.client("dynamodbstreams")

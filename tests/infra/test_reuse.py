@@ -198,3 +198,12 @@ def test_default_props_make_the_construct_its_own_alarm_topic(twice: Twice) -> N
 def test_an_invalid_prop_fails_at_synth_naming_the_prop(prop: str, value: object) -> None:
     with pytest.raises(ValueError, match=prop):
         VideoJobsProps(**{prop: value})  # type: ignore[arg-type]
+
+
+def test_the_tenant_limits_prop_sets_the_usage_plans_rate(twice: Twice) -> None:
+    (plan,) = [
+        res
+        for res in twice.of_type("AWS::ApiGateway::UsagePlan").values()
+        if res["Properties"]["Throttle"]["RateLimit"] == CUSTOM.tenant_limits.requests_per_second  # type: ignore[union-attr]
+    ]
+    assert plan["Properties"]["Throttle"]["BurstLimit"] == CUSTOM.tenant_limits.burst  # type: ignore[union-attr]

@@ -14,6 +14,7 @@ from infra.construct import VideoJobs
 from tests.infra.conftest import Synth, policy_documents
 from videojobs import wiring
 from videojobs.observability import TRACER_ENVIRONMENT
+from videojobs.tenant_limits import TenantLimits
 
 COMMON_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", *TRACER_ENVIRONMENT}
 ZIP_FUNCTIONS = [name for name, fn in wiring.FUNCTIONS.items() if not fn.image]
@@ -439,6 +440,7 @@ def test_api_stage_v1_logs_access_traces_and_throttles(synth: Synth) -> None:
         ("ACCESS_DENIED", "401", "unauthorized"),
         ("MISSING_AUTHENTICATION_TOKEN", "404", "not_found"),
         ("THROTTLED", "429", "rate_limited"),
+        ("INVALID_API_KEY", "403", "forbidden"),
         ("REQUEST_TOO_LARGE", "413", "payload_too_large"),
         ("DEFAULT_4XX", None, "bad_request"),
         ("DEFAULT_5XX", None, "internal_error"),
@@ -453,7 +455,11 @@ def test_gateway_errors_answer_our_json_error_shape(
         if res["Properties"]["ResponseType"] == response_type
     ]
     assert props.get("StatusCode") == status
-    assert props["ResponseParameters"] == {"gatewayresponse.header.Content-Type": "'application/json'"}
+    fixed_headers = {"Retry-After": "'1'"} if response_type == "THROTTLED" else {}
+    assert props["ResponseParameters"] == {
+        f"gatewayresponse.header.{name}": value
+        for name, value in ({"Content-Type": "'application/json'"} | fixed_headers).items()
+    }
     # API Gateway substitutes $context.error.messageString with the message as a quoted JSON string.
     body = props["ResponseTemplates"]["application/json"].replace("$context.error.messageString", '"Boom"')
     error = json.loads(body)["error"]
@@ -463,11 +469,28 @@ def test_gateway_errors_answer_our_json_error_shape(
 
 def test_stack_outputs_api_url_and_resource_names(synth: Synth) -> None:
     outputs = synth.raw["Outputs"]
-    expected = {"ApiUrl"}
+    expected = {"ApiUrl", "RestApiId", "TenantUsagePlanId"}
     expected |= {f"{name.title().replace('_', '')}TableName" for name in wiring.TABLES}
     expected |= {f"{name.title().replace('_', '')}BucketName" for name in wiring.BUCKETS}
     expected |= {f"{name.title().replace('_', '')}QueueName" for name in wiring.QUEUES}
     assert expected <= set(outputs)
+
+
+def test_each_tenant_is_throttled_by_its_usage_plan_before_any_function_runs(synth: Synth) -> None:
+    """API Gateway applies a usage plan's token bucket to the API key of a method that requires one, before the
+    integration: with the key taken from the authorizer, every authorized route is throttled per tenant."""
+    (api,) = synth.of_type("AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["ApiKeySourceType"] == "AUTHORIZER"
+    methods = [res["Properties"] for res in synth.of_type("AWS::ApiGateway::Method").values()]
+    authorized = [method for method in methods if method["AuthorizationType"] == "CUSTOM"]
+    assert len(authorized) == sum(route.authorized for route in wiring.ROUTES)
+    assert all(method.get("ApiKeyRequired") is True for method in authorized)
+    assert not any(method.get("ApiKeyRequired") for method in methods if method["AuthorizationType"] == "NONE")
+    (plan,) = synth.of_type("AWS::ApiGateway::UsagePlan").values()
+    defaults = TenantLimits.settings_defaults()
+    assert plan["Properties"]["Throttle"] == {"RateLimit": defaults.requests_per_second, "BurstLimit": defaults.burst}
+    (stage,) = plan["Properties"]["ApiStages"]
+    assert stage["Stage"] == {"Ref": next(iter(synth.of_type("AWS::ApiGateway::Stage")))}
 
 
 # -- assets -----------------------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ from videojobs.notification_store import (
 from videojobs.queues import DeliveryQueue
 from videojobs.service import event_stream, fanout
 from videojobs.service.websocket import WebSocketDeps
+from videojobs.settings import EventsSettings
+from videojobs.tenant_counters import OpenStreams, PendingJobs
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 from videojobs.webhooks import DeliveryMessage
 
 
@@ -116,6 +119,8 @@ def notify(aws: Resources, sockets: Stubber, monkeypatch: pytest.MonkeyPatch) ->
         endpoints=EndpointStore(dynamodb, aws.tables["webhook_endpoints"]),
         endpoint_ledger=DeliveryLedger(dynamodb, aws.tables["endpoint_deliveries"], by_endpoint=True),
         bus=EventBus(events_client(), aws.event_bus),
+        pending_jobs=PendingJobs(dynamodb, aws.tables["tenants"]),
+        open_streams=OpenStreams(dynamodb, aws.tables["tenants"]),
     )
     monkeypatch.setattr(notify_handler, "get_deps", lambda: deps)
     return deps
@@ -317,13 +322,19 @@ def test_a_long_catch_up_comes_in_replies_under_the_websocket_message_limit(
 # --- Server-Sent Events ----------------------------------------------------------------------------------------
 
 
+def stream_limits(aws: Resources) -> tuple[TenantLimitStore, OpenStreams]:
+    dynamodb = client("dynamodb")
+    defaults = TenantLimits.defaults(EventsSettings.from_env())
+    return TenantLimitStore(dynamodb, aws.tables["tenants"], defaults), OpenStreams(dynamodb, aws.tables["tenants"])
+
+
 def test_sse_long_poll_waits_answers_new_events_and_ends_after_the_terminal_one(aws: Resources) -> None:
     dynamodb = client("dynamodb")
     jobs, log = JobStore(dynamodb, aws.tables["jobs"]), EventLog(dynamodb, aws.tables["job_events"])
     jobs.create(Job.model_validate(job_image(1)))
     waits: list[float] = []
     clock = iter(range(1000))
-    deps = event_stream.EventsDeps(jobs, log, sleep=waits.append, clock=lambda: float(next(clock)))
+    deps = event_stream.EventsDeps(jobs, log, *stream_limits(aws), sleep=waits.append, clock=lambda: float(next(clock)))
 
     assert event_stream.wait_for_events("job_1", "t1", 0, 5, deps) == []  # nothing yet: waited, then gave up
     assert waits
@@ -367,7 +378,7 @@ def test_sse_long_poll_counts_its_wait_from_when_api_gateway_received_the_reques
     log.append("job_1", event_for(None, job_image(1)))  # type: ignore[arg-type]
     waits: list[float] = []
     clock = iter(range(1000))
-    deps = event_stream.EventsDeps(jobs, log, sleep=waits.append, clock=lambda: float(next(clock)))
+    deps = event_stream.EventsDeps(jobs, log, *stream_limits(aws), sleep=waits.append, clock=lambda: float(next(clock)))
     monkeypatch.setattr(events_handler, "get_deps", lambda: deps)
     wait = events_handler.get_settings().sse_wait_seconds
     received = int((time.time() - wait) * 1000)

@@ -17,6 +17,7 @@ from videojobs.object_store import ObjectStore, upload_key
 from videojobs.queues import JobQueue
 from videojobs.service import jobs
 from videojobs.settings import StatusSettings, SubmitSettings
+from videojobs.tenant_counters import DailyUploadBytes, PendingJobs
 from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 from videojobs.usage import UsageLedger
 
@@ -30,12 +31,16 @@ class DownQueue:
 
 def make_deps(aws: Resources, queue=None, **settings) -> jobs.SubmitDeps:
     config = SubmitSettings.from_env({**aws.environment(), **settings})
+    dynamodb = client("dynamodb")
     return jobs.SubmitDeps(
         settings=config,
-        jobs=JobStore(client("dynamodb"), config.jobs_table, config.idempotency_table),
+        jobs=JobStore(dynamodb, config.jobs_table, config.idempotency_table),
         objects=ObjectStore(client("s3")),
         queue=queue or JobQueue(client("sqs"), config.jobs_queue_url),
         ledger=UsageLedger(client("dynamodb"), config.usage_table),
+        limits=TenantLimitStore(dynamodb, config.tenants_table, TenantLimits.defaults(config)),
+        pending_jobs=PendingJobs(dynamodb, config.tenants_table, config.jobs_table),
+        upload_bytes=DailyUploadBytes(dynamodb, config.tenants_table),
     )
 
 

@@ -66,5 +66,13 @@ def test_the_job_time_limit_fits_in_the_visibility_cap() -> None:
 
 def _worker_env() -> dict[str, str]:
     return {
-        name: "x" for name in ("JOBS_TABLE", "USAGE_TABLE", "UPLOADS_BUCKET", "OUTPUTS_BUCKET", "LONG_JOBS_QUEUE_URL")
+        name: "x"
+        for name in (
+            "JOBS_TABLE",
+            "USAGE_TABLE",
+            "UPLOADS_BUCKET",
+            "OUTPUTS_BUCKET",
+            "LONG_JOBS_QUEUE_URL",
+            "TENANTS_TABLE",
+        )
     }

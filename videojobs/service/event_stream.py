@@ -12,18 +12,40 @@ from videojobs.job_events import is_terminal, snapshot
 from videojobs.job_store import JobStore
 from videojobs.models import ErrorCode, JobEvent, utcnow
 from videojobs.notification_store import EventLog
+from videojobs.tenant_counters import OpenStreams
+from videojobs.tenant_limits import TenantLimitStore
 
 EVENT_LOG_GRACE = timedelta(seconds=60)
 """Past this, a finished job's missing events are taken as expired from the log rather than still on their way."""
+
+
+SSE_LEASE_SECONDS = 30
+"""A long poll's hold on one of its tenant's open streams: past API Gateway's 29 s and the function's timeout,
+so the slot of a poll that was killed or cut off comes back by itself."""
 
 
 @dataclass(frozen=True)
 class EventsDeps:
     jobs: JobStore
     events: EventLog
+    limits: TenantLimitStore
+    open_streams: OpenStreams
     poll_interval_seconds: float = 0.2
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+
+
+def follow(
+    job_id: str, tenant_id: str, last_version: int, wait_seconds: float, request_id: str, deps: EventsDeps
+) -> list[JobEvent] | None:
+    """``wait_for_events`` while holding one of the tenant's open streams (``LimitReached``: 429
+    ``too_many_streams`` when they are all taken)."""
+    maximum = deps.limits.limits_for(tenant_id).max_open_streams
+    lease = deps.open_streams.acquire(tenant_id, f"sse-{request_id}", maximum, SSE_LEASE_SECONDS)
+    try:
+        return wait_for_events(job_id, tenant_id, last_version, wait_seconds, deps)
+    finally:
+        deps.open_streams.release(lease)
 
 
 def wait_for_events(

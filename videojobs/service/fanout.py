@@ -20,7 +20,7 @@ from videojobs import webhooks
 from videojobs.endpoints import wants
 from videojobs.event_bus import EventBus
 from videojobs.job_events import event_for, is_terminal, to_json
-from videojobs.models import Job, JobEvent, default_webhook_events, isoformat, utcnow
+from videojobs.models import Job, JobEvent, JobStatus, default_webhook_events, isoformat, utcnow
 from videojobs.notification_store import (
     ConnectionStore,
     DeliveryLedger,
@@ -31,6 +31,7 @@ from videojobs.notification_store import (
 )
 from videojobs.observability import logger
 from videojobs.queues import DeliveryQueue
+from videojobs.tenant_counters import OpenStreams, PendingJobs, StreamLease
 from videojobs.webhooks import DeliveryMessage, DeliveryStatus
 
 
@@ -45,6 +46,8 @@ class NotifyDeps:
     endpoints: EndpointStore
     endpoint_ledger: DeliveryLedger
     bus: EventBus
+    pending_jobs: PendingJobs
+    open_streams: OpenStreams
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,14 @@ def handle_change(old_image: dict[str, Any] | None, new_image: dict[str, Any], d
     """Fan out the event of one change of a job (images as plain JSON types); None when there is none.
     Idempotent: a replayed record rewrites nothing, re-queues at most a delivery the receiver can dedupe by
     its ``webhook-id``, and re-pushes a frame a WebSocket client drops by its version."""
+    job = Job.model_validate(new_image)
+    was_terminal = JobStatus((old_image or {}).get("status", JobStatus.QUEUED)).terminal
+    if job.status.terminal and not was_terminal:
+        # Every terminal transition passes here: the one place the tenant's pending count goes down.
+        deps.pending_jobs.release(job.tenant_id, job.id, job.created_at)
     event = event_for(old_image, new_image)
     if event is None:
         return None
-    job = Job.model_validate(new_image)
     # The log first, the sockets last: a subscriber that connects meanwhile reads the log after registering,
     # so it finds the event in one place or the other.
     appended = deps.events.append(job.id, event, job.tenant_id)
@@ -73,7 +80,7 @@ def handle_change(old_image: dict[str, Any] | None, new_image: dict[str, Any], d
         _queue_delivery(job, event, deps)
     to_endpoints = EndpointFanOut(deps.endpoints, deps.endpoint_ledger, deps.deliveries)
     queue_to_endpoints(job.tenant_id, event.type.value, body, job.id, event.version, to_endpoints)
-    push(job.id, event, deps)
+    push(job, event, deps)
     # Last, so that a failed put (retried with the stream record) never holds up webhooks or sockets; the log
     # remembers a put that succeeded, so a retry of the record does not put it twice.
     if appended or not deps.events.published(job.id, event.version):
@@ -168,9 +175,11 @@ def _queue_delivery(job: Job, event: JobEvent, deps: NotifyDeps) -> None:
     deps.ledger.mark_queued(record)
 
 
-def push(job_id: str, event: JobEvent, deps: NotifyDeps) -> int:
+def push(job: Job, event: JobEvent, deps: NotifyDeps) -> int:
     """Send the event to every WebSocket subscribed to the job; after a terminal event, close them politely.
-    Connections that are gone are forgotten. Returns how many sockets got the event."""
+    Connections that are gone are forgotten, and stop counting against the tenant's open streams (their
+    ``$disconnect`` finds no connection record any more). Returns how many sockets got the event."""
+    job_id = job.id
     data = to_json(event).encode()
     sent = 0
     for connection_id in deps.connections.for_job(job_id):
@@ -180,8 +189,10 @@ def push(job_id: str, event: JobEvent, deps: NotifyDeps) -> int:
             if is_terminal(event):
                 deps.sockets.delete_connection(ConnectionId=connection_id)
                 deps.connections.remove(job_id, connection_id)
+                deps.open_streams.release(StreamLease(job.tenant_id, connection_id))
         except deps.sockets.exceptions.GoneException:
             deps.connections.remove(job_id, connection_id)
+            deps.open_streams.release(StreamLease(job.tenant_id, connection_id))
         except ClientError:
             # One socket's trouble must not fail the stream record (and re-send every other channel).
             logger.warning("push failed", extra={"job_id": job_id, "connection_id": connection_id}, exc_info=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from videojobs.errors import ApiError, not_found
+from videojobs.errors import ApiError, LimitReached, not_found
 from videojobs.estimate import estimate
 from videojobs.ids import new_job_id, new_upload_id
 from videojobs.job_store import IdempotencyConflict, IdempotencyKey, InvalidCursor, JobStore, WriteContention
@@ -41,6 +41,7 @@ from videojobs.object_store import ObjectInfo, ObjectStore, PartsRejected, uploa
 from videojobs.queues import JobQueue
 from videojobs.settings import StatusSettings, SubmitSettings
 from videojobs.ssrf import UnsafeUrl, check_url
+from videojobs.tenant_counters import DailyUploadBytes, PendingJobs
 from videojobs.tenant_limits import TenantLimitStore
 from videojobs.usage import MAX_DAYS, UsageLedger, totals
 
@@ -61,6 +62,9 @@ class SubmitDeps:
     objects: ObjectStore
     queue: JobQueue
     ledger: UsageLedger
+    limits: TenantLimitStore
+    pending_jobs: PendingJobs
+    upload_bytes: DailyUploadBytes
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ def create_upload(
     limit = deps.settings.max_upload_bytes
     if request.size_bytes > limit:
         raise ApiError(ErrorCode.VALIDATION_ERROR, f"size_bytes must be at most {limit}")
+    _count_upload_bytes(request, tenant_id, deps)
     upload_id = new_upload_id()
     ttl = deps.settings.upload_url_ttl_seconds
     post = deps.objects.presigned_upload(
@@ -100,6 +105,13 @@ def create_upload(
     )
 
 
+def _count_upload_bytes(request: CreateUploadRequest, tenant_id: str, deps: SubmitDeps) -> None:
+    """The declared size counts against the tenant's bytes of the UTC day (429 ``quota_exceeded`` over it).
+    Declared, not received: S3 holds an upload to its declared size, and re-signing parts adds nothing."""
+    maximum = deps.limits.limits_for(tenant_id).max_upload_bytes_per_day
+    deps.upload_bytes.reserve(tenant_id, request.size_bytes, maximum)
+
+
 def part_size_for(size_bytes: int, preferred_bytes: int) -> int:
     """The preferred part size, or a larger one (whole MiB) where that would need too many parts."""
     smallest = -(-size_bytes // MAX_PARTS_PER_UPLOAD)
@@ -113,6 +125,7 @@ def _create_multipart_upload(request: CreateUploadRequest, tenant_id: str, deps:
             ErrorCode.VALIDATION_ERROR,
             f"size_bytes must be at most {settings.max_multipart_upload_bytes}",
         )
+    _count_upload_bytes(request, tenant_id, deps)
     upload_id = new_upload_id()
     key = upload_key(tenant_id, upload_id)
     part_size = part_size_for(request.size_bytes, settings.multipart_part_bytes)
@@ -279,7 +292,28 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
             )
         idempotency = IdempotencyKey(tenant_id, idempotency_key, digest)
     try:
-        stored = deps.jobs.create(job, idempotency)
+        deps.pending_jobs.reserve(tenant_id, job.id, job.created_at, deps.limits.limits_for(tenant_id).max_pending_jobs)
+    except LimitReached:
+        # A retry of a request that did create a job gets that job, even at the limit.
+        replayed = _replay(idempotency, deps) if idempotency is not None else None
+        if replayed is None:
+            raise
+        return replayed
+    try:
+        stored = _create(job, idempotency, deps)
+    except Exception:
+        deps.pending_jobs.release(tenant_id, job.id, job.created_at)
+        raise
+    if stored.id != job.id:
+        deps.pending_jobs.release(tenant_id, job.id, job.created_at)
+        return stored  # a replay: the first request queued it
+    _queue(job, idempotency, deps)
+    return job
+
+
+def _create(job: Job, idempotency: IdempotencyKey | None, deps: SubmitDeps) -> Job:
+    try:
+        return deps.jobs.create(job, idempotency)
     except IdempotencyConflict as error:
         raise ApiError(
             ErrorCode.IDEMPOTENCY_CONFLICT,
@@ -290,11 +324,22 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
             ErrorCode.SERVICE_UNAVAILABLE,
             "concurrent requests with this Idempotency-Key: retry the request",
         ) from error
-    if stored.id != job.id:
-        return stored  # a replay: the first request queued it
 
+
+def _replay(idempotency: IdempotencyKey, deps: SubmitDeps) -> Job | None:
     try:
-        deps.queue.send(JobMessage(job_id=job.id), tenant_id=tenant_id)
+        return deps.jobs.replay(idempotency)
+    except IdempotencyConflict as error:
+        raise ApiError(
+            ErrorCode.IDEMPOTENCY_CONFLICT,
+            "this Idempotency-Key was already used with a different request",
+        ) from error
+
+
+def _queue(job: Job, idempotency: IdempotencyKey | None, deps: SubmitDeps) -> None:
+    """Send the job's message. A job that cannot be queued fails (its terminal status frees its pending slot)."""
+    try:
+        deps.queue.send(JobMessage(job_id=job.id), tenant_id=job.tenant_id)
     except Exception as error:
         # Never leave a job queued that no worker will ever see: fail it, and free the key for a retry.
         deps.jobs.fail(job.id, ErrorDetail(code=ErrorCode.SERVICE_UNAVAILABLE, message="the job could not be queued"))
@@ -305,7 +350,6 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
             "the job could not be queued; retry the request",
         ) from error
     deps.ledger.job_submitted(job)
-    return job
 
 
 def dry_run(request: CreateJobRequest, tenant_id: str, deps: SubmitDeps) -> DryRun:

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from tests.integration.fake_functions import recorder
+from videojobs.usage_plans import usage_key
 
 # Module state, as real handlers keep (Powertools' BatchProcessor): each environment has its own.
 _busy = threading.Lock()
@@ -63,6 +64,7 @@ def authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
     else:
         raise Exception("Unauthorized")  # the exact message API Gateway turns into a 401
     stage = event["methodArn"].split("/")[0]  # arn:...:api-id
+    api_id = stage.rsplit(":", 1)[-1]
     return {
         "principalId": f"user-{token}",
         "policyDocument": {
@@ -72,6 +74,8 @@ def authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
             ],
         },
         "context": {"tenant_id": token, "count": 3, "admin": True},
+        # The local stack's own tenant, which is in the stack's usage plan (others would be refused with 403).
+        "usageIdentifierKey": usage_key(api_id, "dev"),
     }
 
 
