@@ -33,6 +33,7 @@ def get_deps() -> jobs.StatusDeps:
         objects=ObjectStore(client("s3")),
         ledger=UsageLedger(client("dynamodb"), settings.usage_table),
         limits=TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings)),
+        counters=jobs.tenant_counters(client("dynamodb"), settings.tenants_table),
     )
 
 

@@ -41,7 +41,10 @@ def test_account_usage_adds_up_the_tenants_jobs(stack: RunningStack, clip: Path,
         assert totals["bytes_output"] == sum(job["usage"]["output_bytes"] for job in finished)
         for name in ("processing_seconds", "gb_seconds", "estimated_cost_usd"):
             assert totals[name] == pytest.approx(sum(job["usage"][name] for job in finished), abs=1e-6), name
-        assert set(report["current"]) == {"pending_jobs", "active_jobs", "open_streams", "upload_bytes_today"}
+        current = report["current"]
+        assert set(current) == {"pending_jobs", "active_jobs", "open_streams", "upload_bytes_today"}
+        assert all(isinstance(value, int) for value in current.values()), current  # every counter is kept
+        assert current["upload_bytes_today"] >= clip.stat().st_size + garbage.stat().st_size  # what was declared
         assert set(report["limits"]) == {
             "max_active_jobs", "max_pending_jobs", "max_upload_bytes_per_day", "requests_per_second", "burst",
             "max_open_streams",

@@ -73,6 +73,7 @@ def deps(aws: Resources, dynamodb: Any = None) -> jobs.StatusDeps:
         objects=ObjectStore(client("s3")),
         ledger=UsageLedger(client("dynamodb"), settings.usage_table),
         limits=TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings)),
+        counters=jobs.tenant_counters(client("dynamodb"), settings.tenants_table),
     )
 
 

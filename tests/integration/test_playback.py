@@ -14,7 +14,7 @@ from videojobs.aws import client
 from videojobs.errors import ApiError
 from videojobs.job_view import to_resource
 from videojobs.models import Job
-from videojobs.service.jobs import StatusDeps, download_links
+from videojobs.service.jobs import StatusDeps, download_links, tenant_counters
 from videojobs.service.playback import PlaybackDeps, playlist
 from videojobs.service.processing import process_job
 from videojobs.settings import PlaybackSettings, StatusSettings
@@ -52,7 +52,12 @@ def master_url(completed: Job, aws: Resources) -> str:
     settings = StatusSettings.from_env(aws.environment())
     limits = TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings))
     status = StatusDeps(
-        settings, worker.jobs, worker.objects, UsageLedger(client("dynamodb"), settings.usage_table), limits
+        settings,
+        worker.jobs,
+        worker.objects,
+        UsageLedger(client("dynamodb"), settings.usage_table),
+        limits,
+        tenant_counters(client("dynamodb"), settings.tenants_table),
     )
     resource = to_resource(completed, download_links(status), API)
     hls, mp4 = resource.outputs

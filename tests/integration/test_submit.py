@@ -92,6 +92,7 @@ def status_deps(aws: Resources) -> jobs.StatusDeps:
         objects=ObjectStore(client("s3")),
         ledger=UsageLedger(client("dynamodb"), config.usage_table),
         limits=TenantLimitStore(client("dynamodb"), config.tenants_table, TenantLimits.defaults(config)),
+        counters=jobs.tenant_counters(client("dynamodb"), config.tenants_table),
     )
 
 

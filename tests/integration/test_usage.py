@@ -21,6 +21,7 @@ from videojobs.queues import JobQueue
 from videojobs.service import jobs
 from videojobs.service.processing import Attempt, process_job
 from videojobs.settings import StatusSettings, SubmitSettings
+from videojobs.tenant_counters import DailyUploadBytes, PendingJobs
 from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 from videojobs.usage import MAX_DAYS, UsageLedger
 
@@ -99,6 +100,9 @@ def submit_deps(aws: Resources) -> jobs.SubmitDeps:
         objects=ObjectStore(client("s3")),
         queue=JobQueue(client("sqs"), settings.jobs_queue_url),
         ledger=ledger(aws),
+        limits=TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings)),
+        pending_jobs=PendingJobs(client("dynamodb"), settings.tenants_table, settings.jobs_table),
+        upload_bytes=DailyUploadBytes(client("dynamodb"), settings.tenants_table),
     )
 
 
@@ -146,6 +150,7 @@ def status_deps(aws: Resources) -> jobs.StatusDeps:
         settings=settings, jobs=JobStore(client("dynamodb"), settings.jobs_table), objects=ObjectStore(client("s3")),
         ledger=ledger(aws),
         limits=TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings)),
+        counters=jobs.tenant_counters(client("dynamodb"), settings.tenants_table),
     )  # fmt: skip
 
 

@@ -7,7 +7,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
+from videojobs.dispatch import ActiveJobs
 from videojobs.errors import ApiError, LimitReached, not_found
 from videojobs.estimate import estimate
 from videojobs.ids import new_job_id, new_upload_id
@@ -41,9 +43,12 @@ from videojobs.object_store import ObjectInfo, ObjectStore, PartsRejected, uploa
 from videojobs.queues import JobQueue
 from videojobs.settings import StatusSettings, SubmitSettings
 from videojobs.ssrf import UnsafeUrl, check_url
-from videojobs.tenant_counters import DailyUploadBytes, PendingJobs
+from videojobs.tenant_counters import DailyUploadBytes, OpenStreams, PendingJobs
 from videojobs.tenant_limits import TenantLimitStore
 from videojobs.usage import MAX_DAYS, UsageLedger, totals
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 # Object metadata of multipart uploads: the size declared when the upload began (S3 checks no size on parts).
@@ -68,12 +73,40 @@ class SubmitDeps:
 
 
 @dataclass(frozen=True)
+class TenantCounters:
+    """Where a tenant's usage right now is counted, against its limits (``GET /account/usage``'s ``current``)."""
+
+    pending_jobs: PendingJobs
+    active_jobs: ActiveJobs
+    open_streams: OpenStreams
+    upload_bytes: DailyUploadBytes
+
+    def current(self, tenant_id: str) -> CurrentUsage:
+        return CurrentUsage(
+            pending_jobs=self.pending_jobs.count(tenant_id),
+            active_jobs=len(self.active_jobs.job_ids(tenant_id)),
+            open_streams=self.open_streams.count(tenant_id),
+            upload_bytes_today=self.upload_bytes.used(tenant_id),
+        )
+
+
+def tenant_counters(client: DynamoDBClient, tenants_table: str) -> TenantCounters:
+    return TenantCounters(
+        PendingJobs(client, tenants_table),
+        ActiveJobs(client, tenants_table),
+        OpenStreams(client, tenants_table),
+        DailyUploadBytes(client, tenants_table),
+    )
+
+
+@dataclass(frozen=True)
 class StatusDeps:
     settings: StatusSettings
     jobs: JobStore
     objects: ObjectStore
     ledger: UsageLedger
     limits: TenantLimitStore
+    counters: TenantCounters
 
 
 def create_upload(
@@ -445,4 +478,4 @@ def account_usage(tenant_id: str, first: str, last: str, deps: StatusDeps) -> Ac
         raise ApiError(ErrorCode.VALIDATION_ERROR, f"at most {MAX_DAYS} days per request")
     days = deps.ledger.days(tenant_id, start, end)
     limits = deps.limits.limits_for(tenant_id)
-    return AccountUsage(days=days, totals=totals(days), limits=limits, current=CurrentUsage())
+    return AccountUsage(days=days, totals=totals(days), limits=limits, current=deps.counters.current(tenant_id))
