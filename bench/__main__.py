@@ -14,6 +14,7 @@ BENCHMARKS = [
     "bench.cold_start",
     "bench.load",
     "bench.fairness",
+    "bench.chunked",
     "bench.plots",  # last: draws the figures from the results the others wrote
 ]
 

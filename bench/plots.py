@@ -83,12 +83,47 @@ def cold_start(figure: plt.Figure, result: dict[str, Any]) -> None:
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
 
 
+def chunked(figure: plt.Figure, result: dict[str, Any]) -> None:
+    local, projected = figure.subplots(1, 2)
+    single, split = result["single"], result["chunked"]
+    local.bar(
+        ["single, 1 worker", f"chunked, 2 workers\n({split['chunks']} chunks)"],
+        [single["wall_seconds"], split["wall_seconds"]],
+    )
+    local.bar(
+        ["chunked, 2 workers\n(" + str(split["chunks"]) + " chunks)"],
+        [result["overhead_seconds"]],
+        color="tab:red",
+        label="overhead",
+    )
+    local.set(title=f"Measured: {result['input']['seconds']} s {result['input']['height']}p", ylabel="seconds")
+    local.legend()
+    projection = result["projection"]
+    workers = [point["workers"] for point in projection["chunked"]]
+    projected.plot(workers, [p["wall_seconds"] for p in projection["chunked"]], marker="o", label="chunked (as built)")
+    projected.plot(
+        workers,
+        [p["wall_seconds"] for p in projection["chunked_if_chunks_read_only_their_range"]],
+        marker="o",
+        linestyle="--",
+        label="chunks reading only their range",
+    )
+    projected.axhline(projection["single"]["fargate_2vcpu"]["wall_seconds"], color="grey", label="single, Fargate")
+    projected.axhline(projection["goal_wall_seconds_at_120"], color="black", linestyle=":", label="goal (120 s)")
+    projected.axhline(93.5, color="tab:green", linestyle=":", label="Mux median (93.5 s)")
+    projected.set(
+        title="PROJECTION: 60 min 1080p ladder", xlabel="workers", ylabel="seconds", xscale="log", yscale="log"
+    )
+    projected.legend(fontsize="small")
+
+
 def main() -> dict[str, Any]:
     figures = {
         "load_latency": (load_latency, ["load_latencies", "load"]),
         "submit_overhead": (submit_overhead, ["submit_overhead"]),
         "drain_scaling": (drain_curve, ["load"]),
         "cold_start": (cold_start, ["cold_start"]),
+        "chunked": (chunked, ["chunked"]),
     }
     PLOTS.mkdir(exist_ok=True)
     written, missing = [], []

@@ -66,7 +66,7 @@ IMAGE_DOCKERFILE = "functions/process/Dockerfile"
 DLQ_RETENTION = Duration.seconds(wiring.DEAD_LETTER_RETENTION_SECONDS)
 
 # The wiring names these resources; the props below tune them.
-PROCESS, OUTPUTS = "process", "outputs"
+PROCESS, CHUNK, OUTPUTS = "process", "chunk", "outputs"
 
 FARGATE_CPU_UNITS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 
@@ -269,6 +269,8 @@ class VideoJobs(Construct):
         self.api: apigw.RestApi = self._api()
         self.websocket_stage = add_websocket_api(self)
         self.fargate_services = add_fargate_workers(self)
+        # A chunk worker removes the pieces it wrote when its job is cancelled or its chunk taken from it.
+        self.buckets[OUTPUTS].grant_delete(self.functions[CHUNK])
 
         # Feature modules (infra/fargate.py, infra/websocket.py) add their resources above this comment, one call
         # each. Monitoring and the cdk-nag acknowledgements below find everything in this construct by walking

@@ -30,6 +30,7 @@ from videojobs.models import (
     JobStage,
     JobStatus,
     MediaMetadata,
+    Parallelism,
     Priority,
     StoredOutput,
     isoformat,
@@ -442,6 +443,10 @@ class JobStore:
         if eta_seconds is not None:
             values["eta_seconds"] = eta_seconds
         return self._held_update(job_id, worker_id, values, remove=() if eta_seconds is not None else ("eta_seconds",))
+
+    def record_parallelism(self, job_id: str, worker_id: str, parallelism: Parallelism) -> Job | None:
+        """A chunked encode's chunks and how many are done (by the worker holding the job)."""
+        return self._held_update(job_id, worker_id, {"parallelism": parallelism.model_dump(mode="json")})
 
     def complete(self, job_id: str, worker_id: str, outputs: list[StoredOutput]) -> Job | None:
         now = utcnow()

@@ -54,6 +54,7 @@ def to_resource(job: Job, links: DownloadLinks | None = None, base_url: str | No
         cancel_requested_at=isoformat(job.cancel_requested_at) if job.cancel_requested_at else None,
         priority=job.priority,
         usage=job.usage if job.status.terminal else None,
+        parallelism=job.parallelism,
     )
 
 

@@ -278,6 +278,9 @@ class CreateJobRequest(_Strict):
     """Within the caller's jobs, a queued job starts after the caller's more urgent queued jobs."""
     dry_run: bool = False
     """Validate and look at the upload, answer an estimate (200), create nothing."""
+    parallel: Literal["auto", "off"] = "auto"
+    """``auto``: a long input (``chunked_min_seconds``) is encoded in chunks by many workers at once, then
+    stitched; ``off``: always one encode."""
 
 
 class UpdateJobRequest(_Strict):
@@ -383,6 +386,11 @@ class JobUsage(BaseModel):
     estimated_cost_usd: float
 
 
+class Parallelism(BaseModel):
+    chunks: int
+    completed_chunks: int
+
+
 class JobResource(BaseModel):
     id: str
     status: JobStatus
@@ -406,6 +414,8 @@ class JobResource(BaseModel):
     priority: Priority = Priority.NORMAL
     usage: JobUsage | None = None
     """Once the job ended after a worker ran it."""
+    parallelism: Annotated[Parallelism | None, Field(exclude_if=lambda value: value is None)] = None
+    """A chunked encode: how many chunks, and how many are done (absent for a single encode)."""
 
 
 class JobList(BaseModel):
@@ -483,6 +493,8 @@ class Job(BaseModel):
     """The upload's size when the job was submitted."""
     usage: JobUsage | None = None
     """Added to by every attempt that ends (a hand-off, a retry, the end of the job)."""
+    parallel: Literal["auto", "off"] = "auto"
+    parallelism: Parallelism | None = None
 
 
 class Estimate(BaseModel):
@@ -539,6 +551,13 @@ class JobMessage(BaseModel):
     deferrals: int = 0
     """How often the job was deferred for its tenant's ``max_active_jobs`` (``videojobs.dispatch``): each time it
     waits longer before it asks again. Left out of the body while 0."""
+
+
+class ChunkMessage(BaseModel):
+    """The SQS message that asks a chunk worker to encode one chunk of a job (``videojobs.chunk_store``)."""
+
+    job_id: str
+    index: int
 
 
 class SubscribeRequest(BaseModel):

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from types_boto3_sqs import SQSClient
 
 from videojobs.metric_names import UNREADABLE_MESSAGES
-from videojobs.models import JobMessage
+from videojobs.models import ChunkMessage, JobMessage
 from videojobs.observability import logger, metrics
 
 MAX_VISIBILITY_SECONDS = 12 * 3600
@@ -121,6 +121,17 @@ class JobQueue:
             MessageGroupId=tenant_id,
             DelaySeconds=max(0, min(math.ceil(delay_seconds), MAX_DELAY_SECONDS)),
         )
+
+
+class ChunkQueue:
+    """The chunks of chunked encodes, for the chunk workers."""
+
+    def __init__(self, client: SQSClient, queue_url: str):
+        self._client = client
+        self._queue_url = queue_url
+
+    def send(self, message: ChunkMessage) -> None:
+        self._client.send_message(QueueUrl=self._queue_url, MessageBody=message.model_dump_json())
 
 
 class DeliveryQueue:

@@ -38,6 +38,13 @@ MAX_INPUT_PIXELS = "MAX_INPUT_PIXELS"
 MAX_INPUT_DURATION_SECONDS = "MAX_INPUT_DURATION_SECONDS"
 MAX_INPUT_STREAMS = "MAX_INPUT_STREAMS"
 INPUT_READ_RATE = "INPUT_READ_RATE"
+# Chunked encoding (split and stitch).
+CHUNKS_TABLE = "CHUNKS_TABLE"
+CHUNKS_QUEUE_URL = "CHUNKS_QUEUE_URL"
+CHUNK_SECONDS = "CHUNK_SECONDS"
+CHUNKED_MIN_SECONDS = "CHUNKED_MIN_SECONDS"
+HLS_SEGMENT_SECONDS = 6
+"""The HLS segment duration (``videojobs.outputs`` cuts on it): a chunk is a whole number of segments."""
 # Notifications: webhooks, WebSockets and Server-Sent Events.
 JOB_EVENTS_TABLE = "JOB_EVENTS_TABLE"
 WEBHOOK_SECRETS_TABLE = "WEBHOOK_SECRETS_TABLE"
@@ -182,6 +189,29 @@ class WorkerSettings(TenantLimitSettings):
     # later; a job waits behind its tenant's more urgent queued jobs at most this long.
     at_limit_retry_seconds: float = Field(10, alias=AT_LIMIT_RETRY_SECONDS, gt=0, le=600)
     priority_aging_seconds: float = Field(300, alias=PRIORITY_AGING_SECONDS, ge=0)
+    # Inputs at least this long are encoded in chunks of about chunk_seconds by the chunk workers, in parallel.
+    chunks_table: Name = Field(alias=CHUNKS_TABLE)
+    chunks_queue_url: Name = Field(alias=CHUNKS_QUEUE_URL)
+    chunk_seconds: int = Field(30, alias=CHUNK_SECONDS, ge=HLS_SEGMENT_SECONDS, multiple_of=HLS_SEGMENT_SECONDS)
+    chunked_min_seconds: float = Field(60, alias=CHUNKED_MIN_SECONDS, gt=0)
+
+
+class ChunkWorkerSettings(FunctionSettings):
+    """The chunk worker: encodes one time range of a job's input into every video rendition."""
+
+    jobs_table: Name = Field(alias=JOBS_TABLE)
+    chunks_table: Name = Field(alias=CHUNKS_TABLE)
+    uploads_bucket: Name = Field(alias=UPLOADS_BUCKET)
+    outputs_bucket: Name = Field(alias=OUTPUTS_BUCKET)
+    scratch_dir: str = Field("/tmp", alias=SCRATCH_DIR)
+    # As the job worker's (WorkerSettings): the chunk's lease, its tries, the input's limits and read rate.
+    lease_seconds: float = Field(60, alias=LEASE_SECONDS, ge=2, le=3600)
+    max_attempts: int = Field(3, alias=MAX_ATTEMPTS, ge=1)
+    max_input_dimension: int = Field(8192, alias=MAX_INPUT_DIMENSION, gt=0)
+    max_input_pixels: int = Field(8192 * 4320, alias=MAX_INPUT_PIXELS, gt=0)
+    max_input_duration_seconds: float = Field(4 * 3600, alias=MAX_INPUT_DURATION_SECONDS, gt=0)
+    max_input_streams: int = Field(16, alias=MAX_INPUT_STREAMS, gt=0)
+    input_read_rate: float | None = Field(None, alias=INPUT_READ_RATE, gt=0)
 
 
 class CancelSettings(FunctionSettings):
@@ -203,6 +233,12 @@ class JobsTableSettings(FunctionSettings):
 
     jobs_table: Name = Field(alias=JOBS_TABLE)
     usage_table: Name = Field(alias=USAGE_TABLE)
+
+
+class ChunksTableSettings(FunctionSettings):
+    """The chunks' dead-letter consumer (``fail_dead_chunks``)."""
+
+    chunks_table: Name = Field(alias=CHUNKS_TABLE)
 
 
 class AdminSettings(TenantLimitSettings):

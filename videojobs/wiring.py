@@ -289,6 +289,8 @@ TABLES: dict[str, Table] = {
     "ws_tickets": Table(partition_key="ticket_hash", env_var=env.WS_TICKETS_TABLE, ttl_attribute="expires_at"),
     # One item per tenant and UTC day, changed only by ADD (videojobs/usage.py): GET /account/usage.
     "usage": Table(partition_key="tenant_id", sort_key="day", env_var=env.USAGE_TABLE),
+    # The chunks of chunked encodes, by job (videojobs.chunk_store).
+    "chunks": Table(partition_key="job_id", sort_key="index", env_var=env.CHUNKS_TABLE, ttl_attribute="expires_at"),
 }
 
 BUCKETS: dict[str, Bucket] = {
@@ -323,6 +325,16 @@ QUEUES: dict[str, Queue] = {
         max_receive_count=10,
         dead_letter_consumer="fail_dead_jobs",
     ),
+    # One message per chunk of a chunked encode. A receive that finds the chunk held by a live worker puts the
+    # message back until that lease could have run out: more receives than tries.
+    "chunks": Queue(
+        env_var=env.CHUNKS_QUEUE_URL,
+        consumer="chunk",
+        max_receive_count=10,
+        dead_letter_consumer="fail_dead_chunks",
+        # The width of a chunked encode: an hour of input in 30 s chunks is 120 chunks.
+        max_concurrency=120,
+    ),
 }
 
 SERVICES: dict[str, Service] = {
@@ -336,6 +348,8 @@ SERVICES: dict[str, Service] = {
             "outputs": "write",
             "long_jobs_queue": "read_write",
             "tenants": "read_write",  # read_write: a claim takes one of the tenant's active-job slots
+            "chunks": "read_write",
+            "chunks_queue": "write",
         },
         settings=env.WorkerSettings,
     ),
@@ -379,8 +393,20 @@ FUNCTIONS: dict[str, Function] = {
             "outputs": "write",
             "long_jobs_queue": "write",
             "tenants": "read_write",  # read_write: a claim takes one of the tenant's active-job slots
+            "chunks": "read_write",
+            "chunks_queue": "write",
         },
         settings=env.WorkerSettings,
+    ),
+    # The chunks queue's consumer: the same image, one chunk of a chunked encode per message.
+    "chunk": Function(
+        handler="functions.process.chunk_handler.lambda_handler",
+        timeout_seconds=900,
+        memory_mb=3008,
+        image=True,
+        # infra/construct.py also lets it delete outputs: a chunk worker removes the pieces it wrote.
+        uses={"jobs": "read", "chunks": "read_write", "uploads": "read", "outputs": "write"},
+        settings=env.ChunkWorkerSettings,
     ),
     "cancel": Function(
         handler="functions.cancel.handler.lambda_handler",
@@ -394,6 +420,13 @@ FUNCTIONS: dict[str, Function] = {
         memory_mb=512,
         uses={"jobs": "read", "outputs": "read"},
         settings=env.PlaybackSettings,
+    ),
+    "fail_dead_chunks": Function(
+        handler="functions.fail_dead_chunks.handler.lambda_handler",
+        timeout_seconds=30,
+        memory_mb=256,
+        uses={"chunks": "read_write"},
+        settings=env.ChunksTableSettings,
     ),
     "fail_dead_jobs": Function(
         handler="functions.fail_dead_jobs.handler.lambda_handler",

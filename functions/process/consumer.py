@@ -28,6 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from videojobs import wiring
 from videojobs.aws import client
+from videojobs.chunk_store import ChunkStore
 from videojobs.dispatch import Dispatch
 from videojobs.job_store import JobStore
 from videojobs.metric_names import TASK_PROTECTION_FAILED
@@ -35,7 +36,7 @@ from videojobs.models import JobMessage
 from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, metrics
 from videojobs.pricing import Compute, fargate_compute
-from videojobs.queues import JobQueue, ReceivedMessage, UnreadableMessage, read_message
+from videojobs.queues import ChunkQueue, JobQueue, ReceivedMessage, UnreadableMessage, read_message
 from videojobs.service.processing import (
     Attempt,
     WorkerDeps,
@@ -71,6 +72,8 @@ def get_deps() -> WorkerDeps:
         # The host and process: which task holds a job is visible in the job's lease.
         worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
         dispatch=Dispatch.from_settings(settings, client("dynamodb"), jobs),
+        chunks=ChunkStore(client("dynamodb"), settings.chunks_table),
+        chunk_queue=ChunkQueue(client("sqs"), settings.chunks_queue_url),
     )
 
 

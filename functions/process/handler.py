@@ -23,13 +23,14 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videojobs.aws import client
+from videojobs.chunk_store import ChunkStore
 from videojobs.dispatch import Dispatch
 from videojobs.job_store import JobStore
 from videojobs.models import JobMessage
 from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, metrics
 from videojobs.pricing import Compute, lambda_compute
-from videojobs.queues import JobQueue, ReceivedMessage, queue_url_of, read_message
+from videojobs.queues import ChunkQueue, JobQueue, ReceivedMessage, queue_url_of, read_message
 from videojobs.service.processing import (
     Attempt,
     WorkerDeps,
@@ -66,6 +67,8 @@ def get_deps() -> WorkerDeps:
         worker_id=f"lambda-{uuid.uuid4().hex[:12]}",
         long_jobs=JobQueue(client("sqs"), settings.long_jobs_queue_url),
         dispatch=Dispatch.from_settings(settings, client("dynamodb"), jobs),
+        chunks=ChunkStore(client("dynamodb"), settings.chunks_table),
+        chunk_queue=ChunkQueue(client("sqs"), settings.chunks_queue_url),
     )
 
 

@@ -21,6 +21,8 @@ ENV = {
     "UPLOADS_BUCKET": "u",
     "OUTPUTS_BUCKET": "o",
     "LONG_JOBS_QUEUE_URL": "q",
+    "CHUNKS_TABLE": "c",
+    "CHUNKS_QUEUE_URL": "cq",
 }
 
 

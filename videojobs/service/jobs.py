@@ -315,6 +315,7 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
         metadata=request.metadata,
         request_hash=digest,
         priority=request.priority,
+        parallel=request.parallel,
     )
     idempotency = None
     if idempotency_key is not None:

@@ -29,6 +29,7 @@ from typing import Protocol
 from aws_lambda_powertools.metrics import MetricUnit
 
 from videojobs import media, wiring
+from videojobs.chunk_store import ChunkStore
 from videojobs.dispatch import Deferred, Dispatch, claim_in_turn
 from videojobs.errors import JobFailure
 from videojobs.job_store import JobStore
@@ -41,6 +42,7 @@ from videojobs.models import (
     JobStage,
     JobStatus,
     MediaMetadata,
+    Parallelism,
     StoredOutput,
     utcnow,
 )
@@ -48,7 +50,8 @@ from videojobs.object_store import ObjectStore, output_key
 from videojobs.observability import logger, metrics
 from videojobs.outputs import plan_encode
 from videojobs.pricing import Compute
-from videojobs.queues import JobQueue
+from videojobs.queues import ChunkQueue, JobQueue
+from videojobs.service import chunking
 from videojobs.settings import WorkerSettings
 from videojobs.usage import UsageMeter
 
@@ -84,6 +87,9 @@ class WorkerDeps:
     """Where a Lambda worker hands the jobs too long for it; None for the long-jobs consumer itself."""
     dispatch: Dispatch | None = None
     """Per-tenant ``max_active_jobs`` and priorities at claim time; None claims any job at once."""
+    chunks: ChunkStore | None = None
+    chunk_queue: ChunkQueue | None = None
+    """Both set: long inputs are encoded in chunks by the chunk workers (``chunking``)."""
 
     @property
     def lease(self) -> timedelta:
@@ -267,36 +273,49 @@ def _run(job: Job, deps: WorkerDeps, heartbeat: Heartbeat, attempt: Attempt, upl
 
         made_dir = scratch / "outputs"
         made_dir.mkdir()
-        plan = plan_encode(job.outputs, probed, made_dir, settings.work_pixels_per_second)
-        duration = probed.metadata.duration_seconds
-        work = plan.work_seconds
-        if settings.input_read_rate and duration:
-            work = max(work, duration / settings.input_read_rate)
-        budget = min(settings.lambda_time_budget_seconds, attempt.seconds_left())
-        if deps.long_jobs is not None and work > budget:
-            logger.info("handing the job on", extra={"estimated_seconds": round(work), "budget_seconds": budget})
-            return _hand_off(job, deps)
-
-        heartbeat.stage(JobStage.TRANSCODING, duration_seconds=duration)
-        input_options = ["-max_pixels", str(limits.max_pixels), "-t", str(limits.max_duration_seconds)]
-        if settings.input_read_rate:
-            input_options += ["-readrate", str(settings.input_read_rate)]
-        try:
-            media.run_ffmpeg(
-                source,
-                probed.demuxer,
-                plan.arguments,
-                duration_seconds=duration,
-                on_progress=heartbeat.transcoded,
-                timeout_seconds=max(attempt.seconds_left(), 1),
-                stop=heartbeat.stopped,
-                input_options=input_options,
-            )
-        except media.EncodeTimeout as error:
-            if deps.long_jobs is not None:
+        coordination = _coordination(deps)
+        if coordination is not None and chunking.should_chunk(job, probed, settings):
+            # Chunk workers encode the video; this worker waits for them (handed on like any job if it
+            # would outlast its time), then stitches.
+            try:
+                made = chunking.encode_in_chunks(
+                    job, coordination, heartbeat, source, probed, made_dir, max(attempt.seconds_left(), 1)
+                )
+            except media.EncodeTimeout as error:
+                if deps.long_jobs is not None:
+                    return _hand_off(job, deps)
+                raise JobFailure(ErrorCode.PROCESSING_FAILED, str(error)) from error
+        else:
+            plan = plan_encode(job.outputs, probed, made_dir, settings.work_pixels_per_second)
+            duration = probed.metadata.duration_seconds
+            work = plan.work_seconds
+            if settings.input_read_rate and duration:
+                work = max(work, duration / settings.input_read_rate)
+            budget = min(settings.lambda_time_budget_seconds, attempt.seconds_left())
+            if deps.long_jobs is not None and work > budget:
+                logger.info("handing the job on", extra={"estimated_seconds": round(work), "budget_seconds": budget})
                 return _hand_off(job, deps)
-            raise JobFailure(ErrorCode.PROCESSING_FAILED, str(error)) from error
-        made = [collect() for collect in plan.collectors]
+
+            heartbeat.stage(JobStage.TRANSCODING, duration_seconds=duration)
+            input_options = ["-max_pixels", str(limits.max_pixels), "-t", str(limits.max_duration_seconds)]
+            if settings.input_read_rate:
+                input_options += ["-readrate", str(settings.input_read_rate)]
+            try:
+                media.run_ffmpeg(
+                    source,
+                    probed.demuxer,
+                    plan.arguments,
+                    duration_seconds=duration,
+                    on_progress=heartbeat.transcoded,
+                    timeout_seconds=max(attempt.seconds_left(), 1),
+                    stop=heartbeat.stopped,
+                    input_options=input_options,
+                )
+            except media.EncodeTimeout as error:
+                if deps.long_jobs is not None:
+                    return _hand_off(job, deps)
+                raise JobFailure(ErrorCode.PROCESSING_FAILED, str(error)) from error
+            made = [collect() for collect in plan.collectors]
 
         files = [file for output in made for file in output.files]
         heartbeat.stage(JobStage.UPLOADING, total_bytes=sum(file.path.stat().st_size for file in files))
@@ -309,7 +328,20 @@ def _run(job: Job, deps: WorkerDeps, heartbeat: Heartbeat, attempt: Attempt, upl
         ]
         finished = heartbeat.complete(stored)
         logger.info("job completed")
+        _discard_pieces(job, deps)
         return Outcome(finished)
+
+
+def _coordination(deps: WorkerDeps) -> chunking.Coordination | None:
+    if deps.chunks is None or deps.chunk_queue is None:
+        return None
+    return chunking.Coordination(deps.settings, deps.jobs, deps.chunks, deps.chunk_queue, deps.objects)
+
+
+def _discard_pieces(job: Job, deps: WorkerDeps) -> None:
+    """A chunked encode's pieces: removed once the job is over, whichever way it ended."""
+    if deps.chunks is not None:
+        chunking.discard_pieces(job, deps.chunks, deps.objects, deps.settings.outputs_bucket)
 
 
 def _key(job: Job, name: str) -> str:
@@ -349,6 +381,7 @@ def _interrupted(job: Job, deps: WorkerDeps, reason: Stop, uploaded: list[str]) 
 def _failed(job: Job, deps: WorkerDeps, failure: JobFailure, uploaded: list[str]) -> Outcome:
     logger.info("job failed", extra={"code": failure.code, "reason": failure.message})
     _discard(deps, uploaded)
+    _discard_pieces(job, deps)
     failed = deps.jobs.fail(job.id, ErrorDetail(code=failure.code, message=failure.message), deps.worker_id)
     if failed is None and _reason_lost(job, deps) is Stop.CANCELLED:
         return Outcome(_cancel(job, deps, uploaded))
@@ -360,7 +393,9 @@ def _cancel(job: Job, deps: WorkerDeps, uploaded: list[str]) -> Job | None:
     removed what earlier attempts left.)"""
     _discard(deps, uploaded)
     logger.info("job cancelled", extra={"objects_removed": len(uploaded)})
-    return deps.jobs.cancel(job.id, deps.worker_id)
+    cancelled = deps.jobs.cancel(job.id, deps.worker_id)
+    _discard_pieces(job, deps)
+    return cancelled
 
 
 def _discard(deps: WorkerDeps, uploaded: list[str]) -> None:
@@ -437,6 +472,13 @@ class Heartbeat:
         self._raise_if_stopped()
         if self._total_bytes:
             self._done = min(self._done + chunk_bytes / self._total_bytes, 1.0)
+
+    def record_parallelism(self, parallelism: Parallelism) -> None:
+        """A chunked encode's chunk count and completions, on the job."""
+        with self._lock:
+            if self._deps.jobs.record_parallelism(self._job.id, self._deps.worker_id, parallelism) is None:
+                self._stop(_reason_lost(self._job, self._deps) or Stop.LOST)
+        self._raise_if_stopped()
 
     def complete(self, outputs: list[StoredOutput]) -> Job | None:
         with self._lock:
