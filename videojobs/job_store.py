@@ -432,6 +432,11 @@ class JobStore:
             values["eta_seconds"] = eta_seconds
         return self._held_update(job_id, worker_id, values, remove=() if eta_seconds is not None else ("eta_seconds",))
 
+    def record_outputs(self, job_id: str, worker_id: str, outputs: list[StoredOutput]) -> Job | None:
+        """Write the outputs as they stand while the job runs: one more finished and uploaded (its keys set)
+        is one write, hence one ``job.output.ready`` event."""
+        return self._held_update(job_id, worker_id, {"outputs": [output.model_dump(mode="json") for output in outputs]})
+
     def complete(self, job_id: str, worker_id: str, outputs: list[StoredOutput]) -> Job | None:
         now = utcnow()
         return self._held_update(

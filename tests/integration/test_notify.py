@@ -24,7 +24,7 @@ from infra.local.resources import Resources
 from videojobs import webhooks
 from videojobs.aws import client, events_client
 from videojobs.event_bus import EventBus
-from videojobs.job_events import event_for
+from videojobs.job_events import event_for, is_terminal
 from videojobs.job_store import IdempotencyKey, JobStore, to_item
 from videojobs.models import Job, JobStatus, StoredOutput, isoformat, utcnow
 from videojobs.notification_store import (
@@ -49,11 +49,10 @@ def job_image(version: int, status: str = "queued", progress: int = 0, **extra: 
         updated_at=now,
         upload_id="upl_1",
         input_key="k",  # type: ignore[arg-type]
-        outputs=[StoredOutput(spec={"type": "mp4", "height": 144})],
         status=JobStatus(status),
         progress=progress,
         version=version,
-        **extra,
+        **{"outputs": [StoredOutput(spec={"type": "mp4", "height": 144})], **extra},
     )
     return job.model_dump(mode="json")
 
@@ -141,6 +140,26 @@ def test_only_observable_changes_become_events() -> None:
     event = event_for(claimed, job_image(5, "failed"))
     assert event is not None and event.version == 5 and event.data.status == "failed"
     assert event.timestamp == event.data.updated_at  # the time of the change: a replay builds the same event
+
+
+def test_an_output_uploaded_before_completion_is_one_output_ready_event() -> None:
+    two = [StoredOutput(spec={"type": "mp4", "height": 144}), StoredOutput(spec={"type": "mp4", "height": 240})]
+    claimed = job_image(2, "processing", 90, outputs=two)
+    first = job_image(3, "processing", 90, outputs=[two[0].model_copy(update={"key": "a1/144.mp4"}), two[1]])
+    event = event_for(claimed, first)
+    assert event is not None and (event.type, event.output_index) == ("job.output.ready", 0)
+    assert [output.status for output in event.data.outputs] == ["ready", "pending"]
+    both = [StoredOutput.model_validate(output) for output in first["outputs"][:1]]
+    both.append(two[1].model_copy(update={"key": "a1/240.mp4"}))
+    second = event_for(first, job_image(4, "processing", 95, outputs=both))
+    assert second is not None and (second.type, second.output_index) == ("job.output.ready", 1)
+    assert not is_terminal(second)
+    # The completion is job.completed, whatever it writes of the outputs.
+    completed = event_for(job_image(4, "processing", 95, outputs=both), job_image(5, "completed", 100, outputs=both))
+    assert completed is not None and (completed.type, completed.output_index) == ("job.completed", None)
+    # A failed job's outputs were removed: none shows ready.
+    failed = event_for(first, job_image(4, "failed", 90, outputs=both))
+    assert failed is not None and [output.status for output in failed.data.outputs] == ["pending", "pending"]
 
 
 # --- the stream handler ---------------------------------------------------------------------------------------
