@@ -41,7 +41,15 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 60
 DEFAULT_POLL_SECONDS = 2
 EVENTS_READ_TIMEOUT_SECONDS = 60  # longer than API Gateway's 29 s: the server ends each long-poll first
-EVENT_TYPES = ("job.queued", "job.processing", "job.progress", "job.completed", "job.failed", "job.cancelled")
+EVENT_TYPES = (
+    "job.queued",
+    "job.processing",
+    "job.progress",
+    "job.output.ready",
+    "job.completed",
+    "job.failed",
+    "job.cancelled",
+)
 
 
 class EventsUnavailable(Exception):
