@@ -61,7 +61,8 @@ DEPLOYED_PYTHON = "3.12"
 runs on that has SnapStart (3.12+). ``tests/infra/test_runtime.py`` holds the Dockerfile, the lock files and the
 Makefile to it."""
 ZIP_RUNTIME = lambda_.Runtime.PYTHON_3_12
-STREAM_EXEC_WRAPPER = "/var/task/videojobs/lambda_stream_bootstrap.sh"
+STREAM_BOOTSTRAP = "stream_bootstrap.sh"
+"""In the folder of each function with a ``stream_handler``: its exec wrapper where API Gateway streams."""
 LAYER_LOCK = "requirements-lambda.lock"
 IMAGE_DOCKERFILE = "functions/process/Dockerfile"
 DLQ_RETENTION = Duration.seconds(wiring.DEAD_LETTER_RETENTION_SECONDS)
@@ -437,7 +438,7 @@ class VideoJobs(Construct):
                     common["environment"] = {
                         **common["environment"],
                         **wiring.RESPONSE_STREAMING.settings(),
-                        "AWS_LAMBDA_EXEC_WRAPPER": STREAM_EXEC_WRAPPER,
+                        "AWS_LAMBDA_EXEC_WRAPPER": f"/var/task/{decl.directory}/{STREAM_BOOTSTRAP}",
                     }
                 fn = lambda_.Function(
                     self,

@@ -5,8 +5,8 @@ each sent as soon as it is produced. API Gateway (an integration with ``Response
 function with InvokeWithResponseStream and expects the "http-integration-response" format: the metadata as JSON,
 eight NUL bytes, then the body as it comes.
 
-``main()`` is the function's runtime in AWS: started by ``lambda_stream_bootstrap.sh`` (the function's
-``AWS_LAMBDA_EXEC_WRAPPER``) in place of the managed Python runtime's loop, it takes invocations from the Lambda
+``main(handler)`` is the function's runtime in AWS: started by the ``stream_bootstrap.sh`` in the function's folder
+(its ``AWS_LAMBDA_EXEC_WRAPPER``) in place of the managed Python runtime's loop, it takes invocations from the Lambda
 Runtime API and posts each response in streaming mode (``Lambda-Runtime-Function-Response-Mode: streaming``,
 chunked). A handler that fails before its first chunk is an ordinary invocation error; one that fails mid-stream
 ends the stream with the error trailers. The local stack's gateway reads ``encode()`` the same way.
@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import base64
 import http.client
-import importlib
 import json
 import os
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -155,25 +153,9 @@ def _error_body(failure: BaseException) -> dict[str, Any]:
     }
 
 
-def load_handler(handler: str) -> StreamHandler:
-    """``module.attribute``, as Lambda's handler string names it."""
-    module_name, _, attribute = handler.rpartition(".")
-    loaded: StreamHandler = getattr(importlib.import_module(module_name), attribute)
-    return loaded
-
-
-def main() -> None:
-    """The runtime's loop: init (import the handler; a failure is reported as an init error), then serve."""
+def main(handler: StreamHandler) -> None:
+    """The runtime's loop (the handler was imported by the caller: an import error ends the process, which
+    Lambda reports as an init failure)."""
     runtime_api = os.environ["AWS_LAMBDA_RUNTIME_API"]
-    try:
-        handler = load_handler(os.environ["_HANDLER"])
-    except Exception as failure:
-        connection = http.client.HTTPConnection(runtime_api)
-        _post(connection, f"/{RUNTIME_API_VERSION}/runtime/init/error", _error_body(failure), {})
-        sys.exit(1)
     while True:
         serve_one(runtime_api, handler)
-
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from infra.construct import STREAM_EXEC_WRAPPER, VideoJobs
+from infra.construct import STREAM_BOOTSTRAP, VideoJobs
 from tests.infra.conftest import Synth, Twice
 from videojobs import settings, wiring
 
@@ -54,14 +54,15 @@ def test_the_streaming_function_runs_its_stream_handler_under_the_streaming_runt
     assert props["Handler"] == wiring.FUNCTIONS["events"].stream_handler
     assert props["Timeout"] == 900  # the function outlives no stream, and no stream outlives it
     variables = props["Environment"]["Variables"]
-    assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == STREAM_EXEC_WRAPPER
+    assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == f"/var/task/functions/events/{STREAM_BOOTSTRAP}"
     # The handler's settings come from API Gateway's limits: it ends before the cap, speaks before the idle limit.
     assert float(variables[settings.SSE_STREAM_SECONDS]) < wiring.RESPONSE_STREAMING.max_seconds
     assert float(variables[settings.SSE_KEEPALIVE_SECONDS]) <= wiring.RESPONSE_STREAMING.idle_seconds / 2
-    # The wrapper is in the function's code (the shared package) and executable, as Lambda needs it.
-    wrapper = ROOT / STREAM_EXEC_WRAPPER.removeprefix("/var/task/")
+    # The wrapper is in the function's own folder (its code asset) and executable, as Lambda needs it.
+    wrapper = ROOT / variables["AWS_LAMBDA_EXEC_WRAPPER"].removeprefix("/var/task/")
     assert wrapper.is_file() and os.access(wrapper, os.X_OK)
     assert "videojobs.lambda_streaming" in wrapper.read_text()
+    assert f"import {props['Handler'].rpartition('.')[2]}" in wrapper.read_text()
 
 
 def test_the_idle_limit_assumed_is_that_of_the_apis_endpoint_type(synth: Synth, service: VideoJobs) -> None:
