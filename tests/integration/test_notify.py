@@ -37,6 +37,7 @@ from videojobs.notification_store import (
 from videojobs.queues import DeliveryQueue
 from videojobs.service import event_stream, fanout
 from videojobs.service.websocket import WebSocketDeps
+from videojobs.settings import EventsSettings
 from videojobs.webhooks import DeliveryMessage
 
 
@@ -402,6 +403,61 @@ def test_sse_long_poll_counts_its_wait_from_when_api_gateway_received_the_reques
     assert events_handler.long_poll_seconds({"requestContext": {"requestTimeEpoch": 10_000}}, 25, 14.0) == 21
     assert events_handler.long_poll_seconds({"requestContext": {"requestTimeEpoch": 10_000}}, 25, 40.0) == 0
     assert events_handler.long_poll_seconds({}, 25, 40.0) == 25
+
+
+def test_sse_stream_sends_events_as_they_come_keeps_alive_and_ends_at_its_deadline_or_the_end(
+    aws: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb = client("dynamodb")
+    jobs, log = JobStore(dynamodb, aws.tables["jobs"]), EventLog(dynamodb, aws.tables["job_events"])
+    jobs.create(Job.model_validate(job_image(1)))
+    log.append("job_1", event_for(None, job_image(1)))  # type: ignore[arg-type]
+    now = [0.0]
+    later = [(job_image(1), job_image(2, "processing")), (job_image(2, "processing"), job_image(3, "completed", 100))]
+
+    def sleep(seconds: float) -> None:  # time passes; at 5 s and 9 s the job changes
+        before, now[0] = now[0], now[0] + seconds
+        for at, (old, new) in zip((5, 9), later, strict=True):
+            if before < at <= now[0]:
+                log.append("job_1", event_for(old, new))  # type: ignore[arg-type]
+
+    deps = event_stream.EventsDeps(jobs, log, sleep=sleep, clock=lambda: now[0], poll_interval_seconds=1)
+    monkeypatch.setattr(events_handler, "get_deps", lambda: deps)
+    settings = EventsSettings.from_env().model_copy(update={"sse_stream_seconds": 20, "sse_keepalive_seconds": 2})
+    monkeypatch.setattr(events_handler, "get_settings", lambda: settings)
+    event = {
+        "pathParameters": {"id": "job_1"},
+        "requestContext": {"authorizer": {"tenant_id": "t1"}, "requestTimeEpoch": int(time.time() * 1000)},
+    }
+    response = events_handler.stream_handler(event, context())
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/event-stream")
+    body = "".join(str(chunk) for chunk in response.body)
+    frames = [frame for frame in body.split("\n\n") if frame]
+    assert frames[0] == "retry: 250"
+    kinds = [frame.split("\n")[1] for frame in frames if frame.startswith("id: ")]
+    assert kinds == ["event: job.queued", "event: job.processing", "event: job.completed"]  # all on one response
+    # Quiet from 0 to 5 s and from 5 to 9 s: a comment after every 2 s of silence (at 2, 4 and 7 s).
+    assert frames.count(": keep-alive") == 3
+
+    # A job that does not end within the response: the body ends cleanly at the deadline, with a comment.
+    jobs.create(Job.model_validate({**job_image(1), "id": "job_2"}))
+    now[0] = 0.0
+    quiet = "".join(
+        str(chunk)
+        for chunk in events_handler.stream_handler({**event, "pathParameters": {"id": "job_2"}}, context()).body
+    )
+    assert quiet.rstrip().endswith("reconnect with Last-Event-ID") and 19 < now[0] <= 20
+    assert quiet.count(": keep-alive") >= 8
+
+    # Seen the end: 204; another tenant's job: 404 (before any byte of a stream).
+    dynamodb.put_item(
+        TableName=aws.tables["jobs"], Item=to_item({**job_image(3, "completed", 100), "created_key": "x"})
+    )
+    done = events_handler.stream_handler({**event, "headers": {"Last-Event-ID": "3"}}, context())
+    assert done.status_code == 204 and list(done.body) == []
+    other = {**event, "requestContext": {**event["requestContext"], "authorizer": {"tenant_id": "t2"}}}
+    missing = events_handler.stream_handler(other, context())
+    assert missing.status_code == 404 and "not_found" in "".join(str(chunk) for chunk in missing.body)
 
 
 # --- webhook secrets -------------------------------------------------------------------------------------------
