@@ -9,6 +9,7 @@ function streams them through the local gateway.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,18 @@ GAP_SECONDS = 1.2
 """Between two changes of the emulated job: longer than the idle limit below."""
 IDLE_SECONDS = 1.0
 PATIENCE_SECONDS = 60
+
+
+@pytest.fixture(autouse=True)
+def fresh_handlers() -> None:
+    """The stacks here run the real handlers in this process: a handler module another test imported keeps the
+    settings and clients it cached then (another moto, default limits); a new deployment starts without them."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("functions."):
+            for cached in ("get_deps", "get_settings"):
+                clear = getattr(getattr(module, cached, None), "cache_clear", None)
+                if clear is not None:
+                    clear()
 
 
 @dataclass
