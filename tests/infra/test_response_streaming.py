@@ -16,7 +16,7 @@ STREAMED = [name for name, fn in wiring.FUNCTIONS.items() if fn.stream_handler]
 
 
 def _methods_of(synth: Synth, service: VideoJobs, function: str) -> list[dict[str, Any]]:
-    fn = synth.logical_id(service.functions[function])
+    fn = synth.logical_id(service.invocable(function))  # the function, or its SnapStart alias
     return [
         res["Properties"]
         for res in synth.of_type("AWS::ApiGateway::Method").values()
@@ -80,5 +80,6 @@ def test_the_long_poll_fallback_buffers_and_runs_the_buffered_handler(twice: Twi
     assert props["Handler"] == wiring.FUNCTIONS["events"].handler
     assert props["Timeout"] == wiring.FUNCTIONS["events"].timeout_seconds
     assert "AWS_LAMBDA_EXEC_WRAPPER" not in props["Environment"]["Variables"]
+    assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}  # the managed runtime: SnapStart as usual
     (streamed,) = _methods_of(twice, twice.defaults, "events")
     assert streamed["Integration"]["ResponseTransferMode"] == "STREAM"
