@@ -11,6 +11,7 @@ BENCHMARKS = [
     "bench.submit_overhead",
     "bench.worker",
     "bench.notify_latency",
+    "bench.sse_transport",
     "bench.cold_start",
     "bench.load",
     "bench.fairness",

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsii
 from aws_cdk import (
@@ -61,6 +61,8 @@ DEPLOYED_PYTHON = "3.12"
 runs on that has SnapStart (3.12+). ``tests/infra/test_runtime.py`` holds the Dockerfile, the lock files and the
 Makefile to it."""
 ZIP_RUNTIME = lambda_.Runtime.PYTHON_3_12
+STREAM_BOOTSTRAP = "stream_bootstrap.sh"
+"""In the folder of each function with a ``stream_handler``: its exec wrapper where API Gateway streams."""
 LAYER_LOCK = "requirements-lambda.lock"
 IMAGE_DOCKERFILE = "functions/process/Dockerfile"
 DLQ_RETENTION = Duration.seconds(wiring.DEAD_LETTER_RETENTION_SECONDS)
@@ -133,6 +135,10 @@ class VideoJobsProps:
     """How long the event log keeps events (SSE resume, webhook endpoint replay): 1 to 30, default 7."""
     endpoint_disable_after_seconds: int | None = None
     """A webhook endpoint whose every delivery failed for this long is disabled (default 5 days)."""
+    sse_transport: Literal["stream", "long_poll"] = "stream"
+    """How ``GET /jobs/{id}/events`` answers: one streamed response per client (API Gateway's response
+    streaming, up to 15 minutes, with its function's ``stream_handler``), or long polls of at most ~25 s each
+    where streaming is not wanted (buffered responses; each reconnect is a new request)."""
     authorizer_cache_ttl_seconds: int = wiring.AUTHORIZER_CACHE_SECONDS
     """API Gateway caches the authorizer's answer per key this long (0 to 3600): a revoked key is refused at
     once if it was not used within this time, else at most this much later."""
@@ -156,6 +162,7 @@ class VideoJobsProps:
             or 1 <= self.event_retention_days <= env.MAX_EVENT_RETENTION_DAYS,
             "endpoint_disable_after_seconds": self.endpoint_disable_after_seconds is None
             or self.endpoint_disable_after_seconds > 0,
+            "sse_transport": self.sse_transport in ("stream", "long_poll"),
             "webhook_retry_delays_seconds": self.webhook_retry_delays_seconds is None
             or all(delay > 0 for delay in self.webhook_retry_delays_seconds),
         }
@@ -424,14 +431,25 @@ class VideoJobs(Construct):
                 )
             else:
                 layer = layer or self._dependencies_layer()
+                handler = decl.handler
+                if self.streams(decl):
+                    # Python has no streaming handler: videojobs.lambda_streaming runs as the runtime (the exec
+                    # wrapper starts it instead of the managed loop) and streams what stream_handler returns.
+                    handler = str(decl.stream_handler)
+                    common["timeout"] = Duration.seconds(wiring.RESPONSE_STREAMING.max_seconds)
+                    common["environment"] = {
+                        **common["environment"],
+                        **wiring.RESPONSE_STREAMING.settings(),
+                        "AWS_LAMBDA_EXEC_WRAPPER": f"/var/task/{decl.directory}/{STREAM_BOOTSTRAP}",
+                    }
                 fn = lambda_.Function(
                     self,
                     f"{_pascal(name)}Function",
-                    snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if wiring.snap_start(name) else None,
+                    snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if self.snap_starts(name) else None,
                     current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
                     runtime=ZIP_RUNTIME,
                     architecture=lambda_.Architecture.ARM_64,
-                    handler=decl.handler,
+                    handler=handler,
                     code=_zip_code(decl.directory),
                     layers=[layer],
                     **common,
@@ -447,7 +465,7 @@ class VideoJobs(Construct):
         # on deploy: each kept version's snapshot is billed (caching) for as long as it exists.
         aliases = {}
         for name, fn in self.functions.items():
-            if wiring.snap_start(name):
+            if self.snap_starts(name):
                 version = fn.current_version
                 aliases[name] = lambda_.Alias(
                     self, f"{_pascal(name)}Live", alias_name=wiring.LIVE_ALIAS, version=version
@@ -457,6 +475,16 @@ class VideoJobs(Construct):
     def invocable(self, name: str) -> lambda_.IFunction:
         """What a caller (API Gateway, its authorizer) invokes: the SnapStart alias, or else the function."""
         return self.aliases.get(name) or self.functions[name]
+
+    def streams(self, decl: wiring.Function) -> bool:
+        """Whether API Gateway streams this function's responses in this deployment."""
+        return decl.stream_handler is not None and self.props.sse_transport == "stream"
+
+    def snap_starts(self, name: str) -> bool:
+        """SnapStart as the wiring says, except where the function streams: its runtime is then
+        videojobs.lambda_streaming, not the managed one SnapStart snapshots and restores (and a stream's one
+        init serves up to 15 minutes)."""
+        return wiring.snap_start(name) and not self.streams(wiring.FUNCTIONS[name])
 
     def _role(self, name: str, log_group: logs.LogGroup) -> iam.Role:
         # One role per function, with no managed policy: AWSLambdaBasicExecutionRole would let it write to any
@@ -653,8 +681,14 @@ class VideoJobs(Construct):
                 # One invoke permission per function for this API, not one per method (nor one more per method
                 # for the console's test-invoke stage): with every route and the SnapStart versions and aliases,
                 # those alone would take the construct twice in a stack past CloudFormation's 500 resources.
+                streamed = self.streams(wiring.FUNCTIONS[route.function])
                 integrations[route.function] = apigw.LambdaIntegration(
-                    self.invocable(route.function), scope_permission_to_method=False, allow_test_invoke=False
+                    self.invocable(route.function),
+                    scope_permission_to_method=False,
+                    allow_test_invoke=False,
+                    # Streamed: InvokeWithResponseStream, and the response may last up to 15 minutes.
+                    response_transfer_mode=apigw.ResponseTransferMode.STREAM if streamed else None,
+                    timeout=Duration.seconds(wiring.RESPONSE_STREAMING.max_seconds) if streamed else None,
                 )
             api.root.resource_for_path(route.path).add_method(
                 route.method,

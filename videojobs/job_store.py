@@ -448,6 +448,11 @@ class JobStore:
         """A chunked encode's chunks and how many are done (by the worker holding the job)."""
         return self._held_update(job_id, worker_id, {"parallelism": parallelism.model_dump(mode="json")})
 
+    def record_outputs(self, job_id: str, worker_id: str, outputs: list[StoredOutput]) -> Job | None:
+        """Write the outputs as they stand while the job runs: one more finished and uploaded (its keys set)
+        is one write, hence one ``job.output.ready`` event."""
+        return self._held_update(job_id, worker_id, {"outputs": [output.model_dump(mode="json") for output in outputs]})
+
     def complete(self, job_id: str, worker_id: str, outputs: list[StoredOutput]) -> Job | None:
         now = utcnow()
         return self._held_update(

@@ -71,8 +71,9 @@ class JobStage(StrEnum):
     UPLOADING = "uploading"
 
 
-# Job events: one per status (``status_event_type``; a unit test holds them to ``JobStatus``) and one for progress
-# within a status. A comment, not a docstring: the docstring would enter the API document.
+# Job events: one per status (``status_event_type``; a unit test holds them to ``JobStatus``), one for progress
+# within a status and one for each output finished and uploaded before the job completes (with its
+# ``output_index``). A comment, not a docstring: the docstring would enter the API document.
 class JobEventType(StrEnum):
     QUEUED = "job.queued"
     PROCESSING = "job.processing"
@@ -80,6 +81,7 @@ class JobEventType(StrEnum):
     FAILED = "job.failed"
     CANCELLED = "job.cancelled"
     PROGRESS = "job.progress"
+    OUTPUT_READY = "job.output.ready"
 
 
 def status_event_type(status: JobStatus) -> JobEventType:
@@ -363,12 +365,19 @@ class JobInput(BaseModel):
     metadata: MediaMetadata | None = None
 
 
+class OutputStatus(StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+
+
 class OutputResult(BaseModel):
-    """A requested output and, once the job completed, where it is."""
+    """A requested output and, once it is ready (finished and uploaded, possibly before the job completes),
+    where it is."""
 
     model_config = ConfigDict(extra="allow")
 
     type: str
+    status: OutputStatus = OutputStatus.PENDING
     url: str | None = None
     size_bytes: int | None = None
     content_type: str | None = None
@@ -430,6 +439,8 @@ class JobEvent(BaseModel):
     type: JobEventType
     timestamp: str
     data: JobResource
+    output_index: int | None = None
+    """Which output of ``data.outputs`` a ``job.output.ready`` event announces."""
 
     @property
     def version(self) -> int:
@@ -453,6 +464,11 @@ class StoredOutput(BaseModel):
     """What the worker made, shown with the output (e.g. the resolution, the HLS renditions)."""
     secret: str | None = None
     """Signs the output's playback links (HLS); never shown."""
+
+    @property
+    def ready(self) -> bool:
+        """Finished and uploaded: the worker writes its object keys only then."""
+        return self.key is not None or self.keys is not None
 
 
 OUTPUT_SPEC: TypeAdapter[Mp4Output | HlsOutput | ThumbnailsOutput | AudioOutput] = TypeAdapter(OutputSpec)

@@ -58,6 +58,8 @@ WEBHOOK_ALLOW_LOOPBACK_HTTP = "WEBHOOK_ALLOW_LOOPBACK_HTTP"
 WEBHOOK_RETRY_DELAYS = "WEBHOOK_RETRY_DELAYS"
 WEBHOOK_TIMEOUT_SECONDS = "WEBHOOK_TIMEOUT_SECONDS"
 SSE_WAIT_SECONDS = "SSE_WAIT_SECONDS"
+SSE_STREAM_SECONDS = "SSE_STREAM_SECONDS"
+SSE_KEEPALIVE_SECONDS = "SSE_KEEPALIVE_SECONDS"
 WS_TICKET_TTL_SECONDS = "WS_TICKET_TTL_SECONDS"
 # Per-tenant limits: the table holding each tenant's overrides and counters, and the defaults in force for a
 # tenant without an override (``videojobs.tenant_limits``; the CDK prop ``tenant_limits`` sets them).
@@ -304,11 +306,15 @@ class DeliverSettings(FunctionSettings):
 
 
 class EventsSettings(TenantLimitSettings):
-    """Server-Sent Events: how long one request waits for news (under API Gateway's 29 s)."""
+    """Server-Sent Events. Buffered (the long poll): how long one request waits for news (under API Gateway's
+    29 s). Streamed: how long one response lasts (under API Gateway's 15 minutes) and how often a quiet stream
+    sends a keep-alive (under its idle timeout); ``wiring.RESPONSE_STREAMING`` derives both from those caps."""
 
     jobs_table: Name = Field(alias=JOBS_TABLE)
     job_events_table: Name = Field(alias=JOB_EVENTS_TABLE)
     sse_wait_seconds: float = Field(25, alias=SSE_WAIT_SECONDS, gt=0, le=28)
+    sse_stream_seconds: float = Field(870, alias=SSE_STREAM_SECONDS, gt=0, lt=900)
+    sse_keepalive_seconds: float = Field(10, alias=SSE_KEEPALIVE_SECONDS, gt=0)
 
 
 class WebSocketSettings(TenantLimitSettings):

@@ -160,10 +160,47 @@ class Function:
     (``test_function_environment_satisfies_its_settings_model``) checks ``uses`` provides all of it."""
     reserved_concurrency: int | None = None
     """Concurrent executions set aside for it, which are also its cap (None: it shares the account's pool)."""
+    stream_handler: str | None = None
+    """Its handler where API Gateway streams its responses (``videojobs.lambda_streaming``): it returns a
+    ``StreamingResponse`` whose body goes out as it is produced, for up to ``RESPONSE_STREAMING.max_seconds``
+    (the function's timeout then). ``handler`` stays the buffered one, for a deployment that does not stream."""
 
     @property
     def directory(self) -> str:
         return "/".join(self.handler.split(".")[:2])
+
+
+@dataclass(frozen=True)
+class ResponseStreaming:
+    """API Gateway's limits on a streamed response (``ResponseTransferMode.STREAM``), and what a streaming
+    handler makes of them. The CDK stack sets the handler's settings from these; the local gateway enforces the
+    limits (tests shorten them) and sets the same settings from its own."""
+
+    max_seconds: float = 15 * 60
+    """The longest a streamed response may last: API Gateway cuts it there."""
+    idle_seconds: float = 30
+    """API Gateway closes a stream that sent nothing for this long: 30 s on an edge-optimized endpoint (the
+    REST API's, as CDK creates it), 5 minutes on a regional or private one."""
+
+    @property
+    def stream_seconds(self) -> float:
+        """How long a handler streams before ending its response cleanly: the client resumes before the cut."""
+        return self.max_seconds - min(30.0, self.max_seconds / 3)
+
+    @property
+    def keepalive_seconds(self) -> float:
+        """A quiet stream sends a comment this often: well under the idle timeout."""
+        return self.idle_seconds / 3
+
+    def settings(self) -> dict[str, str]:
+        """The streaming handler's settings (``EventsSettings``) for these limits."""
+        return {
+            env.SSE_STREAM_SECONDS: f"{self.stream_seconds:g}",
+            env.SSE_KEEPALIVE_SECONDS: f"{self.keepalive_seconds:g}",
+        }
+
+
+RESPONSE_STREAMING = ResponseStreaming()
 
 
 @dataclass(frozen=True)
@@ -173,9 +210,10 @@ class Route:
     function: str
     authorized: bool = True
     long_poll: bool = False
-    """The handler may hold the request up to the integration timeout (Server-Sent Events). Such a handler is a
-    plain function, not a Powertools resolver (whose current request is process-wide), so the local gateway
-    runs it alongside other requests."""
+    """The handler may hold the request up to the integration timeout (Server-Sent Events), or, where its
+    function has a ``stream_handler`` and the deployment streams, for as long as its streamed response lasts.
+    Such a handler is a plain function, not a Powertools resolver (whose current request is process-wide), so
+    the local gateway runs it alongside other requests."""
 
 
 @dataclass(frozen=True)
@@ -481,10 +519,11 @@ FUNCTIONS: dict[str, Function] = {
         },
         settings=env.WebSocketSettings,
     ),
-    # Each SSE long poll holds an execution environment up to 25 s: reserved concurrency caps them, so open
-    # streams can never take the concurrency the rest of the API needs.
+    # Each SSE stream (or long poll) holds an execution environment while it is open: reserved concurrency
+    # caps them, so open streams can never take the concurrency the rest of the API needs.
     "events": Function(
         handler="functions.events.handler.lambda_handler",
+        stream_handler="functions.events.handler.stream_handler",
         memory_mb=256,
         reserved_concurrency=50,
         uses={"jobs": "read", "job_events": "read", "tenants": "read_write"},

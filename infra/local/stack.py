@@ -112,6 +112,9 @@ class LocalStack:
         with ``/v1`` kept in the event's ``path``).
     :param websocket_limits: the WebSocket API's message limit and idle / maximum connection timers (API
         Gateway's 128 KB, 10 min and 2 h by default; tests shorten them).
+    :param response_streaming: API Gateway's limits on streamed responses (tests shorten them): the events
+        route streams, as the CDK stack deploys it by default; None serves it as long polls (the CDK prop
+        ``sse_transport="long_poll"``).
     :param stale_read_seconds: eventually consistent DynamoDB reads (and index queries) see the data as it was
         this long ago (``infra.local.atomic_dynamodb``); 0, the default, reads the latest.
     :param fair_queues: standard queues deliver as SQS fair queues do (``infra.local.fair_sqs``): a quiet
@@ -146,6 +149,7 @@ class LocalStack:
         websocket_limits: ConnectionLimits | None = None,
         stale_read_seconds: float = 0.0,
         fair_queues: bool = True,
+        response_streaming: wiring.ResponseStreaming | None = wiring.RESPONSE_STREAMING,
     ):
         unknown = set(queue_concurrency or {}) - set(wiring.QUEUES)
         if unknown:
@@ -165,6 +169,7 @@ class LocalStack:
         self._websocket_limits = websocket_limits
         self._stale_read_seconds = stale_read_seconds
         self._fair_queues = fair_queues
+        self._response_streaming = response_streaming
         self._log_level = log_level
         self._services = ServiceTasks(run_services)
         self._notification_env = {settings.WEBHOOK_ALLOW_LOOPBACK_HTTP: str(allow_loopback_webhooks).lower()}
@@ -181,6 +186,7 @@ class LocalStack:
         self._moto_endpoint: str | None = None
         self._strict_s3: StrictS3Server | None = None
         self._functions: Functions | None = None
+        self._gateway: LocalGateway | None = None
         self._resources: Resources | None = None
         self._pollers: list[threading.Thread] = []
         self._server: uvicorn.Server | None = None
@@ -214,6 +220,10 @@ class LocalStack:
     @property
     def region(self) -> str:
         return self._region
+
+    @property
+    def gateway(self) -> LocalGateway:
+        return _started(self._gateway)
 
     @property
     def functions(self) -> Functions:
@@ -349,6 +359,8 @@ class LocalStack:
 
         self._resources = create_resources(self.client, self._region, self._visibility_timeout)
         self._set_env(self._resources.environment())
+        if self._response_streaming is not None:  # the streaming handler's settings, as the CDK stack sets them
+            self._set_env(self._response_streaming.settings())
 
         usage_plans = self._usage_plans = self._create_usage_plan()
         self._api_key = self.create_key(DEV_TENANT)
@@ -364,23 +376,17 @@ class LocalStack:
         self._start_pollers(self._functions, self._resources)
         # The web page and the API docs in front of the API (the page reads its dev key from /config.json).
         # Only loopback host names: no page can reach it by DNS rebinding.
-        self._serve(
-            LoopbackHostOnly(
-                StaticSite(
-                    LocalGateway(
-                        self._functions,
-                        self._region,
-                        DEFAULT_ACCOUNT_ID,
-                        authorizer_cache_seconds=self._authorizer_cache_seconds,
-                        custom_domain=self._custom_domain,
-                        websocket_limits=self._websocket_limits,
-                        usage_plans=UsagePlanThrottle(usage_plans),
-                    ),
-                    config={"api_key": self._api_key},
-                ),
-                also=self._host,
-            )
+        self._gateway = LocalGateway(
+            self._functions,
+            self._region,
+            DEFAULT_ACCOUNT_ID,
+            authorizer_cache_seconds=self._authorizer_cache_seconds,
+            custom_domain=self._custom_domain,
+            websocket_limits=self._websocket_limits,
+            usage_plans=UsagePlanThrottle(usage_plans),
+            response_streaming=self._response_streaming,
         )
+        self._serve(LoopbackHostOnly(StaticSite(self._gateway, config={"api_key": self._api_key}), also=self._host))
         # Known once the port is: the WebSocket API is served by the gateway (infra/local/websocket.py).
         websocket_url = "ws" + self.url.removeprefix("http") + WEBSOCKET_PATH
         self._set_env({**self._notification_env, settings.WEBSOCKET_URL: websocket_url})

@@ -132,6 +132,7 @@ CUSTOM = VideoJobsProps(
     webhook_retry_delays_seconds=(10, 60),
     event_retention_days=14,
     endpoint_disable_after_seconds=2 * 24 * 3600,
+    sse_transport="long_poll",
 )
 
 

@@ -252,7 +252,9 @@ def test_zip_functions_run_python_3_12_on_arm64_with_the_shared_layer(
     props = synth.resource(service.functions[name])["Properties"]
     assert props["Runtime"] == "python3.12"
     assert props["Architectures"] == ["arm64"]
-    assert props["Handler"] == wiring.FUNCTIONS[name].handler
+    declared = wiring.FUNCTIONS[name]
+    # A function whose responses API Gateway streams runs its stream_handler (tests/infra/test_response_streaming.py).
+    assert props["Handler"] == (declared.stream_handler if service.streams(declared) else declared.handler)
     (layer,) = synth.of_type("AWS::Lambda::LayerVersion")
     assert props["Layers"] == [_ref(layer)]
 
@@ -270,7 +272,8 @@ def test_function_has_declared_size_tracing_and_json_logs_with_retention(
     declared = wiring.FUNCTIONS[name]
     props = synth.resource(service.functions[name])["Properties"]
     assert props["MemorySize"] == declared.memory_mb
-    assert props["Timeout"] == declared.timeout_seconds
+    streamed = service.streams(declared)
+    assert props["Timeout"] == (wiring.RESPONSE_STREAMING.max_seconds if streamed else declared.timeout_seconds)
     assert props["TracingConfig"] == {"Mode": "Active"}
     assert props["LoggingConfig"]["LogFormat"] == "JSON"
     log_group = synth.raw["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
@@ -282,7 +285,10 @@ def test_function_has_declared_size_tracing_and_json_logs_with_retention(
 def test_function_environment_is_exactly_what_its_uses_need(synth: Synth, service: VideoJobs, name: str) -> None:
     declared = wiring.FUNCTIONS[name]
     variables = synth.resource(service.functions[name])["Properties"]["Environment"]["Variables"]
-    assert set(variables) == COMMON_ENV | {ref.env_var for ref in wiring.refs(declared.uses)}
+    streaming = (
+        {*wiring.RESPONSE_STREAMING.settings(), "AWS_LAMBDA_EXEC_WRAPPER"} if service.streams(declared) else set()
+    )
+    assert set(variables) == COMMON_ENV | {ref.env_var for ref in wiring.refs(declared.uses)} | streaming
     for ref in wiring.refs(declared.uses):
         value = variables[ref.env_var]
         construct = _construct_of(service, ref)

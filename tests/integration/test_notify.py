@@ -24,7 +24,7 @@ from infra.local.resources import Resources
 from videojobs import webhooks
 from videojobs.aws import client, events_client
 from videojobs.event_bus import EventBus
-from videojobs.job_events import event_for
+from videojobs.job_events import event_for, is_terminal
 from videojobs.job_store import IdempotencyKey, JobStore, to_item
 from videojobs.models import Job, JobStatus, StoredOutput, isoformat, utcnow
 from videojobs.notification_store import (
@@ -52,11 +52,10 @@ def job_image(version: int, status: str = "queued", progress: int = 0, **extra: 
         updated_at=now,
         upload_id="upl_1",
         input_key="k",  # type: ignore[arg-type]
-        outputs=[StoredOutput(spec={"type": "mp4", "height": 144})],
         status=JobStatus(status),
         progress=progress,
         version=version,
-        **extra,
+        **{"outputs": [StoredOutput(spec={"type": "mp4", "height": 144})], **extra},
     )
     return job.model_dump(mode="json")
 
@@ -146,6 +145,26 @@ def test_only_observable_changes_become_events() -> None:
     event = event_for(claimed, job_image(5, "failed"))
     assert event is not None and event.version == 5 and event.data.status == "failed"
     assert event.timestamp == event.data.updated_at  # the time of the change: a replay builds the same event
+
+
+def test_an_output_uploaded_before_completion_is_one_output_ready_event() -> None:
+    two = [StoredOutput(spec={"type": "mp4", "height": 144}), StoredOutput(spec={"type": "mp4", "height": 240})]
+    claimed = job_image(2, "processing", 90, outputs=two)
+    first = job_image(3, "processing", 90, outputs=[two[0].model_copy(update={"key": "a1/144.mp4"}), two[1]])
+    event = event_for(claimed, first)
+    assert event is not None and (event.type, event.output_index) == ("job.output.ready", 0)
+    assert [output.status for output in event.data.outputs] == ["ready", "pending"]
+    both = [StoredOutput.model_validate(output) for output in first["outputs"][:1]]
+    both.append(two[1].model_copy(update={"key": "a1/240.mp4"}))
+    second = event_for(first, job_image(4, "processing", 95, outputs=both))
+    assert second is not None and (second.type, second.output_index) == ("job.output.ready", 1)
+    assert not is_terminal(second)
+    # The completion is job.completed, whatever it writes of the outputs.
+    completed = event_for(job_image(4, "processing", 95, outputs=both), job_image(5, "completed", 100, outputs=both))
+    assert completed is not None and (completed.type, completed.output_index) == ("job.completed", None)
+    # A failed job's outputs were removed: none shows ready.
+    failed = event_for(first, job_image(4, "failed", 90, outputs=both))
+    assert failed is not None and [output.status for output in failed.data.outputs] == ["pending", "pending"]
 
 
 # --- the stream handler ---------------------------------------------------------------------------------------
@@ -394,6 +413,61 @@ def test_sse_long_poll_counts_its_wait_from_when_api_gateway_received_the_reques
     assert events_handler.long_poll_seconds({"requestContext": {"requestTimeEpoch": 10_000}}, 25, 14.0) == 21
     assert events_handler.long_poll_seconds({"requestContext": {"requestTimeEpoch": 10_000}}, 25, 40.0) == 0
     assert events_handler.long_poll_seconds({}, 25, 40.0) == 25
+
+
+def test_sse_stream_sends_events_as_they_come_keeps_alive_and_ends_at_its_deadline_or_the_end(
+    aws: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb = client("dynamodb")
+    jobs, log = JobStore(dynamodb, aws.tables["jobs"]), EventLog(dynamodb, aws.tables["job_events"])
+    jobs.create(Job.model_validate(job_image(1)))
+    log.append("job_1", event_for(None, job_image(1)))  # type: ignore[arg-type]
+    now = [0.0]
+    later = [(job_image(1), job_image(2, "processing")), (job_image(2, "processing"), job_image(3, "completed", 100))]
+
+    def sleep(seconds: float) -> None:  # time passes; at 5 s and 9 s the job changes
+        before, now[0] = now[0], now[0] + seconds
+        for at, (old, new) in zip((5, 9), later, strict=True):
+            if before < at <= now[0]:
+                log.append("job_1", event_for(old, new))  # type: ignore[arg-type]
+
+    deps = event_stream.EventsDeps(jobs, log, sleep=sleep, clock=lambda: now[0], poll_interval_seconds=1)
+    monkeypatch.setattr(events_handler, "get_deps", lambda: deps)
+    settings = EventsSettings.from_env().model_copy(update={"sse_stream_seconds": 20, "sse_keepalive_seconds": 2})
+    monkeypatch.setattr(events_handler, "get_settings", lambda: settings)
+    event = {
+        "pathParameters": {"id": "job_1"},
+        "requestContext": {"authorizer": {"tenant_id": "t1"}, "requestTimeEpoch": int(time.time() * 1000)},
+    }
+    response = events_handler.stream_handler(event, context())
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/event-stream")
+    body = "".join(str(chunk) for chunk in response.body)
+    frames = [frame for frame in body.split("\n\n") if frame]
+    assert frames[0] == "retry: 250"
+    kinds = [frame.split("\n")[1] for frame in frames if frame.startswith("id: ")]
+    assert kinds == ["event: job.queued", "event: job.processing", "event: job.completed"]  # all on one response
+    # Quiet from 0 to 5 s and from 5 to 9 s: a comment after every 2 s of silence (at 2, 4 and 7 s).
+    assert frames.count(": keep-alive") == 3
+
+    # A job that does not end within the response: the body ends cleanly at the deadline, with a comment.
+    jobs.create(Job.model_validate({**job_image(1), "id": "job_2"}))
+    now[0] = 0.0
+    quiet = "".join(
+        str(chunk)
+        for chunk in events_handler.stream_handler({**event, "pathParameters": {"id": "job_2"}}, context()).body
+    )
+    assert quiet.rstrip().endswith("reconnect with Last-Event-ID") and 19 < now[0] <= 20
+    assert quiet.count(": keep-alive") >= 8
+
+    # Seen the end: 204; another tenant's job: 404 (before any byte of a stream).
+    dynamodb.put_item(
+        TableName=aws.tables["jobs"], Item=to_item({**job_image(3, "completed", 100), "created_key": "x"})
+    )
+    done = events_handler.stream_handler({**event, "headers": {"Last-Event-ID": "3"}}, context())
+    assert done.status_code == 204 and list(done.body) == []
+    other = {**event, "requestContext": {**event["requestContext"], "authorizer": {"tenant_id": "t2"}}}
+    missing = events_handler.stream_handler(other, context())
+    assert missing.status_code == 404 and "not_found" in "".join(str(chunk) for chunk in missing.body)
 
 
 # --- webhook secrets -------------------------------------------------------------------------------------------

@@ -21,9 +21,12 @@ class ErrorInfo(_Answer):
 
 
 class Output(_Answer):
-    """A requested output; once the job completed, ``url`` (and ``urls`` for several files) say where it is."""
+    """A requested output; once it is ready (``status``, possibly before the job completes), ``url`` (and
+    ``urls`` for several files) say where it is."""
 
     type: str
+    status: str | None = None
+    """``pending`` or ``ready``."""
     url: str | None = None
     urls: list[str] | None = None
     size_bytes: int | None = None
@@ -70,6 +73,8 @@ class JobEvent(_Answer):
     type: str
     timestamp: str | None = None
     data: Job
+    output_index: int | None = None
+    """Which output a ``job.output.ready`` event announces."""
 
     @property
     def version(self) -> int:

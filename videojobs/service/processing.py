@@ -319,14 +319,13 @@ def _run(job: Job, deps: WorkerDeps, heartbeat: Heartbeat, attempt: Attempt, upl
 
         files = [file for output in made for file in output.files]
         heartbeat.stage(JobStage.UPLOADING, total_bytes=sum(file.path.stat().st_size for file in files))
-        uploads = [(file.path, _key(job, file.name), file.content_type) for file in files]
-        uploaded.extend(key for _, key, _ in uploads)  # before: a transfer cut short may still leave its object
-        deps.objects.upload_many(settings.outputs_bucket, uploads, progress=heartbeat.transferred)
-        stored = [
-            output.stored(requested, lambda name: _key(job, name))
-            for output, requested in zip(made, job.outputs, strict=True)
-        ]
-        finished = heartbeat.complete(stored)
+        # One output at a time, each announced (job.output.ready) as soon as it is uploaded.
+        for index, (output, requested) in enumerate(zip(made, job.outputs, strict=True)):
+            uploads = [(file.path, _key(job, file.name), file.content_type) for file in output.files]
+            uploaded.extend(key for _, key, _ in uploads)  # before: a transfer cut short may still leave its object
+            deps.objects.upload_many(settings.outputs_bucket, uploads, progress=heartbeat.transferred)
+            heartbeat.output_ready(index, output.stored(requested, lambda name: _key(job, name)))
+        finished = heartbeat.complete(heartbeat.outputs)
         logger.info("job completed")
         _discard_pieces(job, deps)
         return Outcome(finished)
@@ -423,6 +422,8 @@ class Heartbeat:
         self.stopped = threading.Event()
         self.reason: Stop | None = None
         self._job, self._deps, self._attempt, self._clock = job, deps, attempt, clock
+        self.outputs: list[StoredOutput] = list(job.outputs)
+        """The job's outputs as written so far: those ready have their keys."""
         self._lock = threading.Lock()
         self._closing = threading.Event()
         now = clock()
@@ -477,6 +478,15 @@ class Heartbeat:
         """A chunked encode's chunk count and completions, on the job."""
         with self._lock:
             if self._deps.jobs.record_parallelism(self._job.id, self._deps.worker_id, parallelism) is None:
+                self._stop(_reason_lost(self._job, self._deps) or Stop.LOST)
+        self._raise_if_stopped()
+
+    def output_ready(self, index: int, output: StoredOutput) -> None:
+        """Output ``index`` is finished and uploaded: write it at once (clients may fetch it before the job
+        completes)."""
+        with self._lock:
+            self.outputs[index] = output
+            if self._deps.jobs.record_outputs(self._job.id, self._deps.worker_id, self.outputs) is None:
                 self._stop(_reason_lost(self._job, self._deps) or Stop.LOST)
         self._raise_if_stopped()
 
