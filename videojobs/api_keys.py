@@ -78,6 +78,10 @@ class ApiKeyStore:
         items = self._scan("tenant_id = :tenant", {":tenant": {"S": tenant_id}})
         return sorted((self._view(record) for record in items), key=lambda key: (key.created_at or "", key.id))
 
+    def tenants(self) -> set[str]:
+        """Every tenant that has a key, revoked or not (a scan: an operator's command, not a request path)."""
+        return {item["tenant_id"] for item in self._scan("attribute_exists(tenant_id)", {})}
+
     def revoke(self, key_id: str) -> ApiKeyRecord | None:
         """Mark the key revoked (the authorizer refuses it from now on); None when no key has this id."""
         digest = key_id.removeprefix("key_")
@@ -99,8 +103,9 @@ class ApiKeyStore:
         request: dict[str, Any] = {
             "TableName": self._table,
             "FilterExpression": condition,
-            "ExpressionAttributeValues": values,
         }
+        if values:  # DynamoDB refuses an empty map
+            request["ExpressionAttributeValues"] = values
         items: list[dict[str, Any]] = []
         while True:
             page = self._client.scan(**request)

@@ -156,7 +156,14 @@ def _admin(args: argparse.Namespace) -> int:
     _use_local_stack(args.local_state)
     if args.admin_command in ("set-limits", "show-limits"):
         return _limits(args)
-    if args.admin_command == "create-key":
+    if args.admin_command == "sync-rates":
+        # Tenants whose keys predate usage plans (or whose plan was lost) get 403 from API Gateway until their
+        # key is in a plan: put every tenant's key in the plan of its rate.
+        limits = _tenant_limits()
+        for name in sorted(_api_keys().tenants()):
+            _apply_request_rate(name, limits.limits_for(name))
+            print(f"{name}: in the usage plan of its rate", file=sys.stderr)
+    elif args.admin_command == "create-key":
         print(create_key(args.tenant), flush=True)
         _apply_request_rate(args.tenant, _tenant_limits().limits_for(args.tenant))
         print(f"created an API key for tenant {tenant!r}; it is shown only once", file=sys.stderr)
@@ -559,7 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
         set_limits.add_argument("--" + name.replace("_", "-"), type=kind, metavar="N", help=text)
     show_limits = admin.add_parser("show-limits", help="a tenant's limits in force (defaults included) as JSON")
     show_limits.add_argument("--tenant", required=True)
-    for command in (create, listing, revoke, set_limits, show_limits):
+    sync_rates = admin.add_parser(
+        "sync-rates", help="put every tenant's API Gateway key in the usage plan of its rate (after an upgrade)"
+    )
+    for command in (create, listing, revoke, set_limits, show_limits, sync_rates):
         command.add_argument(
             "--local-state",
             type=Path,

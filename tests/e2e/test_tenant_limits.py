@@ -15,6 +15,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.e2e.conftest import ROOT, RunningStack, _clean_env, submit, upload, wait_for
+from videojobs.ids import hash_api_key, new_api_key
 
 pytestmark = pytest.mark.e2e
 
@@ -154,3 +155,18 @@ def test_over_max_open_streams_a_stream_is_refused_and_a_closed_one_frees_its_sl
         while (events := api.get(f"/jobs/{job_id}/events")).status_code == 429 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert events.status_code == 200, events.text
+
+
+def test_a_key_from_before_usage_plans_is_refused_until_sync_rates_puts_it_in_a_plan(stack: RunningStack) -> None:
+    # As an upgrade finds it: the tenant's key is in the api_keys table, its API Gateway key in no usage plan.
+    key = new_api_key()
+    stack.aws("dynamodb").put_item(
+        TableName=stack.env["API_KEYS_TABLE"],
+        Item={"key_hash": {"S": hash_api_key(key)}, "tenant_id": {"S": "limits-upgraded"}},
+    )
+    with stack.client(key) as api:
+        assert api.get("/jobs").status_code == 403
+        synced = admin(stack, "sync-rates")
+        assert synced.returncode == 0, synced.stderr
+        assert "limits-upgraded" in synced.stderr
+        assert api.get("/jobs").status_code == 200
