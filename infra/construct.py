@@ -680,7 +680,7 @@ class VideoJobs(Construct):
             if route.function not in integrations:
                 # One invoke permission per function for this API, not one per method (nor one more per method
                 # for the console's test-invoke stage): with every route and the SnapStart versions and aliases,
-                # those alone would take the construct twice in a stack past CloudFormation's 500 resources.
+                # those alone would add tens of resources to a stack CloudFormation caps at 500.
                 streamed = self.streams(wiring.FUNCTIONS[route.function])
                 integrations[route.function] = apigw.LambdaIntegration(
                     self.invocable(route.function),

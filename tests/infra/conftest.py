@@ -137,28 +137,59 @@ CUSTOM = VideoJobsProps(
 
 
 @dataclass(frozen=True)
-class Twice(Synth):
+class Twice:
+    """The construct twice in one app, each in a stack of its own (the two together would pass CloudFormation's
+    500 resources per stack): ``Defaults`` with default props, ``Custom`` with ``CUSTOM`` and its own topic, event
+    bus and the README's rule example."""
+
+    defaults_stack: Synth
+    custom_stack: Synth
     defaults: VideoJobs
     custom: VideoJobs
     ops_topic: sns.Topic
     ops_bus: events.EventBus
 
+    @property
+    def stacks(self) -> tuple[Synth, Synth]:
+        return (self.defaults_stack, self.custom_stack)
+
+    def synth_of(self, construct: IConstruct) -> Synth:
+        """The synthesized stack that holds ``construct``."""
+        (found,) = [synth for synth in self.stacks if synth.stack is Stack.of(construct)]
+        return found
+
+    def logical_id(self, construct: IConstruct) -> str:
+        return self.synth_of(construct).logical_id(construct)
+
+    def resource(self, construct: IConstruct) -> dict[str, Any]:
+        return self.synth_of(construct).resource(construct)
+
+    def of_type(self, cfn_type: str) -> dict[str, dict[str, Any]]:
+        """The app's resources of ``cfn_type``, in both stacks, keyed ``<stack name>/<logical ID>``."""
+        return {
+            f"{synth.stack.stack_name}/{lid}": res
+            for synth in self.stacks
+            for lid, res in synth.of_type(cfn_type).items()
+        }
+
 
 @pytest.fixture(scope="session")
 def twice(offline_synth: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Twice:
-    """One stack holding the construct twice: once with default props, once with ``CUSTOM`` (and its own topic
-    and event bus)."""
+    """One app holding the construct twice, in two stacks: once with default props, once with ``CUSTOM`` (and its
+    own topic and event bus)."""
     outdir = tmp_path_factory.mktemp("twice")
-    stack = Stack(new_app(outdir), "Twice")
-    # Two whole constructs pass CloudFormation's 500 resources per stack; one (the deployed stack) does not.
-    stack.node.set_context("@aws-cdk/core:stackResourceLimit", 1000)
-    ops_topic = sns.Topic(stack, "OpsTopic", enforce_ssl=True)
-    ops_bus = events.EventBus(stack, "OpsBus")
-    defaults = VideoJobs(stack, "Defaults")
-    custom = VideoJobs(stack, "Custom", props=dataclasses.replace(CUSTOM, alarm_topic=ops_topic, event_bus=ops_bus))
+    app = new_app(outdir)
+    defaults_stack = Stack(app, "TwiceDefaults")
+    defaults = VideoJobs(defaults_stack, "Defaults")
+    custom_stack = Stack(app, "TwiceCustom")
+    ops_topic = sns.Topic(custom_stack, "OpsTopic", enforce_ssl=True)
+    ops_bus = events.EventBus(custom_stack, "OpsBus")
+    custom = VideoJobs(
+        custom_stack, "Custom", props=dataclasses.replace(CUSTOM, alarm_topic=ops_topic, event_bus=ops_bus)
+    )
     # The README's rule example, verbatim: one tenant's failed jobs to a topic.
     events.Rule(
-        stack,
+        custom_stack,
         "AcmeFailedJobs",
         event_bus=custom.event_bus,
         event_pattern=events.EventPattern(
@@ -166,8 +197,26 @@ def twice(offline_synth: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFa
         ),
         targets=[targets.SnsTopic(ops_topic)],
     )
-    synthesized = synthesize(stack, outdir)
-    return Twice(**vars(synthesized), defaults=defaults, custom=custom, ops_topic=ops_topic, ops_bus=ops_bus)
+    return Twice(
+        defaults_stack=synthesize(defaults_stack, outdir),
+        custom_stack=synthesize(custom_stack, outdir),
+        defaults=defaults,
+        custom=custom,
+        ops_topic=ops_topic,
+        ops_bus=ops_bus,
+    )
+
+
+@pytest.fixture(scope="session")
+def twice_defaults(twice: Twice) -> Synth:
+    """The stack of ``twice`` holding the construct with default props."""
+    return twice.defaults_stack
+
+
+@pytest.fixture(scope="session")
+def twice_custom(twice: Twice) -> Synth:
+    """The stack of ``twice`` holding the construct with every prop set, its topic, bus and rule."""
+    return twice.custom_stack
 
 
 def policy_documents(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -40,10 +40,10 @@ def test_the_construct_creates_a_bus_and_grants_put_events_on_it_alone(synth: Sy
 
 
 def test_a_bus_given_as_a_prop_is_used_instead_and_the_retention_props_reach_the_functions(twice: Twice) -> None:
-    buses = twice.of_type("AWS::Events::EventBus")
     ops_bus = twice.logical_id(twice.ops_bus)
-    assert set(buses) == {ops_bus, twice.logical_id(twice.defaults.event_bus)}  # Custom made none of its own
-    assert _put_events_grants(twice, twice.custom) == {
+    assert set(twice.custom_stack.of_type("AWS::Events::EventBus")) == {ops_bus}  # Custom made none of its own
+    assert set(twice.defaults_stack.of_type("AWS::Events::EventBus")) == {twice.logical_id(twice.defaults.event_bus)}
+    assert _put_events_grants(twice.custom_stack, twice.custom) == {
         name: [{"Fn::GetAtt": [ops_bus, "Arn"]}] for name in ("notify", "deliver")
     }
     notify = twice.resource(twice.custom.functions["notify"])["Properties"]["Environment"]["Variables"]
@@ -56,7 +56,9 @@ def test_a_bus_given_as_a_prop_is_used_instead_and_the_retention_props_reach_the
 
 
 def test_the_readme_rule_example_sends_one_tenants_failed_jobs_to_a_topic(twice: Twice) -> None:
-    (rule,) = twice.of_type("AWS::Events::Rule").values()
+    # The app's one rule, in the stack of the bus and the topic it names.
+    (rule,) = twice.custom_stack.of_type("AWS::Events::Rule").values()
+    assert not twice.defaults_stack.of_type("AWS::Events::Rule")
     props = rule["Properties"]
     assert props["EventBusName"] == {"Ref": twice.logical_id(twice.ops_bus)}
     assert props["EventPattern"] == {
@@ -67,5 +69,5 @@ def test_the_readme_rule_example_sends_one_tenants_failed_jobs_to_a_topic(twice:
     [target] = props["Targets"]
     assert target["Arn"] == {"Ref": twice.logical_id(twice.ops_topic)}
     # The topic lets EventBridge publish to it.
-    policies = [json.dumps(res["Properties"]) for res in twice.of_type("AWS::SNS::TopicPolicy").values()]
+    policies = [json.dumps(res["Properties"]) for res in twice.custom_stack.of_type("AWS::SNS::TopicPolicy").values()]
     assert any("events.amazonaws.com" in policy for policy in policies)

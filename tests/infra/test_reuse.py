@@ -29,8 +29,9 @@ PHYSICAL_NAMES = (
 )
 
 
-def _resources_under(synth: Synth, scope: IConstruct, cfn_type: str) -> dict[str, dict[str, Any]]:
-    """The template's resources of ``cfn_type`` that ``scope`` defines."""
+def _resources_under(twice: Twice, scope: IConstruct, cfn_type: str) -> dict[str, dict[str, Any]]:
+    """The resources of ``cfn_type`` that ``scope`` defines, in its stack's template."""
+    synth = twice.synth_of(scope)
     lids = {synth.stack.get_logical_id(node) for node in scope.node.find_all() if isinstance(node, CfnResource)}
     return {lid: res for lid, res in synth.of_type(cfn_type).items() if lid in lids}
 
@@ -39,10 +40,11 @@ def test_construct_can_be_instantiated_twice_without_name_clashes(twice: Twice) 
     assert len(twice.of_type("AWS::DynamoDB::Table")) == 2 * len(wiring.TABLES)
     assert len(twice.of_type("AWS::Lambda::Function")) == 2 * len(wiring.FUNCTIONS)
     assert len(twice.of_type("AWS::CloudWatch::Dashboard")) == 2
-    for lid, res in twice.raw["Resources"].items():
-        # A literal string is a hard-coded name; a Ref or GetAtt is a reference to another resource.
-        named = [key for key in PHYSICAL_NAMES if isinstance(res.get("Properties", {}).get(key), str)]
-        assert not named, f"{lid} sets a physical name: {named}"
+    for synth in twice.stacks:
+        for lid, res in synth.raw["Resources"].items():
+            # A literal string is a hard-coded name; a Ref or GetAtt is a reference to another resource.
+            named = [key for key in PHYSICAL_NAMES if isinstance(res.get("Properties", {}).get(key), str)]
+            assert not named, f"{synth.stack.stack_name}/{lid} sets a physical name: {named}"
     api_names = [res["Properties"]["Name"] for res in twice.of_type("AWS::ApiGateway::RestApi").values()]
     assert len(api_names) == len(set(api_names)) == 2
 
