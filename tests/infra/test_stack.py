@@ -211,6 +211,8 @@ def test_tables_are_on_demand_encrypted_with_point_in_time_recovery(synth: Synth
                 {"ProjectionType": "ALL"}
                 if index.projection is None
                 else {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(index.projection)}
+                if index.projection
+                else {"ProjectionType": "KEYS_ONLY"}
             )
 
 
