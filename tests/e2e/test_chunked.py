@@ -40,6 +40,7 @@ def fetch_hls(api: httpx.Client, job: dict, folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.timeout(900)  # two encodes of 90 s of video on a 2-core machine; pytest's default is 300 s
 def test_a_90_s_clip_is_encoded_in_chunks_like_a_single_encode(api: httpx.Client, tmp_path: Path):
     source = make_source(tmp_path / "source.mp4", seconds=90)
     upload_id = upload(api, source)
