@@ -147,6 +147,10 @@ def test_every_operation_answers_its_documented_status_and_body(
             )
         assert sent.is_success, sent.text
 
+        # An endpoint made before the job, so the job's events reach its ledger.
+        endpoint = check("POST", "/webhook-endpoints", api.post("/webhook-endpoints", json={"url": webhook_receiver}))
+        endpoint_path = f"/webhook-endpoints/{endpoint.json()['id']}"
+
         job = {"input": {"upload_id": created["upload_id"]}, "outputs": [{"type": "hls", "heights": [144]}]}
         check("POST", "/jobs", api.post("/jobs", json=job | {"dry_run": True}))
         submitted = check("POST", "/jobs", api.post("/jobs", json=job | {"webhook_url": webhook_receiver})).json()
@@ -175,6 +179,21 @@ def test_every_operation_answers_its_documented_status_and_body(
         check("GET", "/jobs/{id}/deliveries", api.get(f"/jobs/{job_id}/deliveries"))
         redeliver = f"/jobs/{job_id}/deliveries/{deliveries[0]['id']}/redeliver"
         check("POST", "/jobs/{id}/deliveries/{delivery_id}/redeliver", api.post(redeliver))
+
+        check("GET", "/webhook-endpoints", api.get("/webhook-endpoints"))
+        check("GET", "/webhook-endpoints/{id}", api.get(endpoint_path))
+        check("PATCH", "/webhook-endpoints/{id}", api.patch(endpoint_path, json={"description": "contract"}))
+        check("GET", "/webhook-endpoints/{id}/secret", api.get(f"{endpoint_path}/secret"))
+        check("POST", "/webhook-endpoints/{id}/secret/rotate", api.post(f"{endpoint_path}/secret/rotate"))
+        ledger = _eventually(
+            lambda: api.get(f"{endpoint_path}/deliveries").json()["deliveries"], "an endpoint delivery"
+        )
+        check("GET", "/webhook-endpoints/{id}/deliveries", api.get(f"{endpoint_path}/deliveries"))
+        again = f"{endpoint_path}/deliveries/{ledger[0]['id']}/redeliver"
+        check("POST", "/webhook-endpoints/{id}/deliveries/{delivery_id}/redeliver", api.post(again))
+        since = submitted["created_at"]
+        check("POST", "/webhook-endpoints/{id}/replay", api.post(f"{endpoint_path}/replay", json={"since": since}))
+        check("DELETE", "/webhook-endpoints/{id}", api.delete(endpoint_path))
 
         day = finished["completed_at"][:10]
         check("GET", "/account/usage", api.get("/account/usage", params={"from": day, "to": day}))
