@@ -317,8 +317,8 @@ def model(running_jobs: int, job_seconds: float, sizes: Sizes | None = None) -> 
         write_units(sizes.completed_item)
     )
     slot_transaction_wcu = TRANSACTION_WCU_FACTOR * (write_units(sizes.slot_marker) + write_units(sizes.slot_counter))
-    counter_wcu_per_job = max(SLOT_TRANSACTIONS_PER_JOB.values()) * TRANSACTION_WCU_FACTOR * write_units(
-        sizes.slot_counter
+    counter_wcu_per_job = (
+        max(SLOT_TRANSACTIONS_PER_JOB.values()) * TRANSACTION_WCU_FACTOR * write_units(sizes.slot_counter)
     )
     return Row(
         running_jobs=running_jobs,

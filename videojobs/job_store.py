@@ -368,7 +368,8 @@ class JobStore:
         slot_items = slot.take
         for attempt in range(TRANSACTION_ATTEMPTS):
             try:
-                self._client.transact_write_items(TransactItems=[{"Update": update}, *slot_items])  # type: ignore[list-item]
+                items: list[Any] = [{"Update": update}, *slot_items]
+                self._client.transact_write_items(TransactItems=items)
                 return self.get(job_id, consistent=True)
             except ClientError as error:
                 if error.response["Error"]["Code"] != "TransactionCanceledException":

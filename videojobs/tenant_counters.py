@@ -170,9 +170,9 @@ class JobSlots:
 
     def counter(self, tenant_id: str) -> dict[str, Any]:
         """The counter item (empty when the tenant never had a job counted)."""
-        return self._client.get_item(
-            TableName=self._table, Key=self.counter_key(tenant_id), ConsistentRead=True
-        ).get("Item", {})
+        return self._client.get_item(TableName=self._table, Key=self.counter_key(tenant_id), ConsistentRead=True).get(
+            "Item", {}
+        )
 
     def count(self, tenant_id: str) -> int:
         return int(self.counter(tenant_id).get("count", {}).get("N", "0"))

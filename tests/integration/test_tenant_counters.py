@@ -16,8 +16,8 @@ from infra.local.resources import Resources
 from tests.integration.test_submit import REQUEST, make_deps, put_upload
 from videojobs.aws import client, events_client
 from videojobs.errors import ApiError, LimitReached
-from videojobs.models import CreateUploadRequest, Job, JobStatus
 from videojobs.event_bus import EventBus
+from videojobs.models import CreateUploadRequest, Job, JobStatus
 from videojobs.notification_store import ConnectionStore, DeliveryLedger, EndpointStore, EventLog
 from videojobs.queues import DeliveryQueue
 from videojobs.service import fanout, jobs
