@@ -11,8 +11,11 @@ BENCHMARKS = [
     "bench.submit_overhead",
     "bench.worker",
     "bench.notify_latency",
+    "bench.sse_transport",
     "bench.cold_start",
     "bench.load",
+    "bench.fairness",
+    "bench.chunked",
     "bench.plots",  # last: draws the figures from the results the others wrote
 ]
 

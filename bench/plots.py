@@ -70,12 +70,51 @@ def drain_curve(figure: plt.Figure, summary: dict[str, Any]) -> None:
 
 def cold_start(figure: plt.Figure, result: dict[str, Any]) -> None:
     axes = figure.subplots()
-    names = sorted(result["functions"], key=lambda name: result["functions"][name]["ratio_to_boto3"])
-    ratios = [result["functions"][name]["ratio_to_boto3"] for name in names]
-    axes.barh(names, ratios, color="tab:green")
-    axes.axvline(1.0, color="black", linestyle="--", label=f"import boto3 ({result['boto3_import_ms_p50']} ms)")
+    functions = result["functions"]
+    names = sorted(functions, key=lambda name: (functions[name]["kind"], functions[name]["ratio_to_boto3"]))
+    ratios = [functions[name]["ratio_to_boto3"] for name in names]
+    colors = ["tab:green" if functions[name]["goal_met"] else "tab:red" for name in names]
+    axes.barh(names, ratios, color=colors)
+    # Each function's goal (issue 14), as a tick on its own bar.
+    goals = [functions[name]["goal_ratio"] for name in names]
+    axes.scatter(goals, names, marker="|", s=400, color="black", label="goal (green: met, red: missed)", zorder=3)
+    axes.axvline(1.0, color="grey", linestyle="--", label=f"import boto3 ({result['boto3_import_ms_p50']} ms)")
     axes.set(title="Handler import time / import boto3 (fresh interpreter, median)", xlabel="ratio")
-    axes.legend()
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+
+
+def chunked(figure: plt.Figure, result: dict[str, Any]) -> None:
+    local, projected = figure.subplots(1, 2)
+    single, split = result["single"], result["chunked"]
+    local.bar(
+        ["single, 1 worker", f"chunked, 2 workers\n({split['chunks']} chunks)"],
+        [single["wall_seconds"], split["wall_seconds"]],
+    )
+    local.bar(
+        ["chunked, 2 workers\n(" + str(split["chunks"]) + " chunks)"],
+        [result["overhead_seconds"]],
+        color="tab:red",
+        label="overhead",
+    )
+    local.set(title=f"Measured: {result['input']['seconds']} s {result['input']['height']}p", ylabel="seconds")
+    local.legend()
+    projection = result["projection"]
+    workers = [point["workers"] for point in projection["chunked"]]
+    projected.plot(workers, [p["wall_seconds"] for p in projection["chunked"]], marker="o", label="chunked (as built)")
+    projected.plot(
+        workers,
+        [p["wall_seconds"] for p in projection["chunked_if_chunks_read_only_their_range"]],
+        marker="o",
+        linestyle="--",
+        label="chunks reading only their range",
+    )
+    projected.axhline(projection["single"]["fargate_2vcpu"]["wall_seconds"], color="grey", label="single, Fargate")
+    projected.axhline(projection["goal_wall_seconds_at_120"], color="black", linestyle=":", label="goal (120 s)")
+    projected.axhline(93.5, color="tab:green", linestyle=":", label="Mux median (93.5 s)")
+    projected.set(
+        title="PROJECTION: 60 min 1080p ladder", xlabel="workers", ylabel="seconds", xscale="log", yscale="log"
+    )
+    projected.legend(fontsize="small")
 
 
 def main() -> dict[str, Any]:
@@ -84,6 +123,7 @@ def main() -> dict[str, Any]:
         "submit_overhead": (submit_overhead, ["submit_overhead"]),
         "drain_scaling": (drain_curve, ["load"]),
         "cold_start": (cold_start, ["cold_start"]),
+        "chunked": (chunked, ["chunked"]),
     }
     PLOTS.mkdir(exist_ok=True)
     written, missing = [], []

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsii
 from aws_cdk import (
@@ -29,6 +29,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
@@ -42,6 +43,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from infra import nag
+from infra.cost_tags import add_cost_tags
 from infra.fargate import add_fargate_workers
 from infra.monitoring import Monitoring
 from infra.websocket import add_websocket_api
@@ -49,6 +51,7 @@ from videojobs import settings as env
 from videojobs import wiring
 from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
 from videojobs.observability import TRACER_ENVIRONMENT
+from videojobs.tenant_limits import TenantLimits
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: every code asset is staged from it, filtered down to what each function needs."""
@@ -58,12 +61,14 @@ DEPLOYED_PYTHON = "3.12"
 runs on that has SnapStart (3.12+). ``tests/infra/test_runtime.py`` holds the Dockerfile, the lock files and the
 Makefile to it."""
 ZIP_RUNTIME = lambda_.Runtime.PYTHON_3_12
+STREAM_BOOTSTRAP = "stream_bootstrap.sh"
+"""In the folder of each function with a ``stream_handler``: its exec wrapper where API Gateway streams."""
 LAYER_LOCK = "requirements-lambda.lock"
 IMAGE_DOCKERFILE = "functions/process/Dockerfile"
 DLQ_RETENTION = Duration.seconds(wiring.DEAD_LETTER_RETENTION_SECONDS)
 
 # The wiring names these resources; the props below tune them.
-PROCESS, OUTPUTS = "process", "outputs"
+PROCESS, CHUNK, OUTPUTS = "process", "chunk", "outputs"
 
 FARGATE_CPU_UNITS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 
@@ -84,6 +89,8 @@ class CustomDomain:
 class VideoJobsProps:
     """What a deployment may change. None keeps the default of the wiring or of the function's settings."""
 
+    project_tag: str = "videojobs"
+    """The ``project`` cost-allocation tag on every resource (README "What a job costs")."""
     removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
     """Of the data: tables, buckets (DESTROY also empties them on delete) and log groups."""
     outputs_retention_days: int | None = None
@@ -119,6 +126,19 @@ class VideoJobsProps:
     # Notifications (infra/websocket.py and the notify function).
     webhook_retry_delays_seconds: tuple[int, ...] | None = None
     """Wait before each retry of a failed webhook delivery; its length is the number of retries."""
+    tenant_limits: TenantLimits | None = None
+    """The limits of every tenant without overrides (``videojobs admin set-limits`` sets those); None keeps
+    the settings' defaults (``videojobs.settings.TenantLimitSettings``)."""
+    event_bus: events.IEventBus | None = None
+    """The EventBridge bus every job event is put on; None creates one (its name and ARN are attributes)."""
+    event_retention_days: int | None = None
+    """How long the event log keeps events (SSE resume, webhook endpoint replay): 1 to 30, default 7."""
+    endpoint_disable_after_seconds: int | None = None
+    """A webhook endpoint whose every delivery failed for this long is disabled (default 5 days)."""
+    sse_transport: Literal["stream", "long_poll"] = "stream"
+    """How ``GET /jobs/{id}/events`` answers: one streamed response per client (API Gateway's response
+    streaming, up to 15 minutes, with its function's ``stream_handler``), or long polls of at most ~25 s each
+    where streaming is not wanted (buffered responses; each reconnect is a new request)."""
     authorizer_cache_ttl_seconds: int = wiring.AUTHORIZER_CACHE_SECONDS
     """API Gateway caches the authorizer's answer per key this long (0 to 3600): a revoked key is refused at
     once if it was not used within this time, else at most this much later."""
@@ -138,6 +158,11 @@ class VideoJobsProps:
             "fargate_cpu": self.fargate_cpu is None or self.fargate_cpu in FARGATE_CPU_UNITS,
             "fargate_memory_mib": self.fargate_memory_mib is None or 512 <= self.fargate_memory_mib <= 122880,
             "fargate_max_tasks": self.fargate_max_tasks is None or self.fargate_max_tasks >= 1,
+            "event_retention_days": self.event_retention_days is None
+            or 1 <= self.event_retention_days <= env.MAX_EVENT_RETENTION_DAYS,
+            "endpoint_disable_after_seconds": self.endpoint_disable_after_seconds is None
+            or self.endpoint_disable_after_seconds > 0,
+            "sse_transport": self.sse_transport in ("stream", "long_poll"),
             "webhook_retry_delays_seconds": self.webhook_retry_delays_seconds is None
             or all(delay > 0 for delay in self.webhook_retry_delays_seconds),
         }
@@ -158,6 +183,12 @@ def settings_overrides(props: VideoJobsProps) -> dict[str, str]:
         overrides[env.LAMBDA_TIME_BUDGET_SECONDS] = str(props.lambda_time_budget_seconds)
     if props.webhook_retry_delays_seconds is not None:
         overrides[env.WEBHOOK_RETRY_DELAYS] = ",".join(str(delay) for delay in props.webhook_retry_delays_seconds)
+    if props.tenant_limits is not None:
+        overrides |= props.tenant_limits.as_environment()
+    if props.event_retention_days is not None:
+        overrides[env.EVENT_RETENTION_DAYS] = str(props.event_retention_days)
+    if props.endpoint_disable_after_seconds is not None:
+        overrides[env.ENDPOINT_DISABLE_AFTER_SECONDS] = str(props.endpoint_disable_after_seconds)
     return overrides
 
 
@@ -235,13 +266,18 @@ class VideoJobs(Construct):
         self.tables: dict[str, dynamodb.Table] = self._tables()
         self.buckets: dict[str, s3.Bucket] = self._buckets()
         self.queues, self.dead_letter_queues = self._queues()
+        # Every job event is also put here (the notify function); integrators route them with rules.
+        self.event_bus: events.IEventBus = self.props.event_bus or events.EventBus(self, "EventBus")
         self.functions: dict[str, lambda_.Function] = self._functions()
+        self.aliases: dict[str, lambda_.Alias] = self._snap_start_aliases()
         self.stream_failures_queue: sqs.Queue | None = None
         self._triggers()
         self.domain: apigw.DomainName | None = None
         self.api: apigw.RestApi = self._api()
         self.websocket_stage = add_websocket_api(self)
         self.fargate_services = add_fargate_workers(self)
+        # A chunk worker removes the pieces it wrote when its job is cancelled or its chunk taken from it.
+        self.buckets[OUTPUTS].grant_delete(self.functions[CHUNK])
 
         # Feature modules (infra/fargate.py, infra/websocket.py) add their resources above this comment, one call
         # each. Monitoring and the cdk-nag acknowledgements below find everything in this construct by walking
@@ -250,6 +286,7 @@ class VideoJobs(Construct):
             self, "Monitoring", watched=self, api=self.api, topic=self.props.alarm_topic, email=self.props.alarm_email
         )
         nag.acknowledge_findings(self)
+        add_cost_tags(self, self.props.project_tag)
 
     # -- data ---------------------------------------------------------------------------------------------
 
@@ -277,7 +314,8 @@ class VideoJobs(Construct):
                     index_name=index.name,
                     partition_key=dynamodb.Attribute(name=index.partition_key, type=dynamodb.AttributeType.STRING),
                     sort_key=dynamodb.Attribute(name=index.sort_key, type=dynamodb.AttributeType.STRING),
-                    projection_type=dynamodb.ProjectionType.ALL,
+                    projection_type=dynamodb.ProjectionType[index.projection_type],
+                    non_key_attributes=list(index.projection) if index.projection else None,
                 )
             tables[name] = table
         return tables
@@ -393,12 +431,25 @@ class VideoJobs(Construct):
                 )
             else:
                 layer = layer or self._dependencies_layer()
+                handler = decl.handler
+                if self.streams(decl):
+                    # Python has no streaming handler: videojobs.lambda_streaming runs as the runtime (the exec
+                    # wrapper starts it instead of the managed loop) and streams what stream_handler returns.
+                    handler = str(decl.stream_handler)
+                    common["timeout"] = Duration.seconds(wiring.RESPONSE_STREAMING.max_seconds)
+                    common["environment"] = {
+                        **common["environment"],
+                        **wiring.RESPONSE_STREAMING.settings(),
+                        "AWS_LAMBDA_EXEC_WRAPPER": f"/var/task/{decl.directory}/{STREAM_BOOTSTRAP}",
+                    }
                 fn = lambda_.Function(
                     self,
                     f"{_pascal(name)}Function",
+                    snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if self.snap_starts(name) else None,
+                    current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
                     runtime=ZIP_RUNTIME,
                     architecture=lambda_.Architecture.ARM_64,
-                    handler=decl.handler,
+                    handler=handler,
                     code=_zip_code(decl.directory),
                     layers=[layer],
                     **common,
@@ -407,6 +458,33 @@ class VideoJobs(Construct):
         for name, decl in wiring.FUNCTIONS.items():
             self.grant(functions[name], decl.uses)
         return functions
+
+    def _snap_start_aliases(self) -> dict[str, lambda_.Alias]:
+        # SnapStart snapshots a version when it is published and restores only versions, so API Gateway must
+        # invoke an alias of the current version ($LATEST would start cold). A superseded version is deleted
+        # on deploy: each kept version's snapshot is billed (caching) for as long as it exists.
+        aliases = {}
+        for name, fn in self.functions.items():
+            if self.snap_starts(name):
+                version = fn.current_version
+                aliases[name] = lambda_.Alias(
+                    self, f"{_pascal(name)}Live", alias_name=wiring.LIVE_ALIAS, version=version
+                )
+        return aliases
+
+    def invocable(self, name: str) -> lambda_.IFunction:
+        """What a caller (API Gateway, its authorizer) invokes: the SnapStart alias, or else the function."""
+        return self.aliases.get(name) or self.functions[name]
+
+    def streams(self, decl: wiring.Function) -> bool:
+        """Whether API Gateway streams this function's responses in this deployment."""
+        return decl.stream_handler is not None and self.props.sse_transport == "stream"
+
+    def snap_starts(self, name: str) -> bool:
+        """SnapStart as the wiring says, except where the function streams: its runtime is then
+        videojobs.lambda_streaming, not the managed one SnapStart snapshots and restores (and a stream's one
+        init serves up to 15 minutes)."""
+        return wiring.snap_start(name) and not self.streams(wiring.FUNCTIONS[name])
 
     def _role(self, name: str, log_group: logs.LogGroup) -> iam.Role:
         # One role per function, with no managed policy: AWSLambdaBasicExecutionRole would let it write to any
@@ -475,6 +553,9 @@ class VideoJobs(Construct):
                 return _bound_queue(self.dead_letter_queues[name])
             case wiring.WebSocketRef():
                 return None
+            case wiring.EventBusRef():
+                # PutEvents on this bus only (``grant_put_events_to`` scopes the statement to its ARN).
+                return BoundResource(self.event_bus.event_bus_name, {"write": self.event_bus.grant_put_events_to})
 
     def locations(self, uses: dict[str, wiring.Access]) -> dict[str, str]:
         """The environment variables that tell a consumer with these ``uses`` where its resources are."""
@@ -548,6 +629,8 @@ class VideoJobs(Construct):
             rest_api_name=Names.unique_resource_name(self, max_length=128, separator="-"),
             description="videojobs: long-running media jobs",
             binary_media_types=list(wiring.BINARY_MEDIA_TYPES) or None,
+            # Each tenant's key comes from the authorizer (usageIdentifierKey), never from a client's x-api-key.
+            api_key_source_type=apigw.ApiKeySourceType.AUTHORIZER,
             # Access logging needs the account's CloudWatch role; kept on stack deletion (other APIs use it).
             cloud_watch_role=self.props.api_logs_role,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN if self.props.api_logs_role else None,
@@ -588,21 +671,46 @@ class VideoJobs(Construct):
             authorizer = apigw.RequestAuthorizer(
                 self,
                 "Authorizer",
-                handler=self.functions[wiring.AUTHORIZER],
+                handler=self.invocable(wiring.AUTHORIZER),
                 identity_sources=[apigw.IdentitySource.header("Authorization")],
                 results_cache_ttl=Duration.seconds(self.props.authorizer_cache_ttl_seconds),
             )
         integrations: dict[str, apigw.LambdaIntegration] = {}
         for route in wiring.ROUTES:
             if route.function not in integrations:
-                integrations[route.function] = apigw.LambdaIntegration(self.functions[route.function])
+                # One invoke permission per function for this API, not one per method (nor one more per method
+                # for the console's test-invoke stage): with every route and the SnapStart versions and aliases,
+                # those alone would add tens of resources to a stack CloudFormation caps at 500.
+                streamed = self.streams(wiring.FUNCTIONS[route.function])
+                integrations[route.function] = apigw.LambdaIntegration(
+                    self.invocable(route.function),
+                    scope_permission_to_method=False,
+                    allow_test_invoke=False,
+                    # Streamed: InvokeWithResponseStream, and the response may last up to 15 minutes.
+                    response_transfer_mode=apigw.ResponseTransferMode.STREAM if streamed else None,
+                    timeout=Duration.seconds(wiring.RESPONSE_STREAMING.max_seconds) if streamed else None,
+                )
             api.root.resource_for_path(route.path).add_method(
                 route.method,
                 integrations[route.function],
                 authorizer=authorizer if route.authorized else None,
                 authorization_type=apigw.AuthorizationType.CUSTOM if route.authorized else apigw.AuthorizationType.NONE,
+                # The tenant's usage plan throttles it here, before the function is invoked.
+                api_key_required=route.authorized,
             )
+        self.tenant_usage_plan = self._tenant_usage_plan(api)
         return api
+
+    def _tenant_usage_plan(self, api: apigw.RestApi) -> apigw.UsagePlan:
+        """The request rate of every tenant without its own (``videojobs.usage_plans``): API Gateway's token
+        bucket per tenant key, checked before any function runs; past it, THROTTLED (429 ``rate_limited``)."""
+        limits = self.props.tenant_limits or TenantLimits.settings_defaults()
+        return api.add_usage_plan(
+            "TenantUsagePlan",
+            description="videojobs: each tenant's request rate (tenants with their own rate have their own plan)",
+            throttle=apigw.ThrottleSettings(rate_limit=limits.requests_per_second, burst_limit=limits.burst),
+            api_stages=[apigw.UsagePlanPerApiStage(api=api, stage=api.deployment_stage)],
+        )
 
     def _custom_domain(self, api: apigw.RestApi, domain: CustomDomain) -> apigw.DomainName:
         # The base path repeats the stage name, so URLs read the same on both hosts: https://<host>/v1/jobs.
@@ -635,7 +743,8 @@ class VideoJobs(Construct):
                 f"{response_type.response_type}Response",
                 type=response_type,
                 status_code=str(error.status) if error.status else None,
-                response_headers={"Content-Type": "'application/json'"},
+                response_headers={"Content-Type": "'application/json'"}
+                | {name: f"'{value}'" for name, value in error.headers},
                 templates=_error_body(str(error.code), error.message),
             )
 

@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from infra.construct import VideoJobs, VideoJobsProps
+from infra.cost_tags import add_cost_tags
 
 
 def _pascal(name: str) -> str:
@@ -20,8 +21,14 @@ class VideoJobsStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.service = VideoJobs(self, "VideoJobs", props=props)
+        # Stack tags: CloudFormation puts them on every resource it deploys, also on what CDK adds beside the
+        # construct as raw resources (the provider that empties buckets), which Tags.of cannot reach.
+        add_cost_tags(self, self.service.props.project_tag, skip=self.service)
 
         CfnOutput(self, "ApiUrl", value=self.service.api.url, description="Base URL of the API (stage v1)")
+        # What `videojobs admin` needs to give tenants their request rates (REST_API_ID, USAGE_PLAN_ID).
+        CfnOutput(self, "RestApiId", value=self.service.api.rest_api_id)
+        CfnOutput(self, "TenantUsagePlanId", value=self.service.tenant_usage_plan.usage_plan_id)
         if self.service.domain is not None:
             CfnOutput(
                 self,

@@ -56,7 +56,7 @@ class _AccessLogs:
 def add_websocket_api(service: VideoJobs) -> apigwv2.WebSocketStage:
     """Create the WebSocket API and its stage in ``service``, wire the functions that use it; returns the stage."""
     decl = wiring.WEBSOCKET_API
-    handler = service.functions[decl.function]
+    handler = service.invocable(decl.function)
 
     def route(route_key: str) -> apigwv2.WebSocketRouteOptions:
         name = route_key.strip("$").title()

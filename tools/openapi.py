@@ -17,6 +17,7 @@ import importlib
 import json
 import re
 import sys
+from http import HTTPStatus
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,6 +33,8 @@ DOCUMENT = Path(__file__).resolve().parents[1] / "openapi.json"
 ERROR_SCHEMA = "#/components/schemas/ErrorBody"
 OPENAPI_VERSION = "3.1.0"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "string"}}}
+"""Every 429 carries it, whether API Gateway (``rate_limited``) or a handler (a tenant's limit) answers."""
 
 
 def handler_module(function: str) -> ModuleType:
@@ -178,6 +181,7 @@ def _responses(found: dict[str, Any], authorized: bool) -> dict[str, Any]:
         by_status.setdefault(int(status_of(code)), []).append(code)
     for status, listed in sorted(by_status.items()):
         answers[str(status)] = {
+            **({"headers": RETRY_AFTER} if status == HTTPStatus.TOO_MANY_REQUESTS else {}),
             "description": "; ".join(f"`{code}`: {ERRORS[code].when}" for code in listed),
             "content": {
                 "application/json": {

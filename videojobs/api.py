@@ -48,9 +48,19 @@ class Operation:
     headers: dict[str, str] = field(default_factory=dict)
     """Response header name -> what it means."""
     media_type: str = JSON
+    alternatives: tuple[Operation, ...] = ()
+    """Other successes of the same route (another status and body; the handler answers with their ``answer``)."""
 
     def route(self) -> dict[str, Any]:
         """Keyword arguments for a Powertools route decorator: ``@app.post("/jobs", **SUBMIT_JOB.route())``."""
+        responses = {int(operation.status): operation._response() for operation in (self, *self.alternatives)}
+        return {
+            "summary": self.summary,
+            "responses": responses,
+            "openapi_extensions": {ERRORS_EXTENSION: [str(code) for code in self.errors]} if self.errors else None,
+        }
+
+    def _response(self) -> dict[str, Any]:
         answer: dict[str, Any] = {"description": self.description or self.status.phrase}
         if self.model is str:
             answer["content"] = {self.media_type: {"schema": {"type": "string"}}}
@@ -60,11 +70,7 @@ class Operation:
             answer["headers"] = {
                 name: {"description": text, "schema": {"type": "string"}} for name, text in self.headers.items()
             }
-        return {
-            "summary": self.summary,
-            "responses": {int(self.status): answer},
-            "openapi_extensions": {ERRORS_EXTENSION: [str(code) for code in self.errors]} if self.errors else None,
-        }
+        return answer
 
     def answer(self, body: BaseModel | str | None = None, headers: dict[str, str] | None = None) -> Response[str]:
         """The success answer, with the declared status."""

@@ -8,7 +8,7 @@ dependency: the stubs are read by mypy only, never imported at run time).
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Literal, cast, overload
 
 import boto3
 from botocore.config import Config
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
     from types_boto3_s3 import S3Client
     from types_boto3_sqs import SQSClient
+
+    from videojobs.event_bus import PutEventsClient
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
 # Without these, botocore presigns S3 with SigV2 on the global host, which buckets created since June 2020 refuse
@@ -54,7 +56,14 @@ def websocket_management_client(websocket_url: str) -> ApiGatewayManagementApiCl
     return boto3.session.Session().client("apigatewaymanagementapi", endpoint_url=endpoint, config=_CONFIG)
 
 
+@cache
+def events_client() -> PutEventsClient:
+    """The process's EventBridge client (``events``)."""
+    return cast("PutEventsClient", boto3.session.Session().client("events", config=_CONFIG))
+
+
 def reset_clients() -> None:
     """Forget cached clients, e.g. after a test changed the endpoint or credentials."""
     _client.cache_clear()
     websocket_management_client.cache_clear()
+    events_client.cache_clear()

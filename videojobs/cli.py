@@ -1,6 +1,7 @@
 """``videojobs`` command line: submit and follow media jobs, download results, receive webhooks; and
 ``videojobs admin create-key --tenant NAME`` (prints a new API key), ``admin list-keys --tenant NAME`` and
-``admin revoke-key KEY_ID``.
+``admin revoke-key KEY_ID``; ``admin set-limits --tenant NAME [--max-active-jobs N] …`` and
+``admin show-limits --tenant NAME`` (the tenant's limits in force, as JSON).
 
 Where the API is and which key to use: ``--url``/``--api-key``, else ``VIDEOJOBS_URL``/``VIDEOJOBS_API_KEY``, else
 the config file (``--config``, ``VIDEOJOBS_CONFIG`` or ``~/.config/videojobs/config.toml`` with ``url = "…"`` and
@@ -27,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from videojobs.job_store import ApiKeyStore
+    from videojobs.api_keys import ApiKeyStore
     from videojobs.sdk import Client, Job
+    from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 
 LOCAL_STATE_FILE = Path(".local/stack.json")
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -70,11 +72,64 @@ def _use_local_stack(state_file: Path) -> None:
 
 
 def _api_keys() -> ApiKeyStore:
+    from videojobs.api_keys import ApiKeyStore
     from videojobs.aws import client
-    from videojobs.job_store import ApiKeyStore
     from videojobs.settings import AdminSettings
 
     return ApiKeyStore(client("dynamodb"), AdminSettings.from_env().api_keys_table)
+
+
+def _tenant_limits() -> TenantLimitStore:
+    from videojobs.aws import client
+    from videojobs.settings import AdminSettings
+    from videojobs.tenant_limits import TenantLimits, TenantLimitStore
+
+    settings = AdminSettings.from_env()
+    return TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings))
+
+
+def _limits(args: argparse.Namespace) -> int:
+    """``admin set-limits`` and ``show-limits``: print the tenant's limits in force as one JSON object."""
+    from pydantic import ValidationError
+
+    from videojobs.tenant_limits import LIMIT_NAMES
+
+    store = _tenant_limits()
+    if args.admin_command == "show-limits":
+        limits = store.limits_for(args.tenant)
+    else:
+        try:
+            limits = store.set_limits(args.tenant, **{name: getattr(args, name) for name in LIMIT_NAMES})
+        except ValidationError as error:
+            for problem in error.errors():
+                field = "--" + "-".join(str(part) for part in problem["loc"]).replace("_", "-")
+                print(f"videojobs: {field}: {problem['msg']}", file=sys.stderr)
+            return EXIT_USAGE
+        _apply_request_rate(args.tenant, limits)
+    _print_json(limits.model_dump(mode="json"))
+    return EXIT_OK
+
+
+def _apply_request_rate(tenant: str, limits: TenantLimits) -> None:
+    """Put the tenant's API Gateway key in the usage plan with its rate (``videojobs.usage_plans``)."""
+    import boto3
+
+    from videojobs.settings import AdminSettings
+    from videojobs.tenant_limits import TenantLimits
+    from videojobs.usage_plans import UsagePlans
+    from videojobs.wiring import API_STAGE
+
+    settings = AdminSettings.from_env()
+    if settings.rest_api_id is None or settings.usage_plan_id is None:
+        print(
+            "videojobs: REST_API_ID and USAGE_PLAN_ID are not set (the stack outputs RestApiId and "
+            "TenantUsagePlanId): the tenant's request rate was not applied",
+            file=sys.stderr,
+        )
+        return
+    defaults = TenantLimits.defaults(settings)
+    plans = UsagePlans(boto3.client("apigateway"), settings.rest_api_id, API_STAGE, settings.usage_plan_id, defaults)
+    plans.apply(tenant, limits)
 
 
 def create_key(tenant: str) -> str:
@@ -99,8 +154,18 @@ def _admin(args: argparse.Namespace) -> int:
             print(f"videojobs: {error}", file=sys.stderr)
             return EXIT_USAGE
     _use_local_stack(args.local_state)
-    if args.admin_command == "create-key":
+    if args.admin_command in ("set-limits", "show-limits"):
+        return _limits(args)
+    if args.admin_command == "sync-rates":
+        # Tenants whose keys predate usage plans (or whose plan was lost) get 403 from API Gateway until their
+        # key is in a plan: put every tenant's key in the plan of its rate.
+        limits = _tenant_limits()
+        for name in sorted(_api_keys().tenants()):
+            _apply_request_rate(name, limits.limits_for(name))
+            print(f"{name}: in the usage plan of its rate", file=sys.stderr)
+    elif args.admin_command == "create-key":
         print(create_key(args.tenant), flush=True)
+        _apply_request_rate(args.tenant, _tenant_limits().limits_for(args.tenant))
         print(f"created an API key for tenant {tenant!r}; it is shown only once", file=sys.stderr)
     elif args.admin_command == "list-keys":
         _print_json([asdict(key) for key in _api_keys().list_for_tenant(args.tenant)])
@@ -349,6 +414,49 @@ def cmd_webhooks_listen(client: Client | None, args: argparse.Namespace, display
     return listen(args.host, args.port, secret, as_json=args.json, count=args.count)
 
 
+def _events_list(value: str | None) -> list[str] | None:
+    """``job.completed,job.failed`` -> a list; None when not given."""
+    return [item.strip() for item in value.split(",") if item.strip()] if value else None
+
+
+def cmd_webhooks_create(client: Client, args: argparse.Namespace, display: Display) -> int:
+    endpoint = client.webhook_endpoints.create(
+        args.endpoint_url, events=_events_list(args.events), description=args.description
+    )
+    if args.json:
+        _print_json(endpoint.model_dump(mode="json"))
+    else:
+        print(endpoint.id)
+        print(f"secret: {endpoint.secret}")  # shown once here; `GET /webhook-endpoints/{id}/secret` shows it again
+    return EXIT_OK
+
+
+def cmd_webhooks_list(client: Client, args: argparse.Namespace, display: Display) -> int:
+    endpoints = client.webhook_endpoints.list()
+    if args.json:
+        _print_json([endpoint.model_dump(mode="json", exclude_none=True) for endpoint in endpoints])
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table("id", "url", "events", "state", box=None)
+    for endpoint in endpoints:
+        state = f"disabled ({endpoint.disabled_reason})" if endpoint.disabled else "enabled"
+        table.add_row(endpoint.id, endpoint.url, ",".join(endpoint.events) or "all", state)
+    _stdout_console().print(table)
+    return EXIT_OK
+
+
+def cmd_webhooks_replay(client: Client, args: argparse.Namespace, display: Display) -> int:
+    replayed = client.webhook_endpoints.replay(
+        args.endpoint_id, args.since, until=args.until, events=_events_list(args.events)
+    )
+    if args.json:
+        _print_json({"replayed": replayed})
+    else:
+        print(f"{replayed} events replayed")
+    return EXIT_OK
+
+
 def _stdout_console() -> Console:
     from rich.console import Console
 
@@ -422,6 +530,19 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--secret", help=f"the whsec_ signing secret (env {SECRET_ENV}; default: asked from the API)")
     listen.add_argument("--count", type=int, help="exit after this many verified events")
     listen.set_defaults(run=cmd_webhooks_listen)
+    create_endpoint = webhooks.add_parser("create", parents=[common], help="add a webhook endpoint; prints its secret")
+    create_endpoint.add_argument("endpoint_url", metavar="URL")
+    create_endpoint.add_argument("--events", metavar="TYPES", help="e.g. job.completed,job.failed (default: all)")
+    create_endpoint.add_argument("--description")
+    create_endpoint.set_defaults(run=cmd_webhooks_create)
+    list_endpoints = webhooks.add_parser("list", parents=[common], help="list your webhook endpoints")
+    list_endpoints.set_defaults(run=cmd_webhooks_list)
+    replay = webhooks.add_parser("replay", parents=[common], help="send an endpoint a window of events again")
+    replay.add_argument("endpoint_id")
+    replay.add_argument("--since", required=True, metavar="TIME", help="RFC 3339, e.g. 2026-11-30T06:00:00Z")
+    replay.add_argument("--until", metavar="TIME", help="default: now")
+    replay.add_argument("--events", metavar="TYPES", help="default: the endpoint's own filter")
+    replay.set_defaults(run=cmd_webhooks_replay)
 
     admin = commands.add_parser("admin", help="operator commands").add_subparsers(dest="admin_command", required=True)
     create = admin.add_parser("create-key", help="create an API key for a tenant; prints the key")
@@ -430,7 +551,25 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--tenant", required=True)
     revoke = admin.add_parser("revoke-key", help="revoke a key by its id (from list-keys); exit 1 if unknown")
     revoke.add_argument("key_id")
-    for command in (create, listing, revoke):
+    set_limits = admin.add_parser(
+        "set-limits", help="override a tenant's limits (the others keep the defaults); prints the limits in force"
+    )
+    set_limits.add_argument("--tenant", required=True)
+    for name, kind, text in [
+        ("max_active_jobs", int, "jobs processing at once"),
+        ("max_pending_jobs", int, "jobs queued or processing"),
+        ("max_upload_bytes_per_day", int, "bytes declared by POST /uploads per UTC day"),
+        ("requests_per_second", float, "steady request rate"),
+        ("burst", int, "requests above the steady rate allowed at once"),
+        ("max_open_streams", int, "SSE long polls and WebSocket connections open at once"),
+    ]:
+        set_limits.add_argument("--" + name.replace("_", "-"), type=kind, metavar="N", help=text)
+    show_limits = admin.add_parser("show-limits", help="a tenant's limits in force (defaults included) as JSON")
+    show_limits.add_argument("--tenant", required=True)
+    sync_rates = admin.add_parser(
+        "sync-rates", help="put every tenant's API Gateway key in the usage plan of its rate (after an upgrade)"
+    )
+    for command in (create, listing, revoke, set_limits, show_limits, sync_rates):
         command.add_argument(
             "--local-state",
             type=Path,

@@ -23,7 +23,9 @@ ERRORS: dict[ErrorCode, ErrorKind] = {
     ErrorCode.INVALID_JSON: ErrorKind(HTTPStatus.BAD_REQUEST, "the body is not JSON"),
     ErrorCode.UNAUTHORIZED: ErrorKind(HTTPStatus.UNAUTHORIZED, "no API key, or an unknown one"),
     ErrorCode.FORBIDDEN: ErrorKind(
-        HTTPStatus.FORBIDDEN, "a playback link that is invalid or has expired: `GET /jobs/{id}` gives fresh ones"
+        HTTPStatus.FORBIDDEN,
+        "a playback link that is invalid or has expired (`GET /jobs/{id}` gives fresh ones), or a tenant without a "
+        "request rate yet (an operator runs `videojobs admin set-limits` for it)",
     ),
     ErrorCode.NOT_FOUND: ErrorKind(
         HTTPStatus.NOT_FOUND, "unknown id, another tenant's job or upload, or an unknown route"
@@ -31,6 +33,7 @@ ERRORS: dict[ErrorCode, ErrorKind] = {
     ErrorCode.METHOD_NOT_ALLOWED: ErrorKind(HTTPStatus.METHOD_NOT_ALLOWED, "the path exists, but not with this method"),
     ErrorCode.IDEMPOTENCY_CONFLICT: ErrorKind(HTTPStatus.CONFLICT, "`Idempotency-Key` reused with a different body"),
     ErrorCode.JOB_FINISHED: ErrorKind(HTTPStatus.CONFLICT, "the job is already completed, failed or cancelled"),
+    ErrorCode.JOB_STARTED: ErrorKind(HTTPStatus.CONFLICT, "the job is no longer queued"),
     ErrorCode.PAYLOAD_TOO_LARGE: ErrorKind(
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body over 64 KB (512 KB to complete an upload)"
     ),
@@ -54,7 +57,19 @@ ERRORS: dict[ErrorCode, ErrorKind] = {
     ErrorCode.INVALID_WEBHOOK_URL: ErrorKind(
         HTTPStatus.UNPROCESSABLE_ENTITY, "`webhook_url` is not https, or names a host that is not public"
     ),
-    ErrorCode.RATE_LIMITED: ErrorKind(HTTPStatus.TOO_MANY_REQUESTS, "too many requests: slow down and retry"),
+    ErrorCode.RATE_LIMITED: ErrorKind(
+        HTTPStatus.TOO_MANY_REQUESTS,
+        "over your tenant's `requests_per_second` (and `burst`), answered by API Gateway: retry after `Retry-After`",
+    ),
+    ErrorCode.QUOTA_EXCEEDED: ErrorKind(
+        HTTPStatus.TOO_MANY_REQUESTS,
+        "over your tenant's `max_pending_jobs` (queued + processing) or `max_upload_bytes_per_day` (UTC day); "
+        "the message names the limit and your usage: retry after `Retry-After`",
+    ),
+    ErrorCode.TOO_MANY_STREAMS: ErrorKind(
+        HTTPStatus.TOO_MANY_REQUESTS,
+        "over your tenant's `max_open_streams` (SSE long polls and WebSocket connections open at once)",
+    ),
     ErrorCode.INTERNAL_ERROR: ErrorKind(HTTPStatus.INTERNAL_SERVER_ERROR, "a fault of the service; retrying may help"),
     ErrorCode.SERVICE_UNAVAILABLE: ErrorKind(
         HTTPStatus.SERVICE_UNAVAILABLE, "the job could not be queued: retry with the same `Idempotency-Key`"
@@ -92,6 +107,24 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers
         """Sent with the error, e.g. ``Retry-After`` with a 429."""
+
+
+class LimitReached(ApiError):
+    """A tenant at one of its limits (``videojobs.tenant_limits``): 429 with ``Retry-After``, and a message
+    naming the limit and the tenant's current usage."""
+
+    def __init__(self, limit: str, current: int, maximum: int, retry_after_seconds: int, usage: str):
+        self.limit = limit
+        self.current = current
+        self.maximum = maximum
+        self.retry_after_seconds = max(1, retry_after_seconds)
+        code = ErrorCode.TOO_MANY_STREAMS if limit == "max_open_streams" else ErrorCode.QUOTA_EXCEEDED
+        super().__init__(
+            code,
+            f"over your {limit} of {maximum}: {usage.format(current=current)}; "
+            f"retry after {self.retry_after_seconds} s",
+            headers={"Retry-After": str(self.retry_after_seconds)},
+        )
 
 
 def not_found(what: str = "job") -> ApiError:

@@ -2,9 +2,10 @@
 
 The DynamoDB stream of the jobs table is the one source of events. Each record carries the job before and
 after a write; ``event_for`` turns a pair into at most one event: ``job.<status>`` when the status changed,
-``job.progress`` when only the progress moved. Writes no client can observe (a heartbeat, the probe result,
-a reclaim after a lost lease) give none. The event's timestamp is the job's ``updated_at``, so replaying a
-record yields the very same event.
+``job.output.ready`` when an output was finished and uploaded before the job completed (one write per output,
+so one event each), ``job.progress`` when only the progress moved. Writes no client can observe (a heartbeat,
+the probe result, a reclaim after a lost lease) give none. The event's timestamp is the job's ``updated_at``, so
+replaying a record yields the very same event.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from typing import Any
 
 from videojobs.job_view import to_resource
-from videojobs.models import Job, JobEvent, JobEventType, JobStatus, status_event_type
+from videojobs.models import Job, JobEvent, JobEventType, JobStatus, StoredOutput, status_event_type
 
 # Changes a client sees as progress. (``stage`` is named here so that a job gaining one reports it.)
 PROGRESS_FIELDS = ("progress", "stage")
@@ -31,6 +32,8 @@ def event_for(old_image: dict[str, Any] | None, new_image: dict[str, Any]) -> Jo
         return None
     if old.get("status") != job.status.value:
         kind = status_event_type(job.status)
+    elif job.status is JobStatus.PROCESSING and (index := newly_ready_output(old, job)) is not None:
+        return snapshot(job, JobEventType.OUTPUT_READY, output_index=index)
     elif job.status is JobStatus.PROCESSING and any(old.get(f) != new_image.get(f) for f in PROGRESS_FIELDS):
         kind = JobEventType.PROGRESS
     else:
@@ -38,14 +41,28 @@ def event_for(old_image: dict[str, Any] | None, new_image: dict[str, Any]) -> Jo
     return snapshot(job, kind)
 
 
-def snapshot(job: Job, kind: JobEventType | None = None) -> JobEvent:
+def newly_ready_output(old_image: dict[str, Any], job: Job) -> int | None:
+    """The first output that is ready in ``job`` and was not in ``old_image``."""
+    before = [StoredOutput.model_validate(output).ready for output in old_image.get("outputs") or []]
+    for index, output in enumerate(job.outputs):
+        if output.ready and not (index < len(before) and before[index]):
+            return index
+    return None
+
+
+def snapshot(job: Job, kind: JobEventType | None = None, *, output_index: int | None = None) -> JobEvent:
     """The event for the job as it is now (by default, the event of its status)."""
     resource = to_resource(job)
-    return JobEvent(type=kind or status_event_type(job.status), timestamp=resource.updated_at, data=resource)
+    return JobEvent(
+        type=kind or status_event_type(job.status),
+        timestamp=resource.updated_at,
+        data=resource,
+        output_index=output_index,
+    )
 
 
 def is_terminal(event: JobEvent) -> bool:
-    return event.type != JobEventType.PROGRESS and event.data.status.terminal
+    return event.type not in (JobEventType.PROGRESS, JobEventType.OUTPUT_READY) and event.data.status.terminal
 
 
 def to_json(event: JobEvent) -> str:

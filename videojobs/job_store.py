@@ -1,4 +1,5 @@
-"""DynamoDB adapters: jobs (with their state machine as conditional writes), idempotency records, API keys.
+"""DynamoDB adapters: jobs (with their state machine as conditional writes) and idempotency records (API keys
+are in ``videojobs.api_keys``, apart, so that the authorizer imports no models).
 
 Every change to a job is one conditional ``UpdateItem`` that also bumps ``version``: a transition that is
 not allowed from the stored status, or a worker that no longer holds the lease, fails the condition instead
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import random
 import re
@@ -21,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from videojobs.ids import check_tenant_name
 from videojobs.models import (
     TRANSITIONS,
     ErrorDetail,
@@ -29,6 +30,8 @@ from videojobs.models import (
     JobStage,
     JobStatus,
     MediaMetadata,
+    Parallelism,
+    Priority,
     StoredOutput,
     isoformat,
     utcnow,
@@ -38,6 +41,8 @@ from videojobs.observability import logger
 if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
 
+    from videojobs.usage import UsageLedger, UsageMeter
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -45,11 +50,16 @@ _deserializer = TypeDeserializer()
 _LEASE_FREE = "(attribute_not_exists(lease_owner) OR lease_expires_at < :now_iso)"
 # What only a job being worked on has.
 _WORKING = ("lease_owner", "lease_expires_at", "stage", "eta_seconds")
+QUEUED_INDEX = "queued_by_tenant"
+"""A sparse index: only queued jobs carry its keys, the tenant and ``<priority rank>#<created_key>``."""
+_QUEUED = ("queued_tenant", "queued_rank")
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 TRANSACTION_ATTEMPTS = 7
 TRANSACTION_RETRY_BASE_SECONDS = 0.05  # full jitter, doubling: at most ~3 s in all
 MAX_PAGE_SIZE = 100
+BATCH_GET_LIMIT = 100
+"""Keys one ``BatchGetItem`` may name."""
 MAX_FILTERED_READS = 500
 """Jobs one filtered list request reads at most (a few queries): a tenant with thousands of jobs and few matches
 gets a short page and a cursor instead of a request that reads them all."""
@@ -88,6 +98,24 @@ class WriteContention(Exception):
     """Concurrent requests kept the write from going through; the client may retry."""
 
 
+class TenantAtLimit(Exception):
+    """A claim refused because the tenant already has ``max_active_jobs`` jobs processing."""
+
+
+@dataclass(frozen=True)
+class ActiveSlot:
+    """Taking one of the tenant's ``max_active_jobs`` slots, written in one transaction with a claim: a marker item
+    per processing job and a counter (``videojobs.tenant_counters.JobSlots``, built by
+    ``videojobs.dispatch.ActiveJobs``)."""
+
+    key: dict[str, Any]
+    """The counter's key (what ``TenantAtLimit`` names)."""
+    take: tuple[dict[str, Any], ...]
+    """Put the job's marker (refused when it holds one) and count it (refused at the limit)."""
+    keep: tuple[dict[str, Any], ...]
+    """Check the job holds its marker already: a reclaim after its worker died keeps its slot."""
+
+
 @dataclass(frozen=True)
 class IdempotencyKey:
     tenant_id: str
@@ -115,11 +143,25 @@ class JobStore:
         idempotency_table: str | None = None,
         *,
         max_filtered_reads: int = MAX_FILTERED_READS,
+        ledger: UsageLedger | None = None,
     ):
         self._client = client
         self._table = jobs_table
         self._idempotency_table = idempotency_table
         self._max_filtered_reads = max_filtered_reads
+        self._ledger = ledger
+        """Told of every job this store ends (the per-tenant usage ledger)."""
+        self._meter: UsageMeter | None = None
+
+    def metered(self, meter: UsageMeter) -> JobStore:
+        """This store as one worker's attempt uses it: each write that ends the attempt (complete, fail, cancel,
+        release) also records the attempt's usage on the job."""
+        view = copy.copy(self)
+        view._meter = meter
+        return view
+
+    def _usage(self, outputs: list[StoredOutput] | None = None) -> dict[str, Any]:
+        return {"usage": self._meter.usage(outputs).model_dump(mode="json")} if self._meter else {}
 
     def _idempotency_records(self) -> str:
         if self._idempotency_table is None:
@@ -202,6 +244,17 @@ class JobStore:
             return None
         return item
 
+    def replay(self, idempotency: IdempotencyKey) -> Job | None:
+        """The job an earlier request with this key created (None if none did): a replay is answered with it
+        even when the tenant could not submit a new job now. ``IdempotencyConflict`` for another request."""
+        existing = self._idempotency_record(idempotency)
+        if existing is None:
+            return None
+        stored = from_item(existing)
+        if stored["request_hash"] != idempotency.request_hash:
+            raise IdempotencyConflict(idempotency.key)
+        return self.get(stored["job_id"], consistent=True)
+
     def forget_idempotency(self, idempotency: IdempotencyKey) -> None:
         """Drop a key whose job could not be queued, so that the client's retry creates a new job."""
         self._client.delete_item(TableName=self._idempotency_records(), Key={"id": {"S": idempotency.record_id}})
@@ -219,13 +272,20 @@ class JobStore:
         return job if job is not None and job.tenant_id == tenant_id else None
 
     def list_for_tenant(
-        self, tenant_id: str, *, limit: int, cursor: str | None = None, status: JobStatus | None = None
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        status: JobStatus | None = None,
+        priority: Priority | None = None,
     ) -> tuple[list[Job], str | None]:
         """The tenant's jobs, newest first, one page at a time (a query on the ``by_tenant`` index, which is
-        eventually consistent: a job created a moment ago may be missing).
+        eventually consistent: a job created a moment ago may be missing). The index holds only the keys and what
+        lists filter on (``wiring``): the jobs themselves are read from the table, a batch per page.
 
-        A status filter is applied after the read, so a filtered page reads at most ``max_filtered_reads``
-        jobs: it may come back short (even empty) with a cursor, and the caller pages on."""
+        A status or priority filter is applied after the read, so a filtered page reads at most
+        ``max_filtered_reads`` jobs: it may come back short (even empty) with a cursor, and the caller pages on."""
         start_key = _decode_cursor(cursor, tenant_id) if cursor else None
         jobs: list[Job] = []
         read = 0
@@ -239,33 +299,59 @@ class JobStore:
                 "ScanIndexForward": False,
                 "Limit": wanted,
             }
-            if status is not None:
-                request["FilterExpression"] = "#status = :status"
-                request["ExpressionAttributeNames"] = {"#status": "status"}
-                request["ExpressionAttributeValues"][":status"] = {"S": status.value}
+            filters = {name: value for name, value in (("status", status), ("priority", priority)) if value}
+            if filters:
+                request["FilterExpression"] = " AND ".join(f"#{name} = :{name}" for name in filters)
+                request["ExpressionAttributeNames"] = {f"#{name}": name for name in filters}
+                for name, value in filters.items():
+                    request["ExpressionAttributeValues"][f":{name}"] = {"S": value.value}
                 # Limit counts jobs read, not jobs matched: read more each time, within the budget.
                 request["Limit"] = min(max(wanted, read), self._max_filtered_reads - read)
             if start_key:
                 request["ExclusiveStartKey"] = start_key
             page = self._client.query(**request)
             read += page.get("ScannedCount", 0)
-            found = [self._job(item) for item in page.get("Items", [])]
+            found = self._full_jobs(page.get("Items", []))
             start_key = page.get("LastEvaluatedKey")
             if len(found) > wanted:  # more matches than the page holds: it ends at the last one shown
                 found = found[:wanted]
                 start_key = self._key_of(found[-1])
             jobs.extend(found)
-            if not start_key or (status is not None and read >= self._max_filtered_reads):
+            if not start_key or (filters and read >= self._max_filtered_reads):
                 break
         return jobs, _encode_cursor(start_key) if start_key else None
 
+    def _full_jobs(self, index_items: list[dict[str, Any]]) -> list[Job]:
+        """The jobs that index entries name, in the entries' order (a job missing from the table is skipped)."""
+        found: dict[str, Job] = {}
+        wanted = [{"id": item["id"]} for item in index_items]
+        for offset in range(0, len(wanted), BATCH_GET_LIMIT):
+            keys: list[dict[str, Any]] = wanted[offset : offset + BATCH_GET_LIMIT]
+            for attempt in range(TRANSACTION_ATTEMPTS):
+                answer = self._client.batch_get_item(RequestItems={self._table: {"Keys": keys}})
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    job = self._job(item)
+                    found[job.id] = job
+                unprocessed = answer.get("UnprocessedKeys", {}).get(self._table)
+                keys = list(unprocessed["Keys"]) if unprocessed else []
+                if not keys:
+                    break
+                # Throttled reads come back unprocessed: retry them after a jittered pause, as AWS advises.
+                time.sleep(random.uniform(0, TRANSACTION_RETRY_BASE_SECONDS * 2**attempt))
+            else:
+                raise WriteContention("the jobs table kept throttling the list's reads")
+        return [found[item["id"]["S"]] for item in index_items if item["id"]["S"] in found]
+
     # --- transitions -----------------------------------------------------------------------------------
 
-    def claim(self, job_id: str, worker_id: str, lease: timedelta) -> Job | None:
+    def claim(self, job_id: str, worker_id: str, lease: timedelta, slot: ActiveSlot | None = None) -> Job | None:
         """Take the job for processing: a queued job, or one whose previous worker's lease ran out (or was
-        released). Returns None when it cannot be claimed (finished, or held by a live worker)."""
+        released). Returns None when it cannot be claimed (finished, or held by a live worker).
+
+        With ``slot``, the claim and the tenant's active-job slot are one transaction: ``TenantAtLimit`` when the
+        tenant has no slot free (nothing is written then)."""
         now = utcnow()
-        return self._update(
+        update = self._update_request(
             job_id,
             set_values={
                 "status": JobStatus.PROCESSING.value,
@@ -274,10 +360,63 @@ class JobStore:
             },
             extra_set="attempts = if_not_exists(attempts, :zero) + :one, "
             "started_at = if_not_exists(started_at, :now_iso)",
+            remove=_QUEUED,
             condition=f"#status = :queued OR (#status = :processing AND {_LEASE_FREE})",
             values={":queued": JobStatus.QUEUED.value, ":processing": JobStatus.PROCESSING.value, ":zero": 0},
             now=now,
         )
+        if slot is None:
+            return self._send_update(update)
+        slot_items = slot.take
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                items: list[Any] = [{"Update": update}, *slot_items]
+                self._client.transact_write_items(TransactItems=items)
+                return self.get(job_id, consistent=True)
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                reasons = error.response.get("CancellationReasons", [])
+                job_reason, marker_reason, count_reason = (
+                    reasons[index].get("Code") if index < len(reasons) else None for index in range(3)
+                )
+                if job_reason == "ConditionalCheckFailed":
+                    return None
+                if marker_reason == "ConditionalCheckFailed":
+                    # The job holds its slot (a reclaim), or lost it meanwhile (swept): try the other way at once.
+                    slot_items = slot.keep if slot_items is slot.take else slot.take
+                    continue
+                if count_reason == "ConditionalCheckFailed":
+                    raise TenantAtLimit(slot.key) from error
+            # Another claim or release of this tenant is writing its slots right now: again, a moment later.
+            time.sleep(random.uniform(0, TRANSACTION_RETRY_BASE_SECONDS * 2**attempt))
+        raise WriteContention("the claim kept conflicting with the tenant's other claims")
+
+    def set_priority(self, job_id: str, tenant_id: str, priority: Priority) -> Job | None:
+        """Change a queued job's priority (None once it is no longer queued, or is not the tenant's)."""
+        job = self.get(job_id, consistent=True)
+        if job is None or job.tenant_id != tenant_id:
+            return None
+        return self._update(
+            job_id,
+            set_values={"priority": priority.value, "queued_rank": _queued_rank(priority, job)},
+            condition="#status = :queued AND tenant_id = :tenant",
+            values={":queued": JobStatus.QUEUED.value, ":tenant": tenant_id},
+        )
+
+    def has_more_urgent_queued(self, tenant_id: str, priority: Priority) -> bool:
+        """Whether the tenant has a queued job of a higher priority than ``priority`` (a query on the sparse
+        ``queued_by_tenant`` index, which is eventually consistent: a job claimed a moment ago may still show)."""
+        if priority.rank == 0:
+            return False
+        page = self._client.query(
+            TableName=self._table,
+            IndexName=QUEUED_INDEX,
+            KeyConditionExpression="queued_tenant = :tenant AND queued_rank < :rank",
+            ExpressionAttributeValues={":tenant": {"S": tenant_id}, ":rank": {"S": str(priority.rank)}},
+            Limit=1,
+        )
+        return bool(page.get("Items"))
 
     def record_probe(self, job_id: str, worker_id: str, metadata: MediaMetadata) -> Job | None:
         return self._held_update(job_id, worker_id, {"input_metadata": metadata.model_dump(mode="json")})
@@ -301,6 +440,15 @@ class JobStore:
             values["eta_seconds"] = eta_seconds
         return self._held_update(job_id, worker_id, values, remove=() if eta_seconds is not None else ("eta_seconds",))
 
+    def record_parallelism(self, job_id: str, worker_id: str, parallelism: Parallelism) -> Job | None:
+        """A chunked encode's chunks and how many are done (by the worker holding the job)."""
+        return self._held_update(job_id, worker_id, {"parallelism": parallelism.model_dump(mode="json")})
+
+    def record_outputs(self, job_id: str, worker_id: str, outputs: list[StoredOutput]) -> Job | None:
+        """Write the outputs as they stand while the job runs: one more finished and uploaded (its keys set)
+        is one write, hence one ``job.output.ready`` event."""
+        return self._held_update(job_id, worker_id, {"outputs": [output.model_dump(mode="json") for output in outputs]})
+
     def complete(self, job_id: str, worker_id: str, outputs: list[StoredOutput]) -> Job | None:
         now = utcnow()
         return self._held_update(
@@ -311,6 +459,7 @@ class JobStore:
                 "progress": 100,
                 "outputs": [output.model_dump(mode="json") for output in outputs],
                 "completed_at": isoformat(now),
+                **self._usage(outputs),
             },
             remove=_WORKING,
             now=now,
@@ -326,13 +475,13 @@ class JobStore:
             "completed_at": isoformat(now),
         }
         if worker_id is not None:
-            return self._held_update(job_id, worker_id, values, remove=_WORKING, now=now)
+            return self._held_update(job_id, worker_id, values | self._usage(), remove=_WORKING, now=now)
         sources = sorted(status.value for status in JobStatus if JobStatus.FAILED in TRANSITIONS[status])
         placeholders = {f":from{index}": status for index, status in enumerate(sources)}
         return self._update(
             job_id,
             set_values=values,
-            remove=_WORKING,
+            remove=_WORKING + _QUEUED,
             condition=f"#status IN ({', '.join(placeholders)})",
             values=placeholders,
             now=now,
@@ -348,7 +497,7 @@ class JobStore:
                 "error": error.model_dump(mode="json"),
                 "completed_at": isoformat(now),
             },
-            remove=_WORKING,
+            remove=_WORKING + _QUEUED,
             condition=f"#status = :queued OR (#status = :processing AND {_LEASE_FREE})",
             values={":queued": JobStatus.QUEUED.value, ":processing": JobStatus.PROCESSING.value},
             now=now,
@@ -364,7 +513,7 @@ class JobStore:
         return self._held_update(
             job_id,
             worker_id,
-            {"long_job": True} if to_long_queue else {},
+            ({"long_job": True} if to_long_queue else {}) | self._usage(),
             remove=_WORKING,
             extra_set=extra,
             allow_cancel_requested=True,
@@ -378,6 +527,7 @@ class JobStore:
         return self._update(
             job_id,
             set_values={"status": JobStatus.CANCELLED.value, "completed_at": isoformat(now)},
+            remove=_QUEUED,
             condition="#status = :queued",
             values={":queued": JobStatus.QUEUED.value},
             now=now,
@@ -400,7 +550,9 @@ class JobStore:
         now = utcnow()
         values = {"status": JobStatus.CANCELLED.value, "completed_at": isoformat(now)}
         if worker_id is not None:
-            return self._held_update(job_id, worker_id, values, remove=_WORKING, now=now, allow_cancel_requested=True)
+            return self._held_update(
+                job_id, worker_id, values | self._usage(), remove=_WORKING, now=now, allow_cancel_requested=True
+            )
         return self._update(
             job_id,
             set_values=values,
@@ -447,6 +599,45 @@ class JobStore:
     ) -> Job | None:
         """One conditional write that also stamps ``updated_at`` and bumps ``version``.
         Returns the new job, or None when the condition did not hold."""
+        job = self._send_update(
+            self._update_request(
+                job_id,
+                set_values=set_values,
+                condition=condition,
+                values=values,
+                extra_set=extra_set,
+                remove=remove,
+                now=now,
+            )
+        )
+        if job is not None and self._ledger is not None and "status" in set_values and job.status.terminal:
+            try:  # the job has ended whatever happens here: a lost count must not make a worker retry it
+                self._ledger.job_finished(job)
+            except Exception:
+                logger.exception("could not count the job in the usage ledger", extra={"job_id": job.id})
+        return job
+
+    def _send_update(self, request: dict[str, Any]) -> Job | None:
+        try:
+            result = self._client.update_item(**request, ReturnValues="ALL_NEW")
+        except ClientError as error:
+            if _condition_failed(error):
+                return None
+            raise
+        return self._job(result["Attributes"])
+
+    def _update_request(
+        self,
+        job_id: str,
+        *,
+        set_values: dict[str, Any],
+        condition: str,
+        values: dict[str, Any],
+        extra_set: str = "",
+        remove: tuple[str, ...] = (),
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """The ``UpdateItem`` of ``_update`` (also a transaction's ``Update``)."""
         now = now or utcnow()
         names = {"#status": "status"}
         assignments = ["version = version + :one", "updated_at = :now_iso"]
@@ -463,30 +654,26 @@ class JobStore:
         # DynamoDB rejects unused placeholders; match whole tokens (":v1" must not match ":v10").
         tokens = set(re.findall(r":\w+", f"{expression} {condition}"))
         used_values = {key: value for key, value in all_values.items() if key in tokens}
-        try:
-            result = self._client.update_item(
-                TableName=self._table,
-                Key={"id": {"S": job_id}},
-                UpdateExpression=expression,
-                ConditionExpression=f"attribute_exists(id) AND ({condition})",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={
-                    key: _serializer.serialize(_dynamo_value(value)) for key, value in used_values.items()
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if _condition_failed(error):
-                return None
-            raise
-        return self._job(result["Attributes"])
+        return {
+            "TableName": self._table,
+            "Key": {"id": {"S": job_id}},
+            "UpdateExpression": expression,
+            "ConditionExpression": f"attribute_exists(id) AND ({condition})",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {
+                key: _serializer.serialize(_dynamo_value(value)) for key, value in used_values.items()
+            },
+        }
 
     # --- mapping ---------------------------------------------------------------------------------------
 
     @staticmethod
     def _job_item(job: Job) -> dict[str, Any]:
         data = job.model_dump(mode="json")
-        data["created_key"] = f"{data['created_at']}#{job.id}"
+        data["created_key"] = _created_key(job)
+        if job.status is JobStatus.QUEUED:
+            data["queued_tenant"] = job.tenant_id
+            data["queued_rank"] = _queued_rank(job.priority, job)
         return to_item(data)
 
     @staticmethod
@@ -498,8 +685,20 @@ class JobStore:
     @staticmethod
     def _job(item: dict[str, Any]) -> Job:
         data = from_item(item)
-        data.pop("created_key", None)
+        for derived in ("created_key", *_QUEUED):
+            data.pop(derived, None)
         return Job.model_validate(data)
+
+
+def _created_key(job: Job) -> str:
+    """The ``by_tenant`` index's sort key: the creation time as the job's JSON spells it, then the id."""
+    created: str = job.model_dump(mode="json", include={"created_at"})["created_at"]
+    return f"{created}#{job.id}"
+
+
+def _queued_rank(priority: Priority, job: Job) -> str:
+    """The queued index's sort key: the most urgent priority first, then the oldest job."""
+    return f"{priority.rank}#{_created_key(job)}"
 
 
 def _dynamo_value(value: Any) -> Any:
@@ -524,106 +723,3 @@ def _decode_cursor(cursor: str, tenant_id: str) -> dict[str, Any]:
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as error:
         raise InvalidCursor("cursor is not valid") from error
     return to_item({"tenant_id": tenant_id, "created_key": created_key, "id": job_id})
-
-
-KEY_USE_RECORDED_EVERY = timedelta(hours=1)
-"""``last_used_at`` is written at most this often per key (the authorizer runs only on cache misses anyway)."""
-
-
-@dataclass(frozen=True)
-class ApiKeyRecord:
-    """What an operator may see of a key: never the key, nor its hash."""
-
-    id: str
-    prefix: str | None
-    created_at: str | None
-    last_used_at: str | None
-    revoked_at: str | None
-
-
-class ApiKeyStore:
-    """API keys by their SHA-256 digest -> tenant. A key's public id is ``key_`` and the first 16 hex digits of
-    its digest: derived, so keys made before ids existed have one too."""
-
-    def __init__(self, client: DynamoDBClient, table: str):
-        self._client = client
-        self._table = table
-
-    def tenant_for(self, key_hash: str) -> str | None:
-        item = self._client.get_item(TableName=self._table, Key={"key_hash": {"S": key_hash}}).get("Item")
-        if item is None:
-            return None
-        record = from_item(item)
-        if record.get("revoked"):
-            return None
-        self._record_use(key_hash, record.get("last_used_at"))
-        tenant: str = record["tenant_id"]
-        return tenant
-
-    def add(self, key_hash: str, tenant_id: str, prefix: str | None = None) -> None:
-        check_tenant_name(tenant_id)
-        item = {"key_hash": key_hash, "tenant_id": tenant_id, "created_at": isoformat(utcnow()), "prefix": prefix}
-        self._client.put_item(
-            TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(key_hash)"
-        )
-
-    def list_for_tenant(self, tenant_id: str) -> list[ApiKeyRecord]:
-        """Every key of the tenant, oldest first (a scan: an operator's command, not a request path)."""
-        items = self._scan("tenant_id = :tenant", {":tenant": {"S": tenant_id}})
-        return sorted((self._view(record) for record in items), key=lambda key: (key.created_at or "", key.id))
-
-    def revoke(self, key_id: str) -> ApiKeyRecord | None:
-        """Mark the key revoked (the authorizer refuses it from now on); None when no key has this id."""
-        digest = key_id.removeprefix("key_")
-        if not key_id.startswith("key_") or len(digest) != 16:
-            return None
-        found = self._scan("begins_with(key_hash, :digest)", {":digest": {"S": digest}})
-        if not found:
-            return None
-        now = isoformat(utcnow())
-        self._client.update_item(
-            TableName=self._table,
-            Key={"key_hash": {"S": found[0]["key_hash"]}},
-            UpdateExpression="SET revoked = :yes, revoked_at = if_not_exists(revoked_at, :now)",
-            ExpressionAttributeValues={":yes": {"BOOL": True}, ":now": {"S": now}},
-        )
-        return self._view(found[0] | {"revoked_at": found[0].get("revoked_at") or now})
-
-    def _scan(self, condition: str, values: dict[str, Any]) -> list[dict[str, Any]]:
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": condition,
-            "ExpressionAttributeValues": values,
-        }
-        items: list[dict[str, Any]] = []
-        while True:
-            page = self._client.scan(**request)
-            items += [from_item(item) for item in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page:
-                return items
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def _record_use(self, key_hash: str, last_used_at: str | None) -> None:
-        now = utcnow()
-        if last_used_at and datetime.fromisoformat(last_used_at) > now - KEY_USE_RECORDED_EVERY:
-            return
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"key_hash": {"S": key_hash}},
-                UpdateExpression="SET last_used_at = :now",
-                ConditionExpression="attribute_exists(key_hash)",
-                ExpressionAttributeValues={":now": {"S": isoformat(now)}},
-            )
-        except ClientError:  # bookkeeping: it must never refuse a valid key
-            logger.warning("could not record a key's use", exc_info=True)
-
-    @staticmethod
-    def _view(record: dict[str, Any]) -> ApiKeyRecord:
-        return ApiKeyRecord(
-            id="key_" + record["key_hash"][:16],
-            prefix=record.get("prefix"),
-            created_at=record.get("created_at"),
-            last_used_at=record.get("last_used_at"),
-            revoked_at=record.get("revoked_at"),
-        )

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from videojobs import playback
-from videojobs.models import Job, JobInput, JobResource, JobStatus, OutputResult, StoredOutput, isoformat
+from videojobs.models import (
+    Job,
+    JobInput,
+    JobResource,
+    JobStatus,
+    OutputResult,
+    OutputStatus,
+    StoredOutput,
+    isoformat,
+)
 
 MIN_RETRY_AFTER_SECONDS, MAX_RETRY_AFTER_SECONDS = 1, 30
 
@@ -52,16 +61,21 @@ def to_resource(job: Job, links: DownloadLinks | None = None, base_url: str | No
         stage=job.stage,
         eta_seconds=job.eta_seconds,
         cancel_requested_at=isoformat(job.cancel_requested_at) if job.cancel_requested_at else None,
+        priority=job.priority,
+        usage=job.usage if job.status.terminal else None,
+        parallelism=job.parallelism,
     )
 
 
 def output_result(
     job: Job, index: int, output: StoredOutput, links: DownloadLinks | None, base_url: str | None
 ) -> OutputResult:
-    """The public view of one output: what was asked, what was made and, once the job completed (and
-    ``links`` is given), where to get it. Without ``base_url``, an HLS output has no ``url``."""
+    """The public view of one output: what was asked, what was made and, once it is ready (and ``links`` is
+    given), where to get it, even while the job still works on its other outputs. Without ``base_url``, an HLS
+    output has no ``url``."""
     found: dict[str, Any] = {}
-    if links is not None and job.status is JobStatus.COMPLETED:
+    ready = output_ready(job, output)
+    if links is not None and ready:
         if output.secret and output.key:
             if base_url is not None:
                 expires = int(time.time()) + links.ttl_seconds
@@ -76,8 +90,18 @@ def output_result(
     if "renditions" in details:
         details["renditions"] = [{k: v for k, v in r.items() if k != "playlist"} for r in details["renditions"]]
     return OutputResult(
-        **output.spec, **details, **found, size_bytes=output.size_bytes, content_type=output.content_type
+        **output.spec,
+        **details,
+        **found,
+        status=OutputStatus.READY if ready else OutputStatus.PENDING,
+        size_bytes=output.size_bytes,
+        content_type=output.content_type,
     )
+
+
+def output_ready(job: Job, output: StoredOutput) -> bool:
+    """Uploaded, and still there: a job that failed or was cancelled removed what its worker had written."""
+    return output.ready and job.status not in (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 def retry_after_seconds(job: Job | JobResource) -> int | None:

@@ -158,6 +158,8 @@ class Probe:
     video_index: int | None
     """The input stream ffmpeg maps as video (never cover art), by its absolute index."""
     audio_index: int | None
+    start_seconds: float = 0.0
+    """The input's first presentation time: a chunked encode counts its ranges from it."""
 
     @property
     def has_video(self) -> bool:
@@ -192,7 +194,11 @@ def probe(path: Path, limits: Limits = Limits(), *, timeout_seconds: float = PRO
         raise JobFailure(ErrorCode(answer["failure"]["code"]), answer["failure"]["message"])
     found = answer["probe"]
     return Probe(
-        MediaMetadata.model_validate(found["metadata"]), found["demuxer"], found["video_index"], found["audio_index"]
+        MediaMetadata.model_validate(found["metadata"]),
+        found["demuxer"],
+        found["video_index"],
+        found["audio_index"],
+        found["start_seconds"],
     )
 
 
@@ -307,6 +313,7 @@ def _describe(box: InputContainer, path: Path, limits: Limits) -> Probe:
         box.format.name.split(",")[0],
         video.index if video is not None else None,
         audio.index if audio is not None else None,
+        box.start_time / 1_000_000 if box.start_time is not None else 0.0,
     )
 
 
@@ -396,6 +403,7 @@ def _child_main(arguments: list[str]) -> int:
         "demuxer": found.demuxer,
         "video_index": found.video_index,
         "audio_index": found.audio_index,
+        "start_seconds": found.start_seconds,
     }
     print(json.dumps({"probe": answer}))
     return 0

@@ -5,11 +5,15 @@ from __future__ import annotations
 import decimal
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, model_validator
+
+from videojobs.clock import isoformat as isoformat
+from videojobs.clock import utcnow as utcnow
+from videojobs.tenant_limits import TenantLimits
 
 MIN_HEIGHT, MAX_HEIGHT = 144, 4320
 MAX_OUTPUTS = 10
@@ -19,15 +23,6 @@ MAX_THUMBNAIL_WIDTH = 7680
 MAX_SECONDS = 24 * 3600
 MAX_METADATA_BYTES = 2048
 MAX_UPLOAD_PARTS = 10_000  # S3's limit for one multipart upload
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def isoformat(moment: datetime) -> str:
-    """ISO-8601 UTC with a ``Z``, to the millisecond: what clients in every language parse."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JobStatus(StrEnum):
@@ -55,6 +50,19 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
+class Priority(StrEnum):
+    """Within a tenant, a queued job waits for its tenant's more urgent queued jobs (``videojobs.dispatch``)."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 is the most urgent."""
+        return list(Priority).index(self)
+
+
 class JobStage(StrEnum):
     """What a processing job is doing now."""
 
@@ -63,8 +71,9 @@ class JobStage(StrEnum):
     UPLOADING = "uploading"
 
 
-# Job events: one per status (``status_event_type``; a unit test holds them to ``JobStatus``) and one for progress
-# within a status. A comment, not a docstring: the docstring would enter the API document.
+# Job events: one per status (``status_event_type``; a unit test holds them to ``JobStatus``), one for progress
+# within a status and one for each output finished and uploaded before the job completes (with its
+# ``output_index``). A comment, not a docstring: the docstring would enter the API document.
 class JobEventType(StrEnum):
     QUEUED = "job.queued"
     PROCESSING = "job.processing"
@@ -72,6 +81,7 @@ class JobEventType(StrEnum):
     FAILED = "job.failed"
     CANCELLED = "job.cancelled"
     PROGRESS = "job.progress"
+    OUTPUT_READY = "job.output.ready"
 
 
 def status_event_type(status: JobStatus) -> JobEventType:
@@ -99,11 +109,14 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     RATE_LIMITED = "rate_limited"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    TOO_MANY_STREAMS = "too_many_streams"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     SERVICE_UNAVAILABLE = "service_unavailable"
     INTERNAL_ERROR = "internal_error"
     INVALID_WEBHOOK_URL = "invalid_webhook_url"
     JOB_FINISHED = "job_finished"
+    JOB_STARTED = "job_started"
     FORBIDDEN = "forbidden"
     # Job errors: why a job ended failed.
     INVALID_MEDIA = "invalid_media"
@@ -263,6 +276,19 @@ class CreateJobRequest(_Strict):
     webhook_events: Annotated[list[JobEventType], Field(min_length=1, max_length=len(JobEventType))] | None = None
     """Which events the webhook receives; default: ``default_webhook_events()``."""
     metadata: Annotated[dict[str, Any] | None, AfterValidator(_small_json)] = None
+    priority: Priority = Priority.NORMAL
+    """Within the caller's jobs, a queued job starts after the caller's more urgent queued jobs."""
+    dry_run: bool = False
+    """Validate and look at the upload, answer an estimate (200), create nothing."""
+    parallel: Literal["auto", "off"] = "auto"
+    """``auto``: a long input (``chunked_min_seconds``) is encoded in chunks by many workers at once, then
+    stitched; ``off``: always one encode."""
+
+
+class UpdateJobRequest(_Strict):
+    """What may change on a job while it is ``queued``."""
+
+    priority: Priority
 
 
 # --- Responses ------------------------------------------------------------------------------------------
@@ -339,15 +365,39 @@ class JobInput(BaseModel):
     metadata: MediaMetadata | None = None
 
 
+class OutputStatus(StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+
+
 class OutputResult(BaseModel):
-    """A requested output and, once the job completed, where it is."""
+    """A requested output and, once it is ready (finished and uploaded, possibly before the job completes),
+    where it is."""
 
     model_config = ConfigDict(extra="allow")
 
     type: str
+    status: OutputStatus = OutputStatus.PENDING
     url: str | None = None
     size_bytes: int | None = None
     content_type: str | None = None
+
+
+class JobUsage(BaseModel):
+    """What a job used, as its workers measured it, and what that costs at list prices (``videojobs.pricing``)."""
+
+    processing_seconds: float
+    """Wall-clock seconds workers held the job, over every attempt that gave it back or ended it."""
+    gb_seconds: float
+    """Those seconds times the worker's memory in GB (Lambda's billing unit; Fargate tasks likewise)."""
+    input_bytes: int
+    output_bytes: int
+    estimated_cost_usd: float
+
+
+class Parallelism(BaseModel):
+    chunks: int
+    completed_chunks: int
 
 
 class JobResource(BaseModel):
@@ -370,6 +420,11 @@ class JobResource(BaseModel):
     eta_seconds: int | None = None
     """While transcoding or uploading: the estimated seconds left."""
     cancel_requested_at: str | None = None
+    priority: Priority = Priority.NORMAL
+    usage: JobUsage | None = None
+    """Once the job ended after a worker ran it."""
+    parallelism: Annotated[Parallelism | None, Field(exclude_if=lambda value: value is None)] = None
+    """A chunked encode: how many chunks, and how many are done (absent for a single encode)."""
 
 
 class JobList(BaseModel):
@@ -384,6 +439,8 @@ class JobEvent(BaseModel):
     type: JobEventType
     timestamp: str
     data: JobResource
+    output_index: int | None = None
+    """Which output of ``data.outputs`` a ``job.output.ready`` event announces."""
 
     @property
     def version(self) -> int:
@@ -407,6 +464,11 @@ class StoredOutput(BaseModel):
     """What the worker made, shown with the output (e.g. the resolution, the HLS renditions)."""
     secret: str | None = None
     """Signs the output's playback links (HLS); never shown."""
+
+    @property
+    def ready(self) -> bool:
+        """Finished and uploaded: the worker writes its object keys only then."""
+        return self.key is not None or self.keys is not None
 
 
 OUTPUT_SPEC: TypeAdapter[Mp4Output | HlsOutput | ThumbnailsOutput | AudioOutput] = TypeAdapter(OutputSpec)
@@ -442,12 +504,76 @@ class Job(BaseModel):
     cancel_requested_at: datetime | None = None
     long_job: bool = False
     """Handed to the long-jobs queue: the Lambda worker estimated it would not finish in its time."""
+    priority: Priority = Priority.NORMAL
+    input_bytes: int | None = None
+    """The upload's size when the job was submitted."""
+    usage: JobUsage | None = None
+    """Added to by every attempt that ends (a hand-off, a retry, the end of the job)."""
+    parallel: Literal["auto", "off"] = "auto"
+    parallelism: Parallelism | None = None
+
+
+class Estimate(BaseModel):
+    processing_seconds: float
+    estimated_cost_usd: float
+    route: Literal["lambda", "fargate"]
+    """Which worker would run it: the Lambda worker, or the long-jobs Fargate service."""
+
+
+class DryRun(BaseModel):
+    """A dry run's answer: what the job would take; nothing was created."""
+
+    estimate: Estimate
+
+
+class UsageTotals(BaseModel):
+    jobs_submitted: int = 0
+    jobs_completed: int = 0
+    jobs_failed: int = 0
+    processing_seconds: float = 0
+    gb_seconds: float = 0
+    bytes_uploaded: int = 0
+    """The inputs of the jobs submitted (an upload used by two jobs counts twice)."""
+    bytes_output: int = 0
+    estimated_cost_usd: float = 0
+
+
+class UsageDay(UsageTotals):
+    date: str
+    """A UTC day, ``YYYY-MM-DD``: submissions count on the day they were made, the rest on the day a job ended."""
+
+
+class CurrentUsage(BaseModel):
+    """Now, against the limits. A counter this deployment does not keep is null."""
+
+    pending_jobs: int | None = None
+    active_jobs: int | None = None
+    open_streams: int | None = None
+    upload_bytes_today: int | None = None
+
+
+class AccountUsage(BaseModel):
+    days: list[UsageDay]
+    totals: UsageTotals
+    limits: TenantLimits
+    """The limits in force for the tenant (its overrides over the defaults)."""
+    current: CurrentUsage
 
 
 class JobMessage(BaseModel):
     """The SQS message that asks a worker to run a job. The job itself is read from DynamoDB."""
 
     job_id: str
+    deferrals: int = 0
+    """How often the job was deferred for its tenant's ``max_active_jobs`` (``videojobs.dispatch``): each time it
+    waits longer before it asks again. Left out of the body while 0."""
+
+
+class ChunkMessage(BaseModel):
+    """The SQS message that asks a chunk worker to encode one chunk of a job (``videojobs.chunk_store``)."""
+
+    job_id: str
+    index: int
 
 
 class SubscribeRequest(BaseModel):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,7 +18,13 @@ if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
 
 from videojobs.job_events import parse_event, to_json
-from videojobs.job_store import from_item, to_item
+from videojobs.job_store import (
+    TRANSACTION_ATTEMPTS,
+    TRANSACTION_RETRY_BASE_SECONDS,
+    WriteContention,
+    from_item,
+    to_item,
+)
 from videojobs.models import JobEvent, isoformat, utcnow
 from videojobs.webhooks import (
     MAX_ATTEMPTS_KEPT,
@@ -40,6 +48,12 @@ def _version_key(version: int) -> str:
     return f"{version:012d}"
 
 
+def _at_key(timestamp: str, job_id: str, version: int) -> str:
+    """The event log's time order within a tenant: the event's time (normalized to ``isoformat``), then job."""
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return f"{isoformat(moment)}#{job_id}#{_version_key(version)}"
+
+
 def _condition_failed(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
@@ -55,13 +69,15 @@ def _query_all(client: DynamoDBClient, **request: Any) -> list[dict[str, Any]]:
 
 
 class EventLog:
-    """Each job's events by version: what SSE serves and a WebSocket subscriber catches up from."""
+    """Each job's events by version: what SSE serves and a WebSocket subscriber catches up from, and (by
+    tenant and time) what a webhook endpoint's replay resends. Kept ``retention`` long (DynamoDB TTL)."""
 
-    def __init__(self, client: DynamoDBClient, table: str):
+    def __init__(self, client: DynamoDBClient, table: str, retention: timedelta = EVENT_RETENTION):
         self._client = client
         self._table = table
+        self.retention = retention
 
-    def append(self, job_id: str, event: JobEvent) -> bool:
+    def append(self, job_id: str, event: JobEvent, tenant_id: str | None = None) -> bool:
         """Store the event once: a replayed stream record finds it there (False) and changes nothing."""
         item = to_item(
             {
@@ -69,7 +85,9 @@ class EventLog:
                 "seq": _version_key(event.version),
                 "type": event.type.value,
                 "event": to_json(event),
-                "expires_at": _epoch(utcnow() + EVENT_RETENTION),
+                "tenant_id": tenant_id,
+                "at_key": _at_key(event.timestamp, job_id, event.version) if tenant_id else None,
+                "expires_at": _epoch(utcnow() + self.retention),
             }
         )
         try:
@@ -79,6 +97,54 @@ class EventLog:
                 return False
             raise
         return True
+
+    def published(self, job_id: str, version: int) -> bool:
+        """Whether the event was put on the event bus already (a replayed stream record need not put it again)."""
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"job_id": {"S": job_id}, "seq": {"S": _version_key(version)}},
+            ConsistentRead=True,
+            ProjectionExpression="published",
+        ).get("Item")
+        return bool(item and from_item(item).get("published"))
+
+    def mark_published(self, job_id: str, version: int) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key={"job_id": {"S": job_id}, "seq": {"S": _version_key(version)}},
+            UpdateExpression="SET published = :yes",
+            ConditionExpression="attribute_exists(seq)",
+            ExpressionAttributeValues={":yes": {"BOOL": True}},
+        )
+
+    def oldest_available(self, now: datetime) -> datetime:
+        """The oldest moment whose events are still kept."""
+        return now - self.retention
+
+    def for_tenant(self, tenant_id: str, since: datetime, until: datetime, limit: int) -> list[tuple[str, str]]:
+        """(job id, event JSON) of the tenant's events in ``[since, until]``, oldest first, at most ``limit``
+        + 1 of them (so a caller can tell that there were more). Events past the retention are left out, even
+        before DynamoDB's TTL deletes them."""
+        since = max(since, self.oldest_available(utcnow()))
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "by_tenant",
+            "KeyConditionExpression": "tenant_id = :tenant AND at_key BETWEEN :since AND :until",
+            "ExpressionAttributeValues": {
+                ":tenant": {"S": tenant_id},
+                ":since": {"S": isoformat(since)},
+                # "#" sorts before any key's job part, "~" after: the bound includes every event at ``until``.
+                ":until": {"S": isoformat(until) + "~"},
+            },
+        }
+        found: list[tuple[str, str]] = []
+        while len(found) <= limit:
+            page = self._client.query(**request)
+            found += [(item["job_id"], item["event"]) for item in map(from_item, page.get("Items", []))]
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return found[: limit + 1]
 
     def after(self, job_id: str, version: int, limit: int | None = None) -> list[JobEvent]:
         """The job's events newer than ``version``, oldest first (a strongly consistent read)."""
@@ -130,14 +196,18 @@ class ConnectionStore:
         now = _epoch(utcnow())
         return [item["connection_id"] for item in items if item.get("expires_at", now + 1) > now]
 
-    def job_of(self, connection_id: str) -> str | None:
+    def find(self, connection_id: str) -> tuple[str, str] | None:
+        """(job id, tenant id) of an open connection."""
         items = self._client.query(
             TableName=self._table,
             IndexName="by_connection",
             KeyConditionExpression="connection_id = :id",
             ExpressionAttributeValues={":id": {"S": connection_id}},
         ).get("Items", [])
-        return from_item(items[0])["job_id"] if items else None
+        if not items:
+            return None
+        record = from_item(items[0])
+        return record["job_id"], record["tenant_id"]
 
     def remove(self, job_id: str, connection_id: str) -> None:
         self._client.delete_item(
@@ -297,6 +367,8 @@ class DeliveryRecord:
     earlier_attempts: AttemptSummary | None = None
     """Attempts no longer listed in ``attempts``."""
     redelivered_at: str | None = None
+    endpoint_id: str | None = None
+    """Set in an endpoint's ledger (which is keyed by it); ``job_id`` is then "" for an event of no job."""
 
     @property
     def attempts_total(self) -> int:
@@ -312,9 +384,19 @@ class RedeliveredTooSoon(Exception):
 
 
 class DeliveryLedger:
-    def __init__(self, client: DynamoDBClient, table: str):
+    """Deliveries by job (a job's ``webhook_url``) or, with ``by_endpoint``, by webhook endpoint: the same
+    records and attempts, in a table keyed by the endpoint (with a time index, for its paged listing)."""
+
+    def __init__(self, client: DynamoDBClient, table: str, *, by_endpoint: bool = False):
         self._client = client
         self._table = table
+        self._by_endpoint = by_endpoint
+        self._partition = "endpoint_id" if by_endpoint else "job_id"
+
+    def _owner(self, record: DeliveryRecord) -> str:
+        owner = record.endpoint_id if self._by_endpoint else record.job_id
+        assert owner is not None, "an endpoint ledger's records name their endpoint"
+        return owner
 
     def create(self, record: DeliveryRecord) -> bool:
         """Store a new delivery; False when it exists already (the same event fanned out again)."""
@@ -332,7 +414,10 @@ class DeliveryLedger:
             "sequence": record.sequence,
             "sequence_attempts": 0,
             "expires_at": _epoch(utcnow() + DELIVERY_RETENTION),
+            "endpoint_id": record.endpoint_id,
         }
+        if self._by_endpoint:
+            data["created_key"] = f"{record.created_at}#{record.delivery_id}"
         try:
             self._client.put_item(
                 TableName=self._table, Item=to_item(data), ConditionExpression="attribute_not_exists(delivery_id)"
@@ -343,10 +428,11 @@ class DeliveryLedger:
             raise
         return True
 
-    def get(self, job_id: str, delivery_id: str) -> DeliveryRecord | None:
-        item = self._client.get_item(
-            TableName=self._table, Key=self._key(job_id, delivery_id), ConsistentRead=True
-        ).get("Item")
+    def get(self, owner: str, delivery_id: str) -> DeliveryRecord | None:
+        """A delivery of a job, or of an endpoint in an endpoint ledger."""
+        item = self._client.get_item(TableName=self._table, Key=self._key(owner, delivery_id), ConsistentRead=True).get(
+            "Item"
+        )
         return self._record(from_item(item)) if item else None
 
     def for_job(self, job_id: str) -> list[DeliveryRecord]:
@@ -358,6 +444,38 @@ class DeliveryLedger:
             ExpressionAttributeValues={":job": {"S": job_id}},
         )
         return sorted((self._record(item) for item in items), key=lambda record: record.version)
+
+    def page(
+        self, endpoint_id: str, *, status: DeliveryStatus | None, limit: int, after: dict[str, str] | None
+    ) -> tuple[list[DeliveryRecord], dict[str, str] | None]:
+        """An endpoint's deliveries, newest first, optionally of one status: at most ``limit``, from after the
+        key ``after``; also the key to continue from (None at the end)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "by_time",
+            "KeyConditionExpression": "endpoint_id = :endpoint",
+            "ExpressionAttributeValues": {":endpoint": {"S": endpoint_id}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if status is not None:
+            request["FilterExpression"] = "#status = :status"
+            request["ExpressionAttributeNames"] = {"#status": "status"}
+            request["ExpressionAttributeValues"][":status"] = {"S": status.value}
+        if after is not None:
+            request["ExclusiveStartKey"] = {name: {"S": value} for name, value in after.items()}
+        found: list[dict[str, Any]] = []
+        while True:
+            response = self._client.query(**request)
+            found += [from_item(item) for item in response.get("Items", [])]
+            if len(found) >= limit or "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        more = len(found) > limit or (len(found) == limit and "LastEvaluatedKey" in response)
+        found = found[:limit]
+        last = found[-1] if found and more else None
+        cursor = {key: last[key] for key in ("endpoint_id", "delivery_id", "created_key")} if last else None
+        return [self._record(item) for item in found], cursor
 
     def record_attempt(
         self, record: DeliveryRecord, attempt: DeliveryAttempt, status: DeliveryStatus, next_attempt_at: str | None
@@ -422,11 +540,11 @@ class DeliveryLedger:
             condition="(attribute_not_exists(redelivered_at) OR redelivered_at <= :allowed)",
         )
         if not restarted:
-            current = self.get(record.job_id, record.delivery_id)
+            current = self.get(self._owner(record), record.delivery_id)
             if current is not None and current.redelivered_at:
                 due = datetime.fromisoformat(current.redelivered_at) + min_interval
                 raise RedeliveredTooSoon(max(1, math.ceil((due - now).total_seconds())))
-        found = self.get(record.job_id, record.delivery_id)
+        found = self.get(self._owner(record), record.delivery_id)
         assert found is not None
         return found
 
@@ -435,7 +553,7 @@ class DeliveryLedger:
         names = {"#status": "status", "#sequence": "sequence", "#count": "count"}
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Key": self._key(record.job_id, record.delivery_id),
+            "Key": self._key(self._owner(record), record.delivery_id),
             "UpdateExpression": expression,
             "ConditionExpression": "attribute_exists(delivery_id)" + (f" AND {condition}" if condition else ""),
             "ExpressionAttributeNames": {k: v for k, v in names.items() if k in expression or k in condition},
@@ -449,9 +567,8 @@ class DeliveryLedger:
             raise
         return True
 
-    @staticmethod
-    def _key(job_id: str, delivery_id: str) -> dict[str, Any]:
-        return {"job_id": {"S": job_id}, "delivery_id": {"S": delivery_id}}
+    def _key(self, owner: str, delivery_id: str) -> dict[str, Any]:
+        return {self._partition: {"S": owner}, "delivery_id": {"S": delivery_id}}
 
     @staticmethod
     def _record(data: dict[str, Any]) -> DeliveryRecord:
@@ -474,4 +591,279 @@ class DeliveryLedger:
             if data.get("earlier_attempts")
             else None,
             redelivered_at=data.get("redelivered_at"),
+            endpoint_id=data.get("endpoint_id"),
+        )
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    """A webhook endpoint as stored: its settings, its secret(s) and whether it is failing."""
+
+    tenant_id: str
+    endpoint_id: str
+    url: str
+    events: list[str]
+    description: str | None
+    secret: SecretRecord
+    created_at: str
+    disabled: bool = False
+    disabled_reason: str | None = None
+    failing_since: str | None = None
+    """When the first of the failed attempts since its last success was made; None while it is healthy."""
+    disabled_at: str | None = None
+    announced: bool = False
+    """Its ``endpoint.disabled`` event was sent (to the other endpoints and the bus)."""
+
+
+class TooManyEndpoints(Exception):
+    pass
+
+
+def _transact_with_retries(client: DynamoDBClient, items: list[dict[str, Any]]) -> list[str | None]:
+    """Run the transaction; when DynamoDB cancels it because another transaction holds one of its items
+    (``TransactionConflict``: concurrent requests of one tenant all touch its counter item), wait (jittered,
+    doubling) and run it again. Returns each item's cancellation reason when a condition failed, an empty
+    list on success; ``WriteContention`` when the conflicts go on."""
+    for attempt in range(TRANSACTION_ATTEMPTS):
+        try:
+            client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+            return []
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+            if "TransactionConflict" not in reasons:
+                return reasons
+        time.sleep(random.uniform(0, TRANSACTION_RETRY_BASE_SECONDS * 2**attempt))
+    raise WriteContention("the request kept conflicting with concurrent ones")
+
+
+class EndpointStore:
+    """A tenant's webhook endpoints, keyed (tenant, endpoint): another tenant's id is simply not found. A
+    counter item per tenant bounds how many it has: a transaction adds an endpoint and counts it, another
+    removes and uncounts it, so the count is always exact (concurrent ones that conflict on the counter are
+    retried, then answered 503)."""
+
+    COUNTER = "#count"  # sorts before every "ep_…" id, which a listing asks for by prefix
+
+    def __init__(self, client: DynamoDBClient, table: str):
+        self._client = client
+        self._table = table
+
+    def create(
+        self, tenant_id: str, endpoint_id: str, url: str, events: list[str], description: str | None, limit: int
+    ) -> EndpointRecord:
+        """Store a new endpoint with a fresh secret; ``TooManyEndpoints`` when the tenant has ``limit``."""
+        record = EndpointRecord(
+            tenant_id=tenant_id,
+            endpoint_id=endpoint_id,
+            url=url,
+            events=events,
+            description=description,
+            secret=SecretRecord(new_secret()),
+            created_at=isoformat(utcnow()),
+        )
+        item = {
+            "tenant_id": tenant_id,
+            "endpoint_id": endpoint_id,
+            "url": url,
+            "events": events,
+            "description": description,
+            "secret": record.secret.secret,
+            "created_at": record.created_at,
+            "disabled": False,
+        }
+        refused = _transact_with_retries(
+            self._client,
+            [
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": self._key(tenant_id, self.COUNTER),
+                        "UpdateExpression": "ADD #count :one",
+                        "ConditionExpression": "attribute_not_exists(#count) OR #count < :limit",
+                        "ExpressionAttributeNames": {"#count": "count"},
+                        "ExpressionAttributeValues": {":one": {"N": "1"}, ":limit": {"N": str(limit)}},
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": to_item(item),
+                        "ConditionExpression": "attribute_not_exists(endpoint_id)",
+                    }
+                },
+            ],
+        )
+        if refused:
+            # The count is at the limit (an id of 128 random bits is never taken).
+            raise TooManyEndpoints
+        return record
+
+    def get(self, tenant_id: str, endpoint_id: str) -> EndpointRecord | None:
+        if not endpoint_id.startswith("ep_"):
+            return None
+        item = self._client.get_item(
+            TableName=self._table, Key=self._key(tenant_id, endpoint_id), ConsistentRead=True
+        ).get("Item")
+        return self._record(from_item(item)) if item else None
+
+    def for_tenant(self, tenant_id: str) -> list[EndpointRecord]:
+        """Every endpoint of the tenant, oldest first."""
+        items = _query_all(
+            self._client,
+            TableName=self._table,
+            ConsistentRead=True,
+            KeyConditionExpression="tenant_id = :tenant AND begins_with(endpoint_id, :prefix)",
+            ExpressionAttributeValues={":tenant": {"S": tenant_id}, ":prefix": {"S": "ep_"}},
+        )
+        return sorted((self._record(item) for item in items), key=lambda record: record.created_at)
+
+    def update(self, tenant_id: str, endpoint_id: str, changes: dict[str, Any]) -> EndpointRecord | None:
+        """Set the given fields (url, events, description, disabled); re-enabling forgets the failures.
+        None if there is no such endpoint."""
+        values: dict[str, Any] = {}
+        sets, removes = [], []
+        for name, value in changes.items():
+            if value is None:
+                removes.append(name)
+            else:
+                sets.append(f"{name} = :{name}")
+                values[f":{name}"] = value
+        if changes.get("disabled") is False:
+            removes += ["disabled_reason", "disabled_at", "failing_since", "announced"]
+        elif changes.get("disabled") is True:
+            sets.append("disabled_reason = :manual")
+            values[":manual"] = "manual"
+        expression = ("SET " + ", ".join(sets) if sets else "") + (" REMOVE " + ", ".join(removes) if removes else "")
+        if not expression.strip():
+            return self.get(tenant_id, endpoint_id)
+        return self._update(tenant_id, endpoint_id, expression.strip(), values)
+
+    def delete(self, tenant_id: str, endpoint_id: str) -> bool:
+        """Remove the endpoint and uncount it; False if there was none."""
+        if not endpoint_id.startswith("ep_"):
+            return False
+        refused = _transact_with_retries(
+            self._client,
+            [
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": self._key(tenant_id, endpoint_id),
+                        "ConditionExpression": "attribute_exists(endpoint_id)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": self._key(tenant_id, self.COUNTER),
+                        "UpdateExpression": "ADD #count :minus_one",
+                        "ExpressionAttributeNames": {"#count": "count"},
+                        "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
+                    }
+                },
+            ],
+        )
+        return not refused
+
+    def rotate(self, tenant_id: str, endpoint_id: str) -> EndpointRecord | None:
+        """A new secret; the old one keeps signing (as a second signature) for 24 hours."""
+        while True:
+            current = self.get(tenant_id, endpoint_id)
+            if current is None:
+                return None
+            now = utcnow()
+            values = {
+                ":secret": new_secret(),
+                ":previous": current.secret.secret,
+                ":expires": isoformat(now + SECRET_OVERLAP),
+                ":seen": current.secret.secret,
+            }
+            rotated = self._update(
+                tenant_id,
+                endpoint_id,
+                "SET secret = :secret, previous = :previous, previous_expires_at = :expires",
+                values,
+                condition="secret = :seen",
+            )
+            if rotated is not None:
+                return rotated  # else a concurrent rotation won: rotate from its secret
+
+    def record_success(self, record: EndpointRecord) -> None:
+        if record.failing_since is not None:
+            self._update(record.tenant_id, record.endpoint_id, "REMOVE failing_since", {})
+
+    def record_failure(self, record: EndpointRecord, now: datetime, window: timedelta) -> EndpointRecord | None:
+        """Count a failed attempt. Returns the endpoint if this failure disabled it (only one caller does, so
+        one ``endpoint.disabled`` event is sent), else None."""
+        updated = self._update(
+            record.tenant_id,
+            record.endpoint_id,
+            "SET failing_since = if_not_exists(failing_since, :now)",
+            {":now": isoformat(now)},
+        )
+        if updated is None or updated.disabled or updated.failing_since is None:
+            return None
+        if now - datetime.fromisoformat(updated.failing_since) < window:
+            return None
+        return self._update(
+            record.tenant_id,
+            record.endpoint_id,
+            "SET disabled = :yes, disabled_reason = :failing, disabled_at = :now",
+            {
+                ":yes": True,
+                ":no": False,
+                ":failing": "failing",
+                ":now": isoformat(now),
+                ":since": updated.failing_since,
+            },
+            condition="disabled = :no AND failing_since = :since",
+        )
+
+    def mark_announced(self, record: EndpointRecord) -> None:
+        self._update(record.tenant_id, record.endpoint_id, "SET announced = :yes", {":yes": True})
+
+    def _update(
+        self, tenant_id: str, endpoint_id: str, expression: str, values: dict[str, Any], condition: str = ""
+    ) -> EndpointRecord | None:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": self._key(tenant_id, endpoint_id),
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(endpoint_id)" + (f" AND {condition}" if condition else ""),
+            "ReturnValues": "ALL_NEW",
+        }
+        if values:
+            request["ExpressionAttributeValues"] = to_item(values)
+        try:
+            attributes = self._client.update_item(**request)["Attributes"]
+        except ClientError as error:
+            if _condition_failed(error):
+                return None
+            raise
+        return self._record(from_item(attributes))
+
+    @staticmethod
+    def _key(tenant_id: str, endpoint_id: str) -> dict[str, Any]:
+        return {"tenant_id": {"S": tenant_id}, "endpoint_id": {"S": endpoint_id}}
+
+    @staticmethod
+    def _record(data: dict[str, Any]) -> EndpointRecord:
+        expires = data.get("previous_expires_at")
+        return EndpointRecord(
+            tenant_id=data["tenant_id"],
+            endpoint_id=data["endpoint_id"],
+            url=data["url"],
+            events=list(data.get("events") or []),
+            description=data.get("description"),
+            secret=SecretRecord(
+                data["secret"], data.get("previous"), datetime.fromisoformat(expires) if expires else None
+            ),
+            created_at=data["created_at"],
+            disabled=bool(data.get("disabled")),
+            disabled_reason=data.get("disabled_reason"),
+            failing_since=data.get("failing_since"),
+            disabled_at=data.get("disabled_at"),
+            announced=bool(data.get("announced")),
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, assert_never
 
+from videojobs import settings as env
 from videojobs.errors import JobFailure
 from videojobs.media import Probe
 from videojobs.models import (
@@ -31,7 +32,7 @@ from videojobs.models import (
 MAX_FPS = 60
 # (x264 CRF, AAC bitrate) per MP4 quality.
 QUALITY = {"low": (28, "96k"), "medium": (23, "128k"), "high": (19, "192k")}
-HLS_SEGMENT_SECONDS = 6
+HLS_SEGMENT_SECONDS = env.HLS_SEGMENT_SECONDS
 HLS_KEYFRAME_SECONDS = 2  # every rendition cuts its segments on the same keyframes
 HLS_AUDIO_BITRATE = "128k"
 # A rendition's peak video bitrate: bits per pixel per frame (capped CRF keeps easy content smaller).
@@ -128,6 +129,41 @@ def plan_encode(outputs: list[StoredOutput], probe: Probe, scratch: Path, pixels
     return EncodePlan(builder.arguments(), collectors, work)
 
 
+@dataclass
+class SidePlan:
+    """A chunked encode's one pass over the whole input: what the chunks do not make."""
+
+    arguments: list[str]
+    collectors: dict[int, Callable[[], Made]]
+    """By output index: the audio and thumbnails outputs, made whole here."""
+    audio_tracks: dict[int, Path]
+    """By output index: each MP4's and HLS output's audio, encoded as the single encode does, for the stitch."""
+
+
+def plan_side_encode(outputs: list[StoredOutput], probe: Probe, scratch: Path) -> SidePlan:
+    """For a chunked encode (``videojobs.chunk_plan``): the audio and thumbnails outputs, and the audio of the
+    MP4 and HLS outputs, in one ffmpeg command over the whole input. Empty ``arguments``: nothing to do."""
+    builder = _Builder(probe, scratch)
+    collectors: dict[int, Callable[[], Made]] = {}
+    tracks: dict[int, Path] = {}
+    for index, output in enumerate(outputs):
+        spec = OUTPUT_SPEC.validate_python(output.spec)
+        match spec:
+            case AudioOutput():
+                collectors[index] = builder.audio(index, spec)
+            case ThumbnailsOutput():
+                collectors[index] = builder.thumbnails(index, spec)
+            case Mp4Output() if probe.has_audio:
+                tracks[index] = builder.audio_track(index, ["-c:a", "aac", "-b:a", QUALITY[spec.quality][1]])
+            case HlsOutput() if probe.has_audio:
+                tracks[index] = builder.audio_track(index, list(HLS_AUDIO_OPTIONS))
+            case Mp4Output() | HlsOutput():
+                pass
+            case _:
+                assert_never(spec)
+    return SidePlan(builder.arguments(), collectors, tracks)
+
+
 class _Builder:
     def __init__(self, probe: Probe, scratch: Path):
         self._probe = probe
@@ -162,13 +198,10 @@ class _Builder:
     def _audio_map(self) -> list[str]:
         return ["-map", f"0:{self._probe.audio_index}"] if self._probe.has_audio else []
 
-    def _below_source(self, height: int) -> int:
-        return min(height, self._height - self._height % 2)
-
     # -- outputs -----------------------------------------------------------------------------------------
 
     def mp4(self, index: int, spec: Mp4Output) -> Callable[[], Made]:
-        height = self._below_source(spec.height)
+        height = mp4_height(spec, self._height)
         crf, audio_bitrate = QUALITY[spec.quality]
         path = self._scratch / f"{index}-mp4-{height}p.mp4"
         label = self._video(f"{self._fps_filter}scale=-2:{height}", height)
@@ -178,14 +211,7 @@ class _Builder:
             "-map",
             label,
             *self._audio_map(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            str(crf),
-            "-pix_fmt",
-            "yuv420p",
+            *x264_options(crf),
             *audio,
             "-movflags",
             "+faststart",
@@ -194,71 +220,30 @@ class _Builder:
             str(path),
         ]
 
-        def collect() -> Made:
-            return Made([MadeFile(path, path.name)], main=path.name, details={"resolution": _video_size(path)})
-
-        return collect
+        return lambda: collect_mp4(path)
 
     def hls(self, index: int, spec: HlsOutput) -> Callable[[], Made]:
-        heights = sorted((h for h in spec.heights if h <= self._height), reverse=True)
-        heights = heights or [self._below_source(self._height)]
+        heights = hls_heights(spec, self._height)
         directory = self._scratch / f"{index}-hls"
         directory.mkdir()
         labels = [self._video(f"{self._fps_filter}scale=-2:{height}", height) for height in heights]
         audio = self._probe.has_audio
         video_options: list[str] = []
         for position, height in enumerate(heights):
-            width = self._width * height / self._height
-            peak = max(int(width * height * self._fps * HLS_BITS_PER_PIXEL), HLS_MIN_BITRATE)
+            peak = hls_peak_bitrate(self._width * height / self._height, height, self._fps)
             video_options += [f"-maxrate:v:{position}", str(peak), f"-bufsize:v:{position}", str(2 * peak)]
         streams = " ".join(f"v:{n}," + (f"a:{n}," if audio else "") + f"name:{h}p" for n, h in enumerate(heights))
         self.audio_work += AUDIO_WORK_PER_SECOND * len(heights) if audio else 0
         self._outputs += [
             *[argument for label in labels for argument in ("-map", label)],
             *[argument for _ in heights for argument in self._audio_map()],
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            "23",
-            "-pix_fmt",
-            "yuv420p",
+            *x264_options(HLS_CRF),
             *video_options,
-            "-force_key_frames",
-            f"expr:gte(t,n_forced*{HLS_KEYFRAME_SECONDS})",
-            "-sc_threshold",
-            "0",
-            *(["-c:a", "aac", "-b:a", HLS_AUDIO_BITRATE, "-ac", "2"] if audio else []),
-            "-f",
-            "hls",
-            "-hls_time",
-            str(HLS_SEGMENT_SECONDS),
-            "-hls_playlist_type",
-            "vod",
-            "-hls_flags",
-            "independent_segments",
-            "-hls_segment_type",
-            "mpegts",
-            "-var_stream_map",
-            streams,
-            "-master_pl_name",
-            MASTER_PLAYLIST,
-            "-hls_segment_filename",
-            str(directory / "%v_%05d.ts"),
-            str(directory / "%v.m3u8"),
+            *HLS_KEYFRAME_OPTIONS,
+            *(HLS_AUDIO_OPTIONS if audio else []),
+            *hls_muxer_options(directory, streams),
         ]
-
-        def collect() -> Made:
-            files = [MadeFile(path, f"{directory.name}/{path.name}") for path in sorted(directory.iterdir())]
-            return Made(
-                files,
-                main=f"{directory.name}/{MASTER_PLAYLIST}",
-                details={"renditions": variants(directory / MASTER_PLAYLIST)},
-                secret=secrets.token_urlsafe(32),
-            )
-
-        return collect
+        return lambda: collect_hls(directory)
 
     def thumbnails(self, index: int, spec: ThumbnailsOutput) -> Callable[[], Made]:
         duration = self._probe.metadata.duration_seconds
@@ -315,6 +300,11 @@ class _Builder:
 
         return collect
 
+    def audio_track(self, index: int, codec: list[str]) -> Path:
+        path = self._scratch / f"{index}-audio-track.m4a"
+        self._outputs += [*self._audio_map(), *codec, "-f", "mp4", str(path)]
+        return path
+
     def audio(self, index: int, spec: AudioOutput) -> Callable[[], Made]:
         if not self._probe.has_audio:
             raise JobFailure(ErrorCode.INVALID_MEDIA, "an audio output needs an audio stream; the input has none")
@@ -324,6 +314,74 @@ class _Builder:
         faststart = ["-movflags", "+faststart"] if muxer == "mp4" else []
         self._outputs += [*self._audio_map(), "-c:a", codec, "-b:a", bitrate, *faststart, "-f", muxer, str(path)]
         return lambda: Made([MadeFile(path, path.name)], main=path.name)
+
+
+# -- what the single encode and the chunked one (``videojobs.chunk_plan``) share ------------------------------
+
+HLS_CRF = 23
+HLS_KEYFRAME_OPTIONS = ("-force_key_frames", f"expr:gte(t,n_forced*{HLS_KEYFRAME_SECONDS})", "-sc_threshold", "0")
+HLS_AUDIO_OPTIONS = ("-c:a", "aac", "-b:a", HLS_AUDIO_BITRATE, "-ac", "2")
+
+
+def x264_options(crf: int) -> list[str]:
+    """The video encoder of every MP4 and HLS rendition."""
+    return ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p"]
+
+
+def below_source(height: int, source_height: int) -> int:
+    """Never scaled up; an even height (x264 needs it)."""
+    return min(height, source_height - source_height % 2)
+
+
+def mp4_height(spec: Mp4Output, source_height: int) -> int:
+    return below_source(spec.height, source_height)
+
+
+def hls_heights(spec: HlsOutput, source_height: int) -> list[int]:
+    """The ladder's rungs, tallest first: those above the source are dropped (at least one is left)."""
+    heights = sorted((h for h in spec.heights if h <= source_height), reverse=True)
+    return heights or [below_source(source_height, source_height)]
+
+
+def hls_peak_bitrate(width: float, height: int, fps: float) -> int:
+    return max(int(width * height * fps * HLS_BITS_PER_PIXEL), HLS_MIN_BITRATE)
+
+
+def hls_muxer_options(directory: Path, streams: str) -> list[str]:
+    """The HLS muxer, after its streams: VOD playlists of ``HLS_SEGMENT_SECONDS`` segments and the master."""
+    return [
+        "-f",
+        "hls",
+        "-hls_time",
+        str(HLS_SEGMENT_SECONDS),
+        "-hls_playlist_type",
+        "vod",
+        "-hls_flags",
+        "independent_segments",
+        "-hls_segment_type",
+        "mpegts",
+        "-var_stream_map",
+        streams,
+        "-master_pl_name",
+        MASTER_PLAYLIST,
+        "-hls_segment_filename",
+        str(directory / "%v_%05d.ts"),
+        str(directory / "%v.m3u8"),
+    ]
+
+
+def collect_mp4(path: Path) -> Made:
+    return Made([MadeFile(path, path.name)], main=path.name, details={"resolution": _video_size(path)})
+
+
+def collect_hls(directory: Path) -> Made:
+    files = [MadeFile(path, f"{directory.name}/{path.name}") for path in sorted(directory.iterdir())]
+    return Made(
+        files,
+        main=f"{directory.name}/{MASTER_PLAYLIST}",
+        details={"renditions": variants(directory / MASTER_PLAYLIST)},
+        secret=secrets.token_urlsafe(32),
+    )
 
 
 def _first_frames_at(targets: list[float]) -> str:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from types_boto3_sqs import SQSClient
 
 from videojobs.metric_names import UNREADABLE_MESSAGES
-from videojobs.models import JobMessage
+from videojobs.models import ChunkMessage, JobMessage
 from videojobs.observability import logger, metrics
 
 MAX_VISIBILITY_SECONDS = 12 * 3600
@@ -100,12 +100,37 @@ def queue_url_of(client: SQSClient, queue_arn: str) -> str:
     return client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
 
 
+MAX_DELAY_SECONDS = 900
+"""SQS's longest ``DelaySeconds``."""
+
+
 class JobQueue:
+    """A jobs queue (the Lambda workers' or the long-jobs consumer's). Each message carries its tenant as
+    ``MessageGroupId``, which makes the standard queue a *fair queue*: when one tenant's backlog takes most of
+    the consumers, SQS delivers the other tenants' messages first (``infra/local/fair_sqs.py`` emulates it)."""
+
     def __init__(self, client: SQSClient, queue_url: str):
         self._client = client
         self._queue_url = queue_url
 
-    def send(self, message: JobMessage) -> None:
+    def send(self, message: JobMessage, *, tenant_id: str, delay_seconds: float = 0) -> None:
+        """Queue the job, visible after ``delay_seconds`` (at most SQS's 900)."""
+        self._client.send_message(
+            QueueUrl=self._queue_url,
+            MessageBody=message.model_dump_json(exclude_defaults=True),
+            MessageGroupId=tenant_id,
+            DelaySeconds=max(0, min(math.ceil(delay_seconds), MAX_DELAY_SECONDS)),
+        )
+
+
+class ChunkQueue:
+    """The chunks of chunked encodes, for the chunk workers."""
+
+    def __init__(self, client: SQSClient, queue_url: str):
+        self._client = client
+        self._queue_url = queue_url
+
+    def send(self, message: ChunkMessage) -> None:
         self._client.send_message(QueueUrl=self._queue_url, MessageBody=message.model_dump_json())
 
 

@@ -51,11 +51,14 @@ class DeliveryStatus(StrEnum):
 
 
 class DeliveryMessage(BaseModel):
-    """The delivery queue's message. ``sequence`` tells a redelivery's message from older ones."""
+    """The delivery queue's message. ``sequence`` tells a redelivery's message from older ones. A delivery to a
+    webhook endpoint names it (and its tenant); ``job_id`` is then "" for an event of no job."""
 
     job_id: str
     delivery_id: str
     sequence: int = 0
+    endpoint_id: str | None = None
+    tenant_id: str | None = None
 
 
 class DeliveryAttempt(BaseModel):
@@ -77,6 +80,8 @@ class Delivery(BaseModel):
     """A delivery as the ledger shows it (``GET /jobs/{id}/deliveries``); ``id`` is the ``webhook-id``."""
 
     id: str
+    job_id: str | None = None
+    """The job whose event it is (None for an endpoint's ``endpoint.disabled``)."""
     event_type: str
     version: int
     url: str

@@ -38,6 +38,8 @@ class GatewayError:
     code: ErrorCode
     message: str | None
     """None passes API Gateway's own message (``$context.error.messageString``)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Fixed response headers (API Gateway's gateway responses can only send static values)."""
 
 
 GATEWAY_ERRORS: dict[str, GatewayError] = {
@@ -48,7 +50,22 @@ GATEWAY_ERRORS: dict[str, GatewayError] = {
         GatewayError("ACCESS_DENIED", 401, ErrorCode.UNAUTHORIZED, "missing or invalid API key"),
         # A REST API answers an unknown route with "Missing Authentication Token" (403).
         GatewayError("MISSING_AUTHENTICATION_TOKEN", 404, ErrorCode.NOT_FOUND, "route not found"),
-        GatewayError("THROTTLED", 429, ErrorCode.RATE_LIMITED, "too many requests"),
+        # Over the tenant's usage plan (its requests_per_second and burst: videojobs.usage_plans) or the stage's.
+        GatewayError(
+            "THROTTLED",
+            429,
+            ErrorCode.RATE_LIMITED,
+            "too many requests: over your requests_per_second and burst",
+            headers=(("Retry-After", "1"),),
+        ),
+        # Every authorized method requires the API key the authorizer names: a tenant whose key is in no usage
+        # plan (registered before rate limits existed) is refused until an operator runs set-limits for it.
+        GatewayError(
+            "INVALID_API_KEY",
+            403,
+            ErrorCode.FORBIDDEN,
+            "this tenant has no request rate yet: ask the operator to run videojobs admin set-limits for it",
+        ),
         GatewayError("REQUEST_TOO_LARGE", 413, ErrorCode.PAYLOAD_TOO_LARGE, "request too large"),
         GatewayError("DEFAULT_4XX", None, ErrorCode.BAD_REQUEST, None),
         GatewayError("DEFAULT_5XX", None, ErrorCode.INTERNAL_ERROR, None),
@@ -76,6 +93,16 @@ class Index:
     name: str
     partition_key: str
     sort_key: str
+    projection: tuple[str, ...] | None = None
+    """The attributes it holds besides the keys (``INCLUDE``); None: all of them (``ALL``). DynamoDB writes an
+    index only when a write changes a key or a projected attribute: what is left out costs it nothing."""
+
+    @property
+    def projection_type(self) -> str:
+        """DynamoDB's name for the projection: ``ALL``, ``KEYS_ONLY`` (an empty projection) or ``INCLUDE``."""
+        if self.projection is None:
+            return "ALL"
+        return "INCLUDE" if self.projection else "KEYS_ONLY"
 
 
 @dataclass(frozen=True)
@@ -133,10 +160,47 @@ class Function:
     (``test_function_environment_satisfies_its_settings_model``) checks ``uses`` provides all of it."""
     reserved_concurrency: int | None = None
     """Concurrent executions set aside for it, which are also its cap (None: it shares the account's pool)."""
+    stream_handler: str | None = None
+    """Its handler where API Gateway streams its responses (``videojobs.lambda_streaming``): it returns a
+    ``StreamingResponse`` whose body goes out as it is produced, for up to ``RESPONSE_STREAMING.max_seconds``
+    (the function's timeout then). ``handler`` stays the buffered one, for a deployment that does not stream."""
 
     @property
     def directory(self) -> str:
         return "/".join(self.handler.split(".")[:2])
+
+
+@dataclass(frozen=True)
+class ResponseStreaming:
+    """API Gateway's limits on a streamed response (``ResponseTransferMode.STREAM``), and what a streaming
+    handler makes of them. The CDK stack sets the handler's settings from these; the local gateway enforces the
+    limits (tests shorten them) and sets the same settings from its own."""
+
+    max_seconds: float = 15 * 60
+    """The longest a streamed response may last: API Gateway cuts it there."""
+    idle_seconds: float = 30
+    """API Gateway closes a stream that sent nothing for this long: 30 s on an edge-optimized endpoint (the
+    REST API's, as CDK creates it), 5 minutes on a regional or private one."""
+
+    @property
+    def stream_seconds(self) -> float:
+        """How long a handler streams before ending its response cleanly: the client resumes before the cut."""
+        return self.max_seconds - min(30.0, self.max_seconds / 3)
+
+    @property
+    def keepalive_seconds(self) -> float:
+        """A quiet stream sends a comment this often: well under the idle timeout."""
+        return self.idle_seconds / 3
+
+    def settings(self) -> dict[str, str]:
+        """The streaming handler's settings (``EventsSettings``) for these limits."""
+        return {
+            env.SSE_STREAM_SECONDS: f"{self.stream_seconds:g}",
+            env.SSE_KEEPALIVE_SECONDS: f"{self.keepalive_seconds:g}",
+        }
+
+
+RESPONSE_STREAMING = ResponseStreaming()
 
 
 @dataclass(frozen=True)
@@ -146,9 +210,10 @@ class Route:
     function: str
     authorized: bool = True
     long_poll: bool = False
-    """The handler may hold the request up to the integration timeout (Server-Sent Events). Such a handler is a
-    plain function, not a Powertools resolver (whose current request is process-wide), so the local gateway
-    runs it alongside other requests."""
+    """The handler may hold the request up to the integration timeout (Server-Sent Events), or, where its
+    function has a ``stream_handler`` and the deployment streams, for as long as its streamed response lasts.
+    Such a handler is a plain function, not a Powertools resolver (whose current request is process-wide), so
+    the local gateway runs it alongside other requests."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +262,10 @@ class StreamTrigger:
 WEBSOCKET = "websocket"
 """The WebSocket API, as a resource a function ``uses``."""
 
+EVENT_BUS = "event_bus"
+"""The EventBridge bus every job event is also put on, as a resource a function ``uses`` (write: PutEvents).
+A function that uses it gets ``EVENT_BUS_NAME``."""
+
 WEBSOCKET_API = WebSocketApi(
     function="websocket",
     routes=("$connect", "$disconnect", "subscribe"),
@@ -208,18 +277,45 @@ TABLES: dict[str, Table] = {
     "jobs": Table(
         partition_key="id",
         env_var=env.JOBS_TABLE,
-        indexes=(Index("by_tenant", partition_key="tenant_id", sort_key="created_key"),),
+        # Keys and what lists filter on only: progress and heartbeats (about one write a second per running job)
+        # never reach this index, whose one partition key per tenant would otherwise take every write of every
+        # running job of the tenant (README "Capacity"). Lists read the jobs from the table.
+        indexes=(
+            Index("by_tenant", partition_key="tenant_id", sort_key="created_key", projection=("status", "priority")),
+            # Sparse: only queued jobs have its keys, and it holds nothing else. A worker asks it whether a more
+            # urgent job of the tenant is waiting (videojobs/dispatch.py).
+            Index("queued_by_tenant", partition_key="queued_tenant", sort_key="queued_rank", projection=()),
+        ),
         stream=True,
     ),
     "api_keys": Table(partition_key="key_hash", env_var=env.API_KEYS_TABLE),
+    # Per tenant: its limit overrides (record "limits") and its counters (pending jobs, open streams, the
+    # bytes uploaded per UTC day, which expire), read and written atomically per record.
+    "tenants": Table(
+        partition_key="tenant_id", sort_key="record", env_var=env.TENANTS_TABLE, ttl_attribute="expires_at"
+    ),
     "idempotency": Table(partition_key="id", env_var=env.IDEMPOTENCY_TABLE, ttl_attribute="expires_at"),
     # Notifications. Every job event by version: what SSE serves and WebSocket subscribers catch up from.
     "job_events": Table(
-        partition_key="job_id", sort_key="seq", env_var=env.JOB_EVENTS_TABLE, ttl_attribute="expires_at"
+        partition_key="job_id",
+        sort_key="seq",
+        env_var=env.JOB_EVENTS_TABLE,
+        ttl_attribute="expires_at",
+        # A tenant's events in time order ("<timestamp>#<job>#<seq>"): what a webhook endpoint's replay resends.
+        indexes=(Index("by_tenant", partition_key="tenant_id", sort_key="at_key"),),
     ),
     "webhook_secrets": Table(partition_key="tenant_id", env_var=env.WEBHOOK_SECRETS_TABLE),
     "webhook_deliveries": Table(
         partition_key="job_id", sort_key="delivery_id", env_var=env.WEBHOOK_DELIVERIES_TABLE, ttl_attribute="expires_at"
+    ),
+    # A tenant's webhook endpoints (their URL, event filter, secret and health), and each one's ledger.
+    "webhook_endpoints": Table(partition_key="tenant_id", sort_key="endpoint_id", env_var=env.WEBHOOK_ENDPOINTS_TABLE),
+    "endpoint_deliveries": Table(
+        partition_key="endpoint_id",
+        sort_key="delivery_id",
+        env_var=env.ENDPOINT_DELIVERIES_TABLE,
+        ttl_attribute="expires_at",
+        indexes=(Index("by_time", partition_key="endpoint_id", sort_key="created_key"),),
     ),
     "ws_connections": Table(
         partition_key="job_id",
@@ -229,6 +325,10 @@ TABLES: dict[str, Table] = {
         indexes=(Index("by_connection", partition_key="connection_id", sort_key="job_id"),),
     ),
     "ws_tickets": Table(partition_key="ticket_hash", env_var=env.WS_TICKETS_TABLE, ttl_attribute="expires_at"),
+    # One item per tenant and UTC day, changed only by ADD (videojobs/usage.py): GET /account/usage.
+    "usage": Table(partition_key="tenant_id", sort_key="day", env_var=env.USAGE_TABLE),
+    # The chunks of chunked encodes, by job (videojobs.chunk_store).
+    "chunks": Table(partition_key="job_id", sort_key="index", env_var=env.CHUNKS_TABLE, ttl_attribute="expires_at"),
 }
 
 BUCKETS: dict[str, Bucket] = {
@@ -263,13 +363,32 @@ QUEUES: dict[str, Queue] = {
         max_receive_count=10,
         dead_letter_consumer="fail_dead_jobs",
     ),
+    # One message per chunk of a chunked encode. A receive that finds the chunk held by a live worker puts the
+    # message back until that lease could have run out: more receives than tries.
+    "chunks": Queue(
+        env_var=env.CHUNKS_QUEUE_URL,
+        consumer="chunk",
+        max_receive_count=10,
+        dead_letter_consumer="fail_dead_chunks",
+        # The width of a chunked encode: an hour of input in 30 s chunks is 120 chunks.
+        max_concurrency=120,
+    ),
 }
 
 SERVICES: dict[str, Service] = {
     "long_worker": Service(
         module="functions.process.consumer",
         queue="long_jobs",
-        uses={"jobs": "read_write", "uploads": "read", "outputs": "write", "long_jobs_queue": "read_write"},
+        uses={
+            "jobs": "read_write",
+            "usage": "read_write",
+            "uploads": "read",
+            "outputs": "write",
+            "long_jobs_queue": "read_write",
+            "tenants": "read_write",  # read_write: a claim takes one of the tenant's active-job slots
+            "chunks": "read_write",
+            "chunks_queue": "write",
+        },
         settings=env.WorkerSettings,
     ),
 }
@@ -284,12 +403,19 @@ FUNCTIONS: dict[str, Function] = {
     ),
     "submit": Function(
         handler="functions.submit.handler.lambda_handler",
-        uses={"jobs": "read_write", "idempotency": "read_write", "jobs_queue": "write", "uploads": "read_write"},
+        uses={
+            "jobs": "read_write",
+            "usage": "read_write",
+            "idempotency": "read_write",
+            "jobs_queue": "write",
+            "uploads": "read_write",
+            "tenants": "read_write",
+        },
         settings=env.SubmitSettings,
     ),
     "status": Function(
         handler="functions.status.handler.lambda_handler",
-        uses={"jobs": "read", "outputs": "read"},
+        uses={"jobs": "read", "usage": "read", "tenants": "read", "outputs": "read"},
         settings=env.StatusSettings,
     ),
     "process": Function(
@@ -298,13 +424,32 @@ FUNCTIONS: dict[str, Function] = {
         memory_mb=3008,
         image=True,
         # infra/fargate.py also lets it delete outputs: a worker removes the partial outputs it wrote.
-        uses={"jobs": "read_write", "uploads": "read", "outputs": "write", "long_jobs_queue": "write"},
+        uses={
+            "jobs": "read_write",
+            "usage": "read_write",
+            "uploads": "read",
+            "outputs": "write",
+            "long_jobs_queue": "write",
+            "tenants": "read_write",  # read_write: a claim takes one of the tenant's active-job slots
+            "chunks": "read_write",
+            "chunks_queue": "write",
+        },
         settings=env.WorkerSettings,
+    ),
+    # The chunks queue's consumer: the same image, one chunk of a chunked encode per message.
+    "chunk": Function(
+        handler="functions.process.chunk_handler.lambda_handler",
+        timeout_seconds=900,
+        memory_mb=3008,
+        image=True,
+        # infra/construct.py also lets it delete outputs: a chunk worker removes the pieces it wrote.
+        uses={"jobs": "read", "chunks": "read_write", "uploads": "read", "outputs": "write"},
+        settings=env.ChunkWorkerSettings,
     ),
     "cancel": Function(
         handler="functions.cancel.handler.lambda_handler",
         memory_mb=256,
-        uses={"jobs": "read_write", "outputs": "read_write"},
+        uses={"jobs": "read_write", "usage": "read_write", "outputs": "read_write"},
         settings=env.CancelSettings,
     ),
     # HLS playlists behind signed links: players fetch them without an Authorization header.
@@ -314,11 +459,18 @@ FUNCTIONS: dict[str, Function] = {
         uses={"jobs": "read", "outputs": "read"},
         settings=env.PlaybackSettings,
     ),
+    "fail_dead_chunks": Function(
+        handler="functions.fail_dead_chunks.handler.lambda_handler",
+        timeout_seconds=30,
+        memory_mb=256,
+        uses={"chunks": "read_write"},
+        settings=env.ChunksTableSettings,
+    ),
     "fail_dead_jobs": Function(
         handler="functions.fail_dead_jobs.handler.lambda_handler",
         timeout_seconds=30,
         memory_mb=256,
-        uses={"jobs": "read_write"},
+        uses={"jobs": "read_write", "usage": "read_write"},
         settings=env.JobsTableSettings,
     ),
     # Fans each job event out; it reads the change from the stream, not the table.
@@ -331,7 +483,11 @@ FUNCTIONS: dict[str, Function] = {
             "webhook_deliveries": "read_write",
             "deliveries_queue": "write",
             "ws_connections": "read_write",
+            "webhook_endpoints": "read",
+            "endpoint_deliveries": "read_write",
             WEBSOCKET: "write",
+            "tenants": "read_write",
+            EVENT_BUS: "write",
         },
         settings=env.NotifySettings,
     ),
@@ -343,8 +499,11 @@ FUNCTIONS: dict[str, Function] = {
         uses={
             "webhook_deliveries": "read_write",
             "webhook_secrets": "read_write",
-            "deliveries_queue": "read",
+            "deliveries_queue": "read_write",  # write: an endpoint.disabled event for the tenant's other endpoints
             "deliveries_dlq": "write",
+            "webhook_endpoints": "read_write",
+            "endpoint_deliveries": "read_write",
+            EVENT_BUS: "write",
         },
         settings=env.DeliverSettings,
     ),
@@ -352,16 +511,22 @@ FUNCTIONS: dict[str, Function] = {
         handler="functions.websocket.handler.lambda_handler",
         timeout_seconds=10,
         memory_mb=256,
-        uses={"ws_tickets": "read_write", "ws_connections": "read_write", "job_events": "read"},
+        uses={
+            "ws_tickets": "read_write",
+            "ws_connections": "read_write",
+            "job_events": "read",
+            "tenants": "read_write",
+        },
         settings=env.WebSocketSettings,
     ),
-    # Each SSE long poll holds an execution environment up to 25 s: reserved concurrency caps them, so open
-    # streams can never take the concurrency the rest of the API needs.
+    # Each SSE stream (or long poll) holds an execution environment while it is open: reserved concurrency
+    # caps them, so open streams can never take the concurrency the rest of the API needs.
     "events": Function(
         handler="functions.events.handler.lambda_handler",
+        stream_handler="functions.events.handler.stream_handler",
         memory_mb=256,
         reserved_concurrency=50,
-        uses={"jobs": "read", "job_events": "read"},
+        uses={"jobs": "read", "job_events": "read", "tenants": "read_write"},
         settings=env.EventsSettings,
     ),
     "notifications": Function(
@@ -373,6 +538,9 @@ FUNCTIONS: dict[str, Function] = {
             "webhook_deliveries": "read_write",
             "ws_tickets": "write",
             "deliveries_queue": "write",
+            "webhook_endpoints": "read_write",
+            "endpoint_deliveries": "read_write",
+            "job_events": "read",
             WEBSOCKET: "read",
         },
         settings=env.NotificationsApiSettings,
@@ -388,7 +556,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/jobs", "submit"),
     Route("GET", "/jobs", "status"),
     Route("GET", "/jobs/{id}", "status"),
+    Route("GET", "/account/usage", "status"),
     Route("POST", "/jobs/{id}/cancel", "cancel"),
+    Route("PATCH", "/jobs/{id}", "cancel"),
     Route("GET", "/playback/{token}/{name}", "playback", authorized=False),
     Route("GET", "/jobs/{id}/events", "events", long_poll=True),
     Route("POST", "/jobs/{id}/ws-ticket", "notifications"),
@@ -396,6 +566,16 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/jobs/{id}/deliveries/{delivery_id}/redeliver", "notifications"),
     Route("GET", "/account/webhook-secret", "notifications"),
     Route("POST", "/account/webhook-secret/rotate", "notifications"),
+    Route("POST", "/webhook-endpoints", "notifications"),
+    Route("GET", "/webhook-endpoints", "notifications"),
+    Route("GET", "/webhook-endpoints/{id}", "notifications"),
+    Route("PATCH", "/webhook-endpoints/{id}", "notifications"),
+    Route("DELETE", "/webhook-endpoints/{id}", "notifications"),
+    Route("GET", "/webhook-endpoints/{id}/secret", "notifications"),
+    Route("POST", "/webhook-endpoints/{id}/secret/rotate", "notifications"),
+    Route("GET", "/webhook-endpoints/{id}/deliveries", "notifications"),
+    Route("POST", "/webhook-endpoints/{id}/deliveries/{delivery_id}/redeliver", "notifications"),
+    Route("POST", "/webhook-endpoints/{id}/replay", "notifications"),
 )
 
 API_BASE_PATH = API_STAGE
@@ -408,6 +588,17 @@ body of this API is JSON or text. Any other body reaches a handler as text."""
 STREAM_TRIGGERS: tuple[StreamTrigger, ...] = (StreamTrigger(table="jobs", function="notify"),)
 
 AUTHORIZER = "authorizer"
+
+
+LIVE_ALIAS = "live"
+"""The alias API Gateway invokes a SnapStart function through (SnapStart serves published versions only)."""
+
+
+def snap_start(function: str) -> bool:
+    """Whether ``function`` runs with Lambda SnapStart: the zip functions a client waits on (routes, the
+    authorizer, the WebSocket API). Queue and stream consumers start cold; an image function cannot have it."""
+    api_facing = {route.function for route in ROUTES} | {AUTHORIZER, WEBSOCKET_API.function}
+    return function in api_facing and not FUNCTIONS[function].image
 
 
 @dataclass(frozen=True)
@@ -458,13 +649,20 @@ class WebSocketRef:
         return WEBSOCKET_API.env_var
 
 
-ResourceRef = TableRef | BucketRef | QueueRef | DeadLetterQueueRef | WebSocketRef
+@dataclass(frozen=True)
+class EventBusRef:
+    @property
+    def env_var(self) -> str:
+        return env.EVENT_BUS_NAME
+
+
+ResourceRef = TableRef | BucketRef | QueueRef | DeadLetterQueueRef | WebSocketRef | EventBusRef
 """What a name in ``uses`` refers to. Each backend resolves these with one ``match``."""
 
 
 def ref(resource: str) -> ResourceRef:
     """The resource a name in ``uses`` means: a table or bucket by its name, a queue as ``<queue>_queue``, its
-    dead-letter queue as ``<queue>_dlq``, the WebSocket API as ``websocket``."""
+    dead-letter queue as ``<queue>_dlq``, the WebSocket API as ``websocket``, the event bus as ``event_bus``."""
     if resource in TABLES:
         return TableRef(resource)
     if resource in BUCKETS:
@@ -475,6 +673,8 @@ def ref(resource: str) -> ResourceRef:
         return DeadLetterQueueRef(resource.removesuffix("_dlq"))
     if resource == WEBSOCKET:
         return WebSocketRef()
+    if resource == EVENT_BUS:
+        return EventBusRef()
     raise KeyError(f"unknown resource {resource!r}")
 
 

@@ -136,9 +136,12 @@ async function uploadParts(file, answer, onProgress) {
 // --- following a job ------------------------------------------------------------------------------------
 
 // Server-Sent Events read with fetch(): EventSource cannot send the Authorization header.
+// One streamed response carries every event until the job's end; a response that ends or breaks off before
+// (the gateway's 15-minute cap, or a long poll where the API buffers) is resumed with Last-Event-ID.
 async function followEvents(jobId, lastVersion, onJob) {
   let lastId = String(lastVersion);
   let retry = 1000;
+  let failures = 0;
   for (;;) {
     const response = await fetch(`${baseUrl()}/jobs/${jobId}/events`,
       { headers: { ...authHeader(), Accept: "text/event-stream", "Last-Event-ID": lastId } });
@@ -151,7 +154,14 @@ async function followEvents(jobId, lastVersion, onJob) {
     let buffer = "";
     let data = [];
     for (;;) {
-      const { value, done } = await reader.read();
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (error) { // the stream broke off (a network hiccup, a gateway limit): resume after the last id
+        if (++failures > 3) throw error;
+        break;
+      }
+      const { value, done } = chunk;
       if (done) break;
       buffer += value;
       const lines = buffer.split(/\r\n|\r|\n/);
@@ -170,7 +180,7 @@ async function followEvents(jobId, lastVersion, onJob) {
         else if (line.startsWith("retry:")) retry = Number(line.slice(6)) || retry;
       }
     }
-    await sleep(retry); // the server ended a long-poll: resume after the last event seen
+    await sleep(retry); // the response ended before the job did: resume after the last event seen
   }
 }
 
@@ -245,6 +255,7 @@ function player(output) {
 
 function showResult(job) {
   $("result").hidden = false;
+  $("thumbnails").replaceChildren();
   $("players").replaceChildren(
     ...job.outputs.filter((o) => (o.type === "mp4" || o.type === "hls") && o.url).map(player));
   const list = $("downloads");
@@ -294,7 +305,18 @@ async function run(event) {
     });
     const { body: job } = await api("POST", "/jobs", { input: { upload_id: uploadId }, outputs },
       { "Idempotency-Key": `web-${uploadId}` });
-    const done = await follow(job.id, showJob);
+    // Each output is shown as soon as it is ready (job.output.ready), before the job completes: its URL is
+    // signed at each read of the job, not carried by the event.
+    const shown = new Set();
+    const onJob = (update) => {
+      showJob(update);
+      const fresh = update.outputs.filter((output, index) => output.status === "ready" && !shown.has(index));
+      if (!fresh.length || TERMINAL.has(update.status)) return;
+      update.outputs.forEach((output, index) => output.status === "ready" && shown.add(index));
+      api("GET", `/jobs/${update.id}`).then(({ body }) => { if (!TERMINAL.has(body.status)) showResult(body); })
+        .catch(() => {}); // shown at completion anyway
+    };
+    const done = await follow(job.id, onJob);
     if (done.status === "completed") showResult(done);
     else if (done.error) showError(new Error(`job ${done.status}: ${done.error.code}: ${done.error.message}`));
   } catch (error) {

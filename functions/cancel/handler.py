@@ -1,5 +1,6 @@
 """POST /jobs/{id}/cancel: stop a job. 202 with the job: ``cancelled`` at once when it was queued; still
-``processing`` (with ``cancel_requested_at``) until its worker has stopped ffmpeg and removed the partial outputs."""
+``processing`` (with ``cancel_requested_at``) until its worker has stopped ffmpeg and removed the partial outputs.
+PATCH /jobs/{id}: change a queued job's priority."""
 
 from __future__ import annotations
 
@@ -10,23 +11,29 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videojobs import api, job_view
+from videojobs import api, job_view, snapstart
 from videojobs.aws import client
 from videojobs.job_store import JobStore
-from videojobs.models import ErrorCode, JobResource
+from videojobs.models import ErrorCode, JobResource, UpdateJobRequest
 from videojobs.object_store import ObjectStore
-from videojobs.observability import logger, tracer
-from videojobs.service.cancel import CancelDeps, cancel_job
+from videojobs.observability import logger, traced
+from videojobs.service.cancel import CancelDeps, cancel_job, update_job
 from videojobs.settings import CancelSettings
+from videojobs.usage import UsageLedger
 
 app = api.new_resolver()
 
 
+@snapstart.before_snapshot  # clients and settings are in the snapshot, not in a cold start
 @cache
 def get_deps() -> CancelDeps:
     settings = CancelSettings.from_env()
     return CancelDeps(
-        settings=settings, jobs=JobStore(client("dynamodb"), settings.jobs_table), objects=ObjectStore(client("s3"))
+        settings=settings,
+        jobs=JobStore(
+            client("dynamodb"), settings.jobs_table, ledger=UsageLedger(client("dynamodb"), settings.usage_table)
+        ),
+        objects=ObjectStore(client("s3")),
     )
 
 
@@ -49,7 +56,22 @@ def cancel(job_id: Annotated[str, Path(max_length=64)]):
     return CANCEL_JOB.answer(job_view.to_resource(job), headers=headers)
 
 
+UPDATE_JOB = api.Operation(
+    "Change a job's priority",
+    HTTPStatus.OK,
+    JobResource,
+    "Only while the job is `queued`: within the caller's jobs, a queued job starts after the more urgent ones.",
+    errors=(ErrorCode.JOB_STARTED,),
+)
+
+
+@app.patch("/jobs/<job_id>", **UPDATE_JOB.route())
+def update(job_id: Annotated[str, Path(max_length=64)], body: UpdateJobRequest):
+    job = update_job(job_id, body, api.tenant_of(app), get_deps().jobs)
+    return UPDATE_JOB.answer(job_view.to_resource(job))
+
+
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@tracer.capture_lambda_handler
+@traced
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return api.resolve(app, event, context)

@@ -14,8 +14,9 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videojobs.aws import client
-from videojobs.notification_store import DeliveryLedger, SecretStore
+from videojobs.aws import client, events_client
+from videojobs.event_bus import EventBus
+from videojobs.notification_store import DeliveryLedger, EndpointStore, SecretStore
 from videojobs.observability import logger, metrics
 from videojobs.queues import DeliveryQueue, ReceivedMessage, read_message
 from videojobs.service.webhook_delivery import DeliverDeps, deliver
@@ -39,6 +40,9 @@ def get_deps() -> DeliverDeps:
         ledger=DeliveryLedger(dynamodb, settings.webhook_deliveries_table),
         secrets=SecretStore(dynamodb, settings.webhook_secrets_table),
         queue=DeliveryQueue(client("sqs"), settings.deliveries_queue_url, settings.deliveries_dlq_url),
+        endpoints=EndpointStore(dynamodb, settings.webhook_endpoints_table),
+        endpoint_ledger=DeliveryLedger(dynamodb, settings.endpoint_deliveries_table, by_endpoint=True),
+        bus=EventBus(events_client(), settings.event_bus_name),
     )
 
 

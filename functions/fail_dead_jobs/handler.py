@@ -20,6 +20,7 @@ from videojobs.observability import logger, metrics
 from videojobs.queues import UnreadableMessage, read_message
 from videojobs.service.processing import fail_abandoned
 from videojobs.settings import JobsTableSettings
+from videojobs.usage import UsageLedger
 
 # A batch whose every record failed (dead letters of jobs a live worker still holds) is a routine retry, not a
 # Lambda function error: report it, do not raise.
@@ -28,7 +29,10 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 @cache
 def get_jobs() -> JobStore:
-    return JobStore(client("dynamodb"), JobsTableSettings.from_env().jobs_table)
+    settings = JobsTableSettings.from_env()
+    return JobStore(
+        client("dynamodb"), settings.jobs_table, ledger=UsageLedger(client("dynamodb"), settings.usage_table)
+    )
 
 
 def fail_job(record: SQSRecord) -> None:

@@ -8,6 +8,7 @@ batch item failure, so Lambda retries from that record (bounded, then the on-fai
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -17,14 +18,16 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from videojobs.aws import client, websocket_management_client
+from videojobs.aws import client, events_client, websocket_management_client
+from videojobs.event_bus import EventBus
 from videojobs.job_store import from_item
 from videojobs.models import Job
-from videojobs.notification_store import ConnectionStore, DeliveryLedger, EventLog
+from videojobs.notification_store import ConnectionStore, DeliveryLedger, EndpointStore, EventLog
 from videojobs.observability import logger
 from videojobs.queues import DeliveryQueue
 from videojobs.service.fanout import NotifyDeps, handle_change
 from videojobs.settings import NotifySettings
+from videojobs.tenant_counters import OpenStreams, PendingJobs
 
 # A batch that only failed (a routine retry) is reported, not raised: raising would be a Lambda function error.
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
@@ -35,11 +38,16 @@ def get_deps() -> NotifyDeps:
     settings = NotifySettings.from_env()
     dynamodb = client("dynamodb")
     return NotifyDeps(
-        events=EventLog(dynamodb, settings.job_events_table),
+        events=EventLog(dynamodb, settings.job_events_table, timedelta(days=settings.event_retention_days)),
         ledger=DeliveryLedger(dynamodb, settings.webhook_deliveries_table),
         deliveries=DeliveryQueue(client("sqs"), settings.deliveries_queue_url),
         connections=ConnectionStore(dynamodb, settings.ws_connections_table),
         sockets=websocket_management_client(settings.websocket_url),
+        endpoints=EndpointStore(dynamodb, settings.webhook_endpoints_table),
+        endpoint_ledger=DeliveryLedger(dynamodb, settings.endpoint_deliveries_table, by_endpoint=True),
+        bus=EventBus(events_client(), settings.event_bus_name),
+        pending_jobs=PendingJobs(dynamodb, settings.tenants_table),
+        open_streams=OpenStreams(dynamodb, settings.tenants_table),
     )
 
 

@@ -10,18 +10,19 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videojobs import api, playback
+from videojobs import api, playback, snapstart
 from videojobs.aws import client
 from videojobs.job_store import JobStore
 from videojobs.models import ErrorCode
 from videojobs.object_store import ObjectStore
-from videojobs.observability import logger, tracer
+from videojobs.observability import logger, traced
 from videojobs.service.playback import PlaybackDeps, playlist
 from videojobs.settings import PlaybackSettings
 
 app = api.new_resolver()
 
 
+@snapstart.before_snapshot  # clients and settings are in the snapshot, not in a cold start
 @cache
 def get_deps() -> PlaybackDeps:
     settings = PlaybackSettings.from_env()
@@ -52,6 +53,6 @@ def get_playlist(token: Annotated[str, Path(max_length=200)], name: Annotated[st
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@tracer.capture_lambda_handler
+@traced
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return api.resolve(app, event, context)

@@ -26,13 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from videojobs import wiring
 from videojobs.aws import client
+from videojobs.chunk_store import ChunkStore
+from videojobs.dispatch import Dispatch
 from videojobs.job_store import JobStore
 from videojobs.metric_names import TASK_PROTECTION_FAILED
 from videojobs.models import JobMessage
 from videojobs.object_store import ObjectStore
 from videojobs.observability import logger, metrics
-from videojobs.queues import ReceivedMessage, UnreadableMessage, read_message
+from videojobs.pricing import Compute, fargate_compute
+from videojobs.queues import ChunkQueue, JobQueue, ReceivedMessage, UnreadableMessage, read_message
 from videojobs.service.processing import (
     Attempt,
     WorkerDeps,
@@ -41,11 +45,14 @@ from videojobs.service.processing import (
     sweep_stale_scratch,
 )
 from videojobs.settings import WorkerSettings
+from videojobs.usage import UsageLedger
 
 if TYPE_CHECKING:
     from types_boto3_sqs import SQSClient
     from types_boto3_sqs.type_defs import MessageTypeDef
 
+SERVICE = "long_worker"
+"""This consumer's service in the wiring."""
 RECEIVE_WAIT_SECONDS = 20  # SQS long polling's maximum: an idle task costs one request per 20 s
 # ECS allows scale-in protection for up to 48 hours at a time.
 MAX_PROTECTION_MINUTES = 2880
@@ -55,13 +62,36 @@ MAX_PROTECTION_MINUTES = 2880
 def get_deps() -> WorkerDeps:
     settings = WorkerSettings.from_env()
     sweep_stale_scratch(settings.scratch_dir)  # what a killed earlier run left behind
+    jobs = JobStore(
+        client("dynamodb"), settings.jobs_table, ledger=UsageLedger(client("dynamodb"), settings.usage_table)
+    )
     return WorkerDeps(
         settings=settings,
-        jobs=JobStore(client("dynamodb"), settings.jobs_table),
+        jobs=jobs,
         objects=ObjectStore(client("s3")),
         # The host and process: which task holds a job is visible in the job's lease.
         worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        dispatch=Dispatch.from_settings(settings, client("dynamodb"), jobs),
+        chunks=ChunkStore(client("dynamodb"), settings.chunks_table),
+        chunk_queue=ChunkQueue(client("sqs"), settings.chunks_queue_url),
     )
+
+
+@cache
+def task_compute() -> Compute:
+    """What Fargate bills this task by: its size as the ECS task metadata endpoint reports it (props may change
+    the declared one), or as declared where there is no such endpoint (the local stack)."""
+    declared = wiring.SERVICES[SERVICE]
+    vcpu, memory_mb = declared.cpu / 1024, declared.memory_mb
+    endpoint = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    if endpoint:
+        try:
+            with urllib.request.urlopen(f"{endpoint}/task", timeout=5) as response:
+                limits = json.loads(response.read()).get("Limits", {})
+            vcpu, memory_mb = float(limits.get("CPU", vcpu)), int(limits.get("Memory", memory_mb))
+        except (OSError, ValueError):
+            logger.warning("could not read the task's size; using the declared one", exc_info=True)
+    return fargate_compute(vcpu, memory_mb, ephemeral_gb=declared.ephemeral_storage_gib)
 
 
 @contextmanager
@@ -110,16 +140,30 @@ def handle(
     delete the message or make it visible again when asked."""
     inflight = ReceivedMessage(sqs, deps.settings.long_jobs_queue_url, message["ReceiptHandle"], received_at)
     try:
-        job_id = read_message(JobMessage, message["Body"], message["MessageId"]).job_id
+        received = read_message(JobMessage, message["Body"], message["MessageId"])
     except UnreadableMessage:  # logged and counted; left undeleted, it ends in the dead-letter queue
         metrics.flush_metrics()
         return
     limit = deps.settings.job_time_limit_seconds
     with scale_in_protection(limit / 60):
-        outcome = process_job(job_id, deps, Attempt(time.monotonic() + limit, message=inflight, shutdown=shutdown))
+        attempt = Attempt(
+            time.monotonic() + limit,
+            message=inflight,
+            shutdown=shutdown,
+            deferrals=received.deferrals,
+            compute=task_compute(),
+        )
+        outcome = process_job(received.job_id, deps, attempt)
     if record_job_metrics(outcome.job):
         metrics.flush_metrics()
-    if outcome.retry_in_seconds is None:
+    if outcome.requeue_in_seconds is not None and outcome.job is not None:
+        # A fresh copy before this one goes: see videojobs/dispatch.py.
+        again = received.model_copy(update={"deferrals": received.deferrals + outcome.at_limit})
+        JobQueue(sqs, deps.settings.long_jobs_queue_url).send(
+            again, tenant_id=outcome.job.tenant_id, delay_seconds=outcome.requeue_in_seconds
+        )
+        inflight.delete()
+    elif outcome.retry_in_seconds is None:
         inflight.delete()
     else:
         inflight.hide_for(outcome.retry_in_seconds)

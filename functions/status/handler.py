@@ -9,18 +9,21 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videojobs import api, job_view
+from videojobs import api, job_view, snapstart
 from videojobs.aws import client
 from videojobs.job_store import MAX_PAGE_SIZE, JobStore
-from videojobs.models import Health, JobList, JobResource, JobStatus
+from videojobs.models import AccountUsage, Health, JobList, JobResource, JobStatus, Priority
 from videojobs.object_store import ObjectStore
-from videojobs.observability import logger, tracer
+from videojobs.observability import logger, traced
 from videojobs.service import jobs
 from videojobs.settings import StatusSettings
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
+from videojobs.usage import MAX_DAYS, UsageLedger
 
 app = api.new_resolver()
 
 
+@snapstart.before_snapshot  # clients and settings are in the snapshot, not in a cold start
 @cache
 def get_deps() -> jobs.StatusDeps:
     settings = StatusSettings.from_env()
@@ -28,6 +31,9 @@ def get_deps() -> jobs.StatusDeps:
         settings=settings,
         jobs=JobStore(client("dynamodb"), settings.jobs_table),
         objects=ObjectStore(client("s3")),
+        ledger=UsageLedger(client("dynamodb"), settings.usage_table),
+        limits=TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings)),
+        counters=jobs.tenant_counters(client("dynamodb"), settings.tenants_table),
     )
 
 
@@ -44,7 +50,7 @@ LIST_JOBS = api.Operation(
     HTTPStatus.OK,
     JobList,
     "The caller's jobs, newest first. Outputs have no `url`/`urls` here: `GET /jobs/{id}` gives them. "
-    "With `status`, a page may hold fewer than `limit` jobs (even none) and still have a `next_cursor`: "
+    "With `status` or `priority`, a page may hold fewer than `limit` jobs (even none) and still have a `next_cursor`: "
     "page on until `next_cursor` is null. A job created a moment ago may not be listed yet.",
 )
 
@@ -54,8 +60,9 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
     status: Annotated[JobStatus | None, Query()] = None,
+    priority: Annotated[Priority | None, Query()] = None,
 ):
-    page = jobs.list_jobs(api.tenant_of(app), limit, cursor, status, get_deps())
+    page = jobs.list_jobs(api.tenant_of(app), limit, cursor, status, get_deps(), priority=priority)
     return LIST_JOBS.answer(page)
 
 
@@ -76,7 +83,26 @@ def get_job(job_id: Annotated[str, Path(max_length=64)]):
     return GET_JOB.answer(job, headers=headers)
 
 
+ACCOUNT_USAGE = api.Operation(
+    "Usage and cost by day",
+    HTTPStatus.OK,
+    AccountUsage,
+    "The caller's jobs and what they used, per UTC day from `from` to `to` (both included, at most "
+    f"{MAX_DAYS} days), their totals, the limits in force and the current use against them. Costs are "
+    'estimates at list prices (README "What a job costs").',
+)
+DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+@app.get("/account/usage", **ACCOUNT_USAGE.route())
+def account_usage(
+    first: Annotated[str, Query(alias="from", pattern=DAY_PATTERN, description="The first UTC day, YYYY-MM-DD")],
+    last: Annotated[str, Query(alias="to", pattern=DAY_PATTERN, description="The last UTC day, YYYY-MM-DD")],
+):
+    return ACCOUNT_USAGE.answer(jobs.account_usage(api.tenant_of(app), first, last, get_deps()))
+
+
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@tracer.capture_lambda_handler
+@traced
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return api.resolve(app, event, context)

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videojobs import api, job_view
+from videojobs import api, job_view, snapstart
 from videojobs.aws import client
 from videojobs.job_store import JobStore
 from videojobs.metric_names import JOBS_SUBMITTED
@@ -20,6 +20,7 @@ from videojobs.models import (
     CompleteUploadRequest,
     CreateJobRequest,
     CreateUploadRequest,
+    DryRun,
     ErrorCode,
     JobResource,
     MultipartUploadResponse,
@@ -27,10 +28,13 @@ from videojobs.models import (
     UploadResponse,
 )
 from videojobs.object_store import ObjectStore
-from videojobs.observability import logger, metrics, tracer
+from videojobs.observability import logger, metrics, traced
 from videojobs.queues import JobQueue
 from videojobs.service import jobs
 from videojobs.settings import SubmitSettings
+from videojobs.tenant_counters import DailyUploadBytes, PendingJobs
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
+from videojobs.usage import UsageLedger
 
 app = api.new_resolver()
 
@@ -39,14 +43,25 @@ UploadId = Annotated[str, Path(pattern=r"^upl_[0-9a-f]{32}$")]
 COMPLETE_UPLOAD_MAX_BODY_BYTES = 512 * 1024
 
 
+@snapstart.before_snapshot  # clients and settings are in the snapshot, not in a cold start
 @cache
 def get_deps() -> jobs.SubmitDeps:
     settings = SubmitSettings.from_env()
+    dynamodb = client("dynamodb")
     return jobs.SubmitDeps(
         settings=settings,
-        jobs=JobStore(client("dynamodb"), settings.jobs_table, settings.idempotency_table),
+        jobs=JobStore(
+            dynamodb,
+            settings.jobs_table,
+            settings.idempotency_table,
+            ledger=UsageLedger(dynamodb, settings.usage_table),
+        ),
         objects=ObjectStore(client("s3")),
         queue=JobQueue(client("sqs"), settings.jobs_queue_url),
+        ledger=UsageLedger(dynamodb, settings.usage_table),
+        limits=TenantLimitStore(dynamodb, settings.tenants_table, TenantLimits.defaults(settings)),
+        pending_jobs=PendingJobs(dynamodb, settings.tenants_table, settings.jobs_table),
+        upload_bytes=DailyUploadBytes(dynamodb, settings.tenants_table),
     )
 
 
@@ -56,6 +71,7 @@ CREATE_UPLOAD = api.Operation(
     UploadResponse | MultipartUploadResponse,
     "A presigned POST (`method: POST`), or above the multipart threshold a presigned PUT per part "
     "(`method: MULTIPART`).",
+    errors=(ErrorCode.QUOTA_EXCEEDED,),
 )
 
 
@@ -103,16 +119,26 @@ def abort_upload(upload_id: UploadId):
     return ABORT_UPLOAD.answer()
 
 
+DRY_RUN = api.Operation(
+    "Submit a job",
+    HTTPStatus.OK,
+    DryRun,
+    'With `"dry_run": true`: every check of a submission, then an estimate of the job (its worker, time and '
+    "compute cost, from the upload's size at a reference bitrate); no job is created, nothing is queued and an "
+    "`Idempotency-Key` is not used.",
+)
 SUBMIT_JOB = api.Operation(
     "Submit a job",
     HTTPStatus.ACCEPTED,
     JobResource,
     "The job, queued (or the first one, for a replayed key).",
+    alternatives=(DRY_RUN,),
     errors=(
         ErrorCode.UPLOAD_NOT_FOUND,
         ErrorCode.UPLOAD_TOO_LARGE,
         ErrorCode.UPLOAD_INCOMPLETE,
         ErrorCode.IDEMPOTENCY_CONFLICT,
+        ErrorCode.QUOTA_EXCEEDED,
         ErrorCode.SERVICE_UNAVAILABLE,
     ),
     headers={"Location": "the job's URL", "Retry-After": "seconds to wait before the first poll"},
@@ -124,6 +150,8 @@ def create_job(
     body: CreateJobRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ):
+    if body.dry_run:
+        return DRY_RUN.answer(jobs.dry_run(body, api.tenant_of(app), get_deps()))
     job = jobs.submit_job(body, api.tenant_of(app), idempotency_key, get_deps())
     metrics.add_metric(name=JOBS_SUBMITTED, unit=MetricUnit.Count, value=1)
     resource = job_view.to_resource(job)
@@ -137,7 +165,7 @@ def create_job(
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@tracer.capture_lambda_handler
+@traced
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     completing = event.get("resource") == "/uploads/{id}/complete"

@@ -14,14 +14,19 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from videojobs import snapstart
 from videojobs.aws import client
+from videojobs.errors import LimitReached
 from videojobs.models import SubscribeRequest
 from videojobs.notification_store import ConnectionStore, EventLog, TicketStore
 from videojobs.observability import logger
 from videojobs.service import websocket
 from videojobs.settings import WebSocketSettings
+from videojobs.tenant_counters import OpenStreams
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 
 
+@snapstart.before_snapshot  # clients and settings are in the snapshot, not in a cold start
 @cache
 def get_deps() -> websocket.WebSocketDeps:
     settings = WebSocketSettings.from_env()
@@ -30,6 +35,8 @@ def get_deps() -> websocket.WebSocketDeps:
         tickets=TicketStore(dynamodb, settings.ws_tickets_table),
         connections=ConnectionStore(dynamodb, settings.ws_connections_table),
         events=EventLog(dynamodb, settings.job_events_table),
+        limits=TenantLimitStore(dynamodb, settings.tenants_table, TenantLimits.defaults(settings)),
+        open_streams=OpenStreams(dynamodb, settings.tenants_table),
     )
 
 
@@ -58,7 +65,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     route, connection_id = request.get("routeKey"), request.get("connectionId", "")
     if route == "$connect":
         ticket = (event.get("queryStringParameters") or {}).get("ticket")
-        accepted = websocket.connect(ticket, connection_id, get_deps())
+        try:
+            accepted = websocket.connect(ticket, connection_id, get_deps())
+        except LimitReached as refused:
+            logger.info("websocket refused", extra={"connection_id": connection_id, "limit": refused.limit})
+            answer = _reply(int(refused.status), {"error": {"code": refused.code.value, "message": refused.message}})
+            return answer | {"headers": refused.headers}
         logger.info("websocket connect", extra={"connection_id": connection_id, "accepted": accepted})
         # Any status but 2xx refuses the handshake.
         return _reply(200) if accepted else _reply(401, {"message": "Unauthorized"})

@@ -111,6 +111,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="eventually consistent DynamoDB reads see the data as it was this long ago, as a lagging replica "
         "would answer (default: %(default)s, always the latest)",
     )
+    parser.add_argument(
+        "--no-fair-queues",
+        action="store_true",
+        help="deliver queue messages in arrival order instead of as SQS fair queues do (to compare; "
+        "infra/local/fair_sqs.py)",
+    )
+    parser.add_argument(
+        "--sse",
+        choices=["stream", "long-poll"],
+        default="stream",
+        help="GET /jobs/{id}/events as one streamed response (API Gateway's response streaming, the CDK "
+        "default) or as long polls (the CDK prop sse_transport='long_poll') (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stream-max-seconds",
+        type=float,
+        default=wiring.RESPONSE_STREAMING.max_seconds,
+        metavar="SECONDS",
+        help="cut a streamed response after this long (API Gateway: %(default)s)",
+    )
+    parser.add_argument(
+        "--stream-idle-seconds",
+        type=float,
+        default=wiring.RESPONSE_STREAMING.idle_seconds,
+        metavar="SECONDS",
+        help="cut a streamed response that sent nothing for this long (API Gateway, edge-optimized: %(default)s)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -139,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         cold_start_seconds=args.cold_start,
         websocket_limits=ConnectionLimits(idle_seconds=args.ws_idle_timeout, max_seconds=args.ws_max_connection),
         stale_read_seconds=args.stale_reads,
+        fair_queues=not args.no_fair_queues,
+        response_streaming=wiring.ResponseStreaming(args.stream_max_seconds, args.stream_idle_seconds)
+        if args.sse == "stream"
+        else None,
     )
     with stack:
         # Behind a custom domain, the API lives under its base path only.

@@ -24,18 +24,19 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from infra.local.lambda_context import LambdaContext
-from videojobs import wiring
+from videojobs import lambda_streaming, wiring
 
 # Lambda resolves handler strings against the code root, which is the repository root here.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 Handler = Callable[[dict[str, Any], Any], Any]
+STREAM_POOL_SUFFIX = "#stream"
 
 log = logging.getLogger(__name__)
 
@@ -87,19 +88,25 @@ class Functions:
         account_concurrency: int | None = None,
         cold_start_seconds: float = 0.0,
         timeouts: Mapping[str, float] | None = None,
+        stream_handlers: Mapping[str, str] | None = None,
     ):
         """``account_concurrency``: the account's unreserved concurrency (None: unlimited); functions with
         ``reserved_concurrency`` in the wiring have their own pool, as in AWS. ``cold_start_seconds``: the init
         time of each new environment. ``timeouts``: function name -> seconds, replacing the declared timeout
         (tests make a timeout short instead of waiting for it)."""
-        unknown = (set(handlers or {}) | set(timeouts or {})) - set(wiring.FUNCTIONS)
+        unknown = (set(handlers or {}) | set(timeouts or {}) | set(stream_handlers or {})) - set(wiring.FUNCTIONS)
         if unknown:
             raise ValueError(f"overrides for unknown functions: {sorted(unknown)}")
         self._region = region
         self._account_id = account_id
         self._handler_strings = {name: fn.handler for name, fn in wiring.FUNCTIONS.items()} | dict(handlers or {})
-        self._timeouts = {name: float(fn.timeout_seconds) for name, fn in wiring.FUNCTIONS.items()} | dict(
-            timeouts or {}
+        self._stream_handler_strings = {
+            name: fn.stream_handler for name, fn in wiring.FUNCTIONS.items() if fn.stream_handler
+        } | dict(stream_handlers or {})
+        self._timeouts = (
+            {name: float(fn.timeout_seconds) for name, fn in wiring.FUNCTIONS.items()}
+            | {f"{name}{STREAM_POOL_SUFFIX}": float(seconds) for name, seconds in (timeouts or {}).items()}
+            | dict(timeouts or {})
         )
         self._cold_start_seconds = cold_start_seconds
         self._account_concurrency = account_concurrency
@@ -126,6 +133,85 @@ class Functions:
         finally:
             self._release(name)
 
+    def invoke_stream(self, name: str, event: Any, cancelled: threading.Event | None = None) -> Iterator[bytes]:
+        """InvokeWithResponseStream of the function's ``stream_handler``: the bytes it sends, as it sends them
+        (``lambda_streaming.encode``: the metadata and delimiter first). The invocation holds its concurrency
+        until the stream ends; it runs until its timeout (``RESPONSE_STREAMING.max_seconds`` unless overridden).
+
+        Raises ``RequestTooLarge`` or ``Throttled`` before the handler runs, and ``FunctionError`` when it fails
+        before its first chunk or, from the iterator, mid-stream or past its timeout. Setting ``cancelled`` (the
+        client went away) closes the handler's body at its next chunk."""
+        stream_handler = self._stream_handler_strings.get(name)
+        if stream_handler is None:
+            raise ValueError(f"{name} declares no stream_handler")
+        payload = json.dumps(event)
+        if len(payload.encode()) > MAX_REQUEST_PAYLOAD_BYTES:
+            raise RequestTooLarge(f"{name}: the request must be smaller than {MAX_REQUEST_PAYLOAD_BYTES} bytes")
+        self._reserve(name)
+        released = False
+        try:
+            pool = f"{name}{STREAM_POOL_SUFFIX}"
+            handler, cold = self._acquire(pool, stream_handler)
+            if cold and self._cold_start_seconds:
+                time.sleep(self._cold_start_seconds)
+            timeout = self._timeouts.get(f"{name}{STREAM_POOL_SUFFIX}", wiring.RESPONSE_STREAMING.max_seconds)
+            deadline = time.monotonic() + timeout
+            context = self._context(name, timeout)
+            try:
+                chunks = lambda_streaming.encode(handler(json.loads(payload), context))
+                first = next(chunks)
+            except BaseException as failure:
+                self._give_back(pool, handler)
+                self._fail(name, "Unhandled", f"{type(failure).__name__}: {failure}", failure)
+            released = True
+            return self._stream(name, pool, handler, first, chunks, deadline, timeout, cancelled)
+        finally:
+            if not released:
+                self._release(name)
+
+    def _stream(
+        self,
+        name: str,
+        pool: str,
+        handler: Handler,
+        first: bytes,
+        chunks: Iterator[bytes],
+        deadline: float,
+        timeout: float,
+        cancelled: threading.Event | None,
+    ) -> Iterator[bytes]:
+        try:
+            yield first
+            for chunk in chunks:
+                if cancelled is not None and cancelled.is_set():
+                    break
+                if time.monotonic() > deadline:
+                    self._fail(name, "Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds")
+                yield chunk
+        except FunctionError:
+            raise
+        except Exception as failure:
+            self._fail(name, "Unhandled", f"{type(failure).__name__}: {failure}", failure)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            self._give_back(pool, handler)
+            self._release(name)
+
+    def _give_back(self, pool: str, handler: Handler) -> None:
+        with self._lock:
+            self._idle.setdefault(pool, []).append(handler)
+
+    def _context(self, name: str, timeout: float) -> LambdaContext:
+        physical = physical_function_name(name)
+        return LambdaContext(
+            function_name=physical,
+            memory_limit_in_mb=wiring.FUNCTIONS[name].memory_mb,
+            invoked_function_arn=f"arn:aws:lambda:{self._region}:{self._account_id}:function:{physical}",
+            timeout_seconds=timeout,
+        )
+
     def errors(self, name: str | None = None) -> int:
         """Function errors so far, of one function or of all (Lambda's ``Errors`` metric)."""
         with self._lock:
@@ -137,20 +223,13 @@ class Functions:
             return self._throttles[name] if name else sum(self._throttles.values())
 
     def _run(self, name: str, event: Any) -> Any:
-        declared = wiring.FUNCTIONS[name]
-        physical = physical_function_name(name)
         timeout = self._timeouts[name]
-        handler, cold = self._acquire(name)
+        handler, cold = self._acquire(name, self._handler_strings[name])
         if cold and self._cold_start_seconds:
             # Init (the runtime starting, the module importing) is not in the function's timeout, but a caller
             # such as API Gateway waits for it: its 29 s include it.
             time.sleep(self._cold_start_seconds)
-        context = LambdaContext(
-            function_name=physical,
-            memory_limit_in_mb=declared.memory_mb,
-            invoked_function_arn=f"arn:aws:lambda:{self._region}:{self._account_id}:function:{physical}",
-            timeout_seconds=timeout,
-        )
+        context = self._context(name, timeout)
         outcome: dict[str, Any] = {}
         finished = threading.Event()
 
@@ -224,23 +303,28 @@ class Functions:
             self._idle.clear()
             self._environments.clear()
 
-    def _acquire(self, name: str) -> tuple[Handler, bool]:
-        """An idle environment's handler, or a new environment's (True: a cold start)."""
+    def _acquire(self, pool: str, handler_string: str) -> tuple[Handler, bool]:
+        """An idle environment's handler, or a new environment's (True: a cold start). ``pool``: the function's
+        name, or with ``STREAM_POOL_SUFFIX`` for its streaming handler (an environment runs one of the two)."""
         with self._lock:  # loading under the lock too: it happens once per environment
-            idle = self._idle.setdefault(name, [])
+            idle = self._idle.setdefault(pool, [])
             if idle:
                 return idle.pop(), False
-            index = self._environments.get(name, 0)
-            module_name, _, attribute = self._handler_strings[name].rpartition(".")
+            index = self._environments.get(pool, 0)
+            module_name, _, attribute = handler_string.rpartition(".")
             handler = getattr(self._load(module_name, index), attribute)
-            self._environments[name] = index + 1
+            self._environments[pool] = index + 1
             return handler, True
 
     def _load(self, module_name: str, index: int) -> ModuleType:
         if str(PROJECT_ROOT) not in sys.path:
             sys.path.insert(0, str(PROJECT_ROOT))
         if index == 0:  # the first environment is the module itself
-            if module_name not in sys.modules:
+            if module_name in sys.modules:
+                # Imported before this stack (by a test): what it cached (settings, clients) belongs to another
+                # deployment; a new environment starts without it.
+                _forget_caches(sys.modules[module_name])
+            else:
                 self._imported_modules.add(module_name)
             return importlib.import_module(module_name)
         spec = importlib.util.find_spec(module_name)
@@ -255,3 +339,11 @@ class Functions:
         self._imported_modules.add(copy_name)
         copy_spec.loader.exec_module(module)
         return module
+
+
+def _forget_caches(module: ModuleType) -> None:
+    """Clear the ``functools.cache``s a module defines (``get_deps``, ``get_settings``…)."""
+    for value in list(vars(module).values()):
+        clear = getattr(value, "cache_clear", None)
+        if callable(clear) and getattr(value, "__module__", None) == module.__name__:
+            clear()

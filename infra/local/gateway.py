@@ -33,7 +33,8 @@ from starlette.types import Receive, Scope, Send
 
 from infra.local.functions import FunctionError, Functions, RequestTooLarge, Throttled
 from infra.local.websocket import ConnectionLimits, LocalWebSocketApi
-from videojobs import wiring
+from videojobs import lambda_streaming, wiring
+from videojobs.usage_plans import UsagePlans
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def gateway_error(response_type: str) -> JSONResponse:
     declared = wiring.GATEWAY_ERRORS[response_type]
     if declared.status is None or declared.message is None:
         raise ValueError(f"{response_type} keeps API Gateway's own status or message")
-    return error(declared.status, str(declared.code), declared.message)
+    return error(declared.status, str(declared.code), declared.message, dict(declared.headers) or None)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,49 @@ class _CachedPolicy:
     principal_id: str
     policy: dict[str, Any]
     context: dict[str, str]
+    usage_identifier_key: str | None = None
+
+
+@dataclass
+class _TokenBucket:
+    """API Gateway's throttle of one key: ``rate`` tokens a second, at most ``burst`` saved, one per request."""
+
+    tokens: float
+    updated: float
+    plan: tuple[float, int]
+
+    def take(self, rate: float, burst: int, now: float) -> bool:
+        self.tokens = min(float(burst), self.tokens + (now - self.updated) * rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class UsagePlanThrottle:
+    """Usage plans as API Gateway applies them to a method that requires an API key: the key the authorizer
+    named must be in a plan of the stage (else 403 ``INVALID_API_KEY``), whose token bucket it must pass (else
+    429 ``THROTTLED``). Plans are read from moto at each request, so a changed rate holds from the next one."""
+
+    def __init__(self, plans: UsagePlans, clock: Any = time.monotonic):
+        self._plans = plans
+        self._clock = clock
+        self._buckets: dict[str, _TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key_value: str | None) -> str | None:
+        """None when the request may go on, else the gateway response type that refuses it."""
+        throttle = self._plans.throttle_for(key_value) if key_value else None
+        if throttle is None:
+            return "INVALID_API_KEY"
+        rate, burst = throttle
+        with self._lock:
+            now = self._clock()
+            bucket = self._buckets.get(key_value or "")
+            if bucket is None or bucket.plan != throttle:  # a key moved to another plan starts a new bucket
+                bucket = self._buckets[key_value or ""] = _TokenBucket(float(burst), now, throttle)
+            return None if bucket.take(rate, burst, now) else "THROTTLED"
 
 
 class LocalGateway:
@@ -139,8 +183,15 @@ class LocalGateway:
         custom_domain: bool = False,
         binary_media_types: Iterable[str] = wiring.BINARY_MEDIA_TYPES,
         websocket_limits: ConnectionLimits | None = None,
+        usage_plans: UsagePlanThrottle | None = None,
+        response_streaming: wiring.ResponseStreaming | None = wiring.RESPONSE_STREAMING,
     ):
+        """``usage_plans``: throttle each tenant as its usage plan says (the local stack always passes it);
+        None leaves API keys out, for tests of other behaviours. ``response_streaming``: the limits of streamed
+        responses, for routes whose function has a ``stream_handler`` (as the CDK stack streams them by
+        default); None buffers every response, as the stack's long-poll fallback does."""
         self._functions = functions
+        self._usage_plans = usage_plans
         self._authorizer_cache_seconds = authorizer_cache_seconds
         self._custom_domain = custom_domain
         self._binary_media_types = tuple(binary_media_types)
@@ -151,6 +202,9 @@ class LocalGateway:
         self._policies: dict[str, _CachedPolicy] = {}  # only touched on the event loop: no lock
         self._route_lock = threading.Lock()
         self._websocket = LocalWebSocketApi(functions, region, account_id, websocket_limits)
+        self._streaming = response_streaming
+        self.streams_cut = 0
+        """Streamed responses API Gateway cut (past their maximum duration or idle too long)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._websocket.handles(scope):  # the WebSocket API and its management endpoint
@@ -166,7 +220,7 @@ class LocalGateway:
             response = error(500, "internal_error", "internal server error")
         await response(scope, receive, send)
 
-    async def _handle(self, request: Request) -> Response:
+    async def _handle(self, request: Request) -> Response | _StreamedResponse:
         called_path = request.url.path
         base = f"/{wiring.API_BASE_PATH if self._custom_domain else STAGE}"
         if self._custom_domain and not called_path.startswith(f"{base}/"):
@@ -201,6 +255,8 @@ class LocalGateway:
             if denied is not None:
                 return denied
 
+        if self._streaming is not None and route.long_poll and wiring.FUNCTIONS[route.function].stream_handler:
+            return await self._stream(route, event, request.method, path, self._streaming)
         run = _in_daemon_thread if route.long_poll else run_in_threadpool
         call = asyncio.ensure_future(run(self._invoke_route, route, event))
         done, _ = await asyncio.wait({call}, timeout=self._integration_timeout)
@@ -234,6 +290,58 @@ class LocalGateway:
             return self._functions.invoke(route.function, event)
         with self._route_lock:
             return self._functions.invoke(route.function, event)
+
+    async def _stream(
+        self, route: wiring.Route, event: dict[str, Any], method: str, path: str, limits: wiring.ResponseStreaming
+    ) -> Response | _StreamedResponse:
+        """A response streamed as the function sends it (``ResponseTransferMode.STREAM``): API Gateway starts
+        answering once the metadata arrived, and cuts the response at ``limits.max_seconds`` or after
+        ``limits.idle_seconds`` with nothing sent (the client sees the connection close mid-body)."""
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def produce() -> None:
+            def put(item: bytes | BaseException | None) -> None:
+                with contextlib.suppress(RuntimeError):  # the server stopped meanwhile
+                    loop.call_soon_threadsafe(chunks.put_nowait, item)
+
+            try:
+                for chunk in self._functions.invoke_stream(route.function, event, cancelled):
+                    put(chunk)
+            except Exception as failure:
+                put(failure)
+            put(None)
+
+        threading.Thread(target=produce, name="response-stream", daemon=True).start()
+        started = time.monotonic()
+        prelude = b""
+        try:
+            while lambda_streaming.DELIMITER not in prelude:
+                item = await asyncio.wait_for(chunks.get(), timeout=limits.max_seconds)
+                if isinstance(item, BaseException):
+                    raise item
+                if item is None:
+                    raise FunctionError(route.function, "Runtime.MalformedResponse", "the stream ended early")
+                prelude += item
+            metadata, _, rest = prelude.partition(lambda_streaming.DELIMITER)
+            status, headers = lambda_streaming.decode_metadata(metadata)
+        except TimeoutError:
+            cancelled.set()
+            return error(504, "internal_error", "endpoint request timed out")
+        except RequestTooLarge:
+            return gateway_error("REQUEST_TOO_LARGE")
+        except Throttled:
+            log.warning("%s throttled on %s %s", route.function, method, path)
+            return error(500, "internal_error", "internal server error")
+        except FunctionError:
+            log.exception("%s failed on %s %s", route.function, method, path)
+            return error(502, "internal_error", "internal server error")
+        except (KeyError, TypeError, ValueError) as failure:
+            cancelled.set()
+            log.error("%s streamed malformed metadata: %s", route.function, failure)
+            return error(502, "internal_error", "malformed Lambda proxy response")
+        return _StreamedResponse(self, status, headers, rest, chunks, cancelled, started, limits)
 
     def _match(self, path: str) -> tuple[list[wiring.Route], dict[str, str]] | None:
         """The routes of the most specific matching resource (static segments win, as in API Gateway)."""
@@ -354,12 +462,73 @@ class LocalGateway:
             self._policies[token] = cached
         if not policy_allows(cached.policy, method_arn):
             return gateway_error("ACCESS_DENIED")
+        if self._usage_plans is not None:
+            refused = await run_in_threadpool(self._usage_plans.check, cached.usage_identifier_key)
+            if refused is not None:
+                return gateway_error(refused)
         event["requestContext"]["authorizer"] = {
             "principalId": cached.principal_id,
             **cached.context,
             "integrationLatency": 0,
         }
         return None
+
+
+class _StreamedResponse:
+    """The ASGI side of a streamed response: each chunk written as it arrives, under API Gateway's limits."""
+
+    def __init__(
+        self,
+        gateway: LocalGateway,
+        status: int,
+        headers: dict[str, str],
+        first: bytes,
+        chunks: asyncio.Queue[bytes | BaseException | None],
+        cancelled: threading.Event,
+        started: float,
+        limits: wiring.ResponseStreaming,
+    ):
+        self._gateway, self._status, self._headers, self._first = gateway, status, headers, first
+        self._chunks, self._cancelled, self._started, self._limits = chunks, cancelled, started, limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = asyncio.ensure_future(self._watch_disconnect(receive))
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self._status,
+                    "headers": list(_raw_headers({name: [value] for name, value in self._headers.items()})),
+                }
+            )
+            if self._first:
+                await send({"type": "http.response.body", "body": self._first, "more_body": True})
+            while True:
+                now = time.monotonic()
+                left = self._started + self._limits.max_seconds - now
+                try:
+                    item = await asyncio.wait_for(self._chunks.get(), timeout=min(self._limits.idle_seconds, left))
+                except TimeoutError:
+                    # API Gateway closes the connection: no last chunk, so the client sees the body cut short.
+                    self._gateway.streams_cut += 1
+                    log.warning("a streamed response was cut (idle or past %s s)", self._limits.max_seconds)
+                    return
+                if item is None:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+                if isinstance(item, BaseException):  # the function failed mid-stream: the stream just stops
+                    log.error("a streaming function failed mid-stream: %s", item)
+                    self._gateway.streams_cut += 1
+                    return
+                await send({"type": "http.response.body", "body": item, "more_body": True})
+        finally:
+            self._cancelled.set()
+            watcher.cancel()
+
+    async def _watch_disconnect(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._cancelled.set()
 
 
 async def _in_daemon_thread(function: Any, *args: Any) -> Any:
@@ -397,8 +566,13 @@ def _parse_authorizer_result(result: Any, cache_seconds: float) -> _CachedPolicy
             raise AuthorizerError(f"authorizer context value {key!r} is not a string, number or boolean")
         if value is not None:
             context[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    key = result.get("usageIdentifierKey")
     return _CachedPolicy(
-        time.monotonic() + cache_seconds, str(result["principalId"]), result["policyDocument"], context
+        time.monotonic() + cache_seconds,
+        str(result["principalId"]),
+        result["policyDocument"],
+        context,
+        str(key) if key else None,
     )
 
 

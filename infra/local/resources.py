@@ -22,6 +22,9 @@ def bucket_name(name: str) -> str:
     return f"{PREFIX}-{name}".replace("_", "-")  # bucket names allow no underscores
 
 
+EVENT_BUS_NAME = f"{PREFIX}-events"
+
+
 def queue_name(name: str) -> str:
     return f"{PREFIX}-{name}"
 
@@ -46,6 +49,8 @@ class Resources:
     stream_arns: dict[str, str]
     buckets: dict[str, str]
     queues: dict[str, QueueRef]
+    event_bus: str
+    """The EventBridge bus's name (moto's EventBridge: rules deliver to SQS targets)."""
 
     def physical(self, ref: wiring.ResourceRef) -> str | None:
         """What a function's environment variable holds for a resource it uses; None for the WebSocket API,
@@ -61,6 +66,8 @@ class Resources:
                 return self.queues[name].dlq_url
             case wiring.WebSocketRef():
                 return None
+            case wiring.EventBusRef():
+                return self.event_bus
 
     def environment(self) -> dict[str, str]:
         """The union of every function's resource variables (they agree by construction, as all functions share
@@ -124,7 +131,8 @@ def create_resources(client: ClientFactory, region: str, visibility_timeout_seco
     queues = {
         name: _create_queue(sqs, name, queue, visibility_timeout_seconds) for name, queue in wiring.QUEUES.items()
     }
-    return Resources(tables=tables, stream_arns=streams, buckets=buckets, queues=queues)
+    client("events").create_event_bus(Name=EVENT_BUS_NAME)
+    return Resources(tables=tables, stream_arns=streams, buckets=buckets, queues=queues, event_bus=EVENT_BUS_NAME)
 
 
 def _table_spec(name: str, table: wiring.Table) -> dict[str, Any]:
@@ -145,7 +153,8 @@ def _table_spec(name: str, table: wiring.Table) -> dict[str, Any]:
                     {"AttributeName": index.partition_key, "KeyType": "HASH"},
                     {"AttributeName": index.sort_key, "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": index.projection_type}
+                | ({"NonKeyAttributes": list(index.projection)} if index.projection else {}),
             }
             for index in table.indexes
         ]

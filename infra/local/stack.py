@@ -30,8 +30,11 @@ from starlette.types import ASGIApp
 
 from infra.local.atomic_dynamodb import configure as configure_dynamodb
 from infra.local.atomic_dynamodb import make_dynamodb_atomic
+from infra.local.fair_sqs import configure as configure_sqs_fairness
+from infra.local.fair_sqs import make_sqs_fair
 from infra.local.functions import Functions
-from infra.local.gateway import LocalGateway
+from infra.local.gateway import API_ID as GATEWAY_API_ID
+from infra.local.gateway import LocalGateway, UsagePlanThrottle
 from infra.local.pollers import SqsPoller, StreamPoller
 from infra.local.resources import Resources, create_resources
 from infra.local.services import ServiceTasks
@@ -41,9 +44,11 @@ from infra.local.web import REDACT_SECRETS, LoopbackHostOnly, StaticSite
 from infra.local.websocket import PATH as WEBSOCKET_PATH
 from infra.local.websocket import ConnectionLimits
 from videojobs import aws, settings, wiring
+from videojobs.api_keys import ApiKeyStore
 from videojobs.ids import hash_api_key, key_prefix, new_api_key
-from videojobs.job_store import ApiKeyStore
 from videojobs.metric_names import METRICS_NAMESPACE, SERVICE_NAME
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
+from videojobs.usage_plans import UsagePlans
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +112,13 @@ class LocalStack:
         with ``/v1`` kept in the event's ``path``).
     :param websocket_limits: the WebSocket API's message limit and idle / maximum connection timers (API
         Gateway's 128 KB, 10 min and 2 h by default; tests shorten them).
+    :param response_streaming: API Gateway's limits on streamed responses (tests shorten them): the events
+        route streams, as the CDK stack deploys it by default; None serves it as long polls (the CDK prop
+        ``sse_transport="long_poll"``).
     :param stale_read_seconds: eventually consistent DynamoDB reads (and index queries) see the data as it was
         this long ago (``infra.local.atomic_dynamodb``); 0, the default, reads the latest.
+    :param fair_queues: standard queues deliver as SQS fair queues do (``infra.local.fair_sqs``): a quiet
+        tenant's messages before a noisy tenant's backlog. False: arrival order (moto's own), to compare.
 
     ``start()`` changes ``os.environ`` of this process (credentials, region, endpoint, resource names: see
     ``env``) because handlers read their settings from it; ``stop()`` restores it. Only one stack can run in a
@@ -138,6 +148,8 @@ class LocalStack:
         custom_domain: bool = False,
         websocket_limits: ConnectionLimits | None = None,
         stale_read_seconds: float = 0.0,
+        fair_queues: bool = True,
+        response_streaming: wiring.ResponseStreaming | None = wiring.RESPONSE_STREAMING,
     ):
         unknown = set(queue_concurrency or {}) - set(wiring.QUEUES)
         if unknown:
@@ -156,6 +168,8 @@ class LocalStack:
         self._custom_domain = custom_domain
         self._websocket_limits = websocket_limits
         self._stale_read_seconds = stale_read_seconds
+        self._fair_queues = fair_queues
+        self._response_streaming = response_streaming
         self._log_level = log_level
         self._services = ServiceTasks(run_services)
         self._notification_env = {settings.WEBHOOK_ALLOW_LOOPBACK_HTTP: str(allow_loopback_webhooks).lower()}
@@ -172,12 +186,14 @@ class LocalStack:
         self._moto_endpoint: str | None = None
         self._strict_s3: StrictS3Server | None = None
         self._functions: Functions | None = None
+        self._gateway: LocalGateway | None = None
         self._resources: Resources | None = None
         self._pollers: list[threading.Thread] = []
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self._url: str | None = None
         self._api_key: str | None = None
+        self._usage_plans: UsagePlans | None = None
         self._state_written = False
 
     # --- public -----------------------------------------------------------------------------------------
@@ -204,6 +220,10 @@ class LocalStack:
     @property
     def region(self) -> str:
         return self._region
+
+    @property
+    def gateway(self) -> LocalGateway:
+        return _started(self._gateway)
 
     @property
     def functions(self) -> Functions:
@@ -275,6 +295,7 @@ class LocalStack:
         self._functions = None
         self._restore_env()
         configure_dynamodb()  # the emulation is process-wide: back to its defaults
+        configure_sqs_fairness()
         aws.reset_clients()
         self._server = self._server_thread = None
         self._pollers = []
@@ -313,6 +334,8 @@ class LocalStack:
             werkzeug.setLevel(logging.WARNING)
         make_dynamodb_atomic()  # concurrent handlers rely on conditional writes being atomic
         make_sqs_visibility_strict()  # the 12 h visibility cap counted from the receive
+        make_sqs_fair()  # messages of a quiet tenant before a noisy tenant's backlog
+        configure_sqs_fairness(fair=self._fair_queues)
         configure_dynamodb(stale_read_seconds=self._stale_read_seconds)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self._moto_port, verbose=False)
         self._moto.start()
@@ -336,11 +359,11 @@ class LocalStack:
 
         self._resources = create_resources(self.client, self._region, self._visibility_timeout)
         self._set_env(self._resources.environment())
+        if self._response_streaming is not None:  # the streaming handler's settings, as the CDK stack sets them
+            self._set_env(self._response_streaming.settings())
 
-        self._api_key = new_api_key()
-        ApiKeyStore(self.client("dynamodb"), self._resources.tables["api_keys"]).add(
-            hash_api_key(self._api_key), DEV_TENANT, key_prefix(self._api_key)
-        )
+        usage_plans = self._usage_plans = self._create_usage_plan()
+        self._api_key = self.create_key(DEV_TENANT)
 
         self._functions = Functions(
             self._region,
@@ -353,22 +376,17 @@ class LocalStack:
         self._start_pollers(self._functions, self._resources)
         # The web page and the API docs in front of the API (the page reads its dev key from /config.json).
         # Only loopback host names: no page can reach it by DNS rebinding.
-        self._serve(
-            LoopbackHostOnly(
-                StaticSite(
-                    LocalGateway(
-                        self._functions,
-                        self._region,
-                        DEFAULT_ACCOUNT_ID,
-                        authorizer_cache_seconds=self._authorizer_cache_seconds,
-                        custom_domain=self._custom_domain,
-                        websocket_limits=self._websocket_limits,
-                    ),
-                    config={"api_key": self._api_key},
-                ),
-                also=self._host,
-            )
+        self._gateway = LocalGateway(
+            self._functions,
+            self._region,
+            DEFAULT_ACCOUNT_ID,
+            authorizer_cache_seconds=self._authorizer_cache_seconds,
+            custom_domain=self._custom_domain,
+            websocket_limits=self._websocket_limits,
+            usage_plans=UsagePlanThrottle(usage_plans),
+            response_streaming=self._response_streaming,
         )
+        self._serve(LoopbackHostOnly(StaticSite(self._gateway, config={"api_key": self._api_key}), also=self._host))
         # Known once the port is: the WebSocket API is served by the gateway (infra/local/websocket.py).
         websocket_url = "ws" + self.url.removeprefix("http") + WEBSOCKET_PATH
         self._set_env({**self._notification_env, settings.WEBSOCKET_URL: websocket_url})
@@ -376,6 +394,29 @@ class LocalStack:
         queue_urls = {name: ref.url for name, ref in self._resources.queues.items()}
         self._services.start(os.environ, self.client("sqs"), queue_urls)
         self._write_state()
+
+    def create_key(self, tenant: str) -> str:
+        """A new API key of ``tenant``, registered as ``videojobs admin create-key`` does it: in the api_keys
+        table, and the tenant's API Gateway key in its usage plan (without one, the gateway answers 403)."""
+        key = new_api_key()
+        tables = _started(self._resources).tables
+        ApiKeyStore(self.client("dynamodb"), tables["api_keys"]).add(hash_api_key(key), tenant, key_prefix(key))
+        limits = TenantLimitStore(self.client("dynamodb"), tables["tenants"], TenantLimits.settings_defaults())
+        _started(self._usage_plans).apply(tenant, limits.limits_for(tenant))
+        return key
+
+    def _create_usage_plan(self) -> UsagePlans:
+        """The stack's usage plan in moto, as the CDK stack declares it (``TenantUsagePlan``), with the ids the
+        admin CLI reads (``REST_API_ID``, ``USAGE_PLAN_ID``) in the environment."""
+        defaults = TenantLimits.settings_defaults()
+        apigateway = self.client("apigateway")
+        plan = apigateway.create_usage_plan(
+            name="videojobs-tenants",
+            apiStages=[{"apiId": GATEWAY_API_ID, "stage": wiring.API_STAGE}],
+            throttle={"rateLimit": defaults.requests_per_second, "burstLimit": defaults.burst},
+        )
+        self._set_env({settings.REST_API_ID: GATEWAY_API_ID, settings.USAGE_PLAN_ID: plan["id"]})
+        return UsagePlans(apigateway, GATEWAY_API_ID, wiring.API_STAGE, plan["id"], defaults)
 
     def _start_pollers(self, functions: Functions, resources: Resources) -> None:
         sqs, streams = self.client("sqs"), self.client("dynamodbstreams")

@@ -169,7 +169,13 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_channel_sees_the_same_ordered_events(
     api: httpx.Client, receiver: Receiver, verifier: Webhook, long_clip: Path
 ) -> None:
-    response = submit(api, upload(api, long_clip), [{"type": "mp4", "height": 720}], webhook_url=f"{receiver.url}/ok")
+    response = submit(
+        api,
+        upload(api, long_clip),
+        [{"type": "mp4", "height": 720}],
+        webhook_url=f"{receiver.url}/ok",
+        webhook_events=["job.output.ready", "job.completed"],
+    )
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
 
@@ -192,6 +198,11 @@ def test_every_channel_sees_the_same_ordered_events(
     types = [event["type"] for event in sse]
     assert types[0] == "job.queued" and types[-1] == "job.completed"
     assert "job.processing" in types and types.count("job.progress") >= 2, types
+    # The output was announced as soon as it was uploaded, before the completion, ready, with its index.
+    assert types[-2:] == ["job.output.ready", "job.completed"], types
+    ready = sse[-2]
+    assert ready["output_index"] == 0 and ready["data"]["outputs"][0]["status"] == "ready"
+    assert ready["data"]["status"] == "processing"
     assert all(event["data"]["id"] == job_id for event in sse)
     progress = [event["data"]["progress"] for event in sse if event["type"] == "job.progress"]
     assert progress == sorted(progress)
@@ -203,16 +214,24 @@ def test_every_channel_sees_the_same_ordered_events(
     merged = {event["data"]["version"]: event for event in socket.backlog + socket.pushed}
     assert sorted(merged) == versions
     assert [merged[version]["type"] for version in versions] == types
-    assert socket.pushed[-1]["type"] == "job.completed"
+    assert [event["type"] for event in socket.pushed[-2:]] == ["job.output.ready", "job.completed"]
     assert socket.close_code == 1000  # the server closed politely after the terminal event
 
-    # Webhook (default events: the terminal ones): one job.completed, signed, the same event as everywhere.
-    deliveries = eventually(lambda: [r for r in receiver.on("/ok") if job_id.encode() in r.body], "webhook")
-    assert len({request.headers["webhook-id"] for request in deliveries}) == 1
-    for request in deliveries:
-        payload = verifier.verify(request.body, request.headers)
-        assert payload["type"] == "job.completed"
-        assert payload == merged[versions[-1]]
+    # Webhook (the events asked for): job.output.ready then job.completed, signed, the same events as everywhere.
+    deliveries = eventually(
+        lambda: (
+            (found := [r for r in receiver.on("/ok") if job_id.encode() in r.body])
+            and len({r.headers["webhook-id"] for r in found}) == 2
+            and found
+        ),
+        "webhook",
+    )
+    payloads = sorted(
+        (verifier.verify(request.body, request.headers) for request in deliveries), key=lambda p: p["data"]["version"]
+    )
+    assert [payload["type"] for payload in payloads] == ["job.output.ready", "job.completed"]
+    assert payloads[0]["timestamp"] <= payloads[1]["timestamp"]
+    assert payloads[0] == merged[versions[-2]] and payloads[1] == merged[versions[-1]]
 
     # SSE resume: Last-Event-ID skips what was seen; after the terminal event there is nothing more (204).
     middle = versions[len(versions) // 2]

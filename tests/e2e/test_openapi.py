@@ -16,7 +16,8 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
-from tests.e2e.conftest import ROOT, RunningStack, wait_for
+from tests.e2e.conftest import ROOT, RunningStack, submit, upload, wait_for
+from tests.e2e.test_tenant_limits import admin
 
 pytestmark = pytest.mark.e2e
 
@@ -117,6 +118,18 @@ def _documented_successes(document: dict[str, Any]) -> set[tuple[str, str, int]]
     }
 
 
+def _patch_queued_job(stack: RunningStack, clip: Path) -> httpx.Response:
+    """PATCH of a job kept queued: its tenant's one active slot is taken by the job before it."""
+    limited = admin(stack, "set-limits", "--tenant", "openapi-patch", "--max-active-jobs", "1")
+    assert limited.returncode == 0, limited.stderr
+    with stack.client(stack.create_key("openapi-patch")) as api:
+        upload_id = upload(api, clip)
+        holder = submit(api, upload_id).json()["id"]
+        _eventually(lambda: api.get(f"/jobs/{holder}").json()["status"] != "queued", "the first job started")
+        waiting = submit(api, upload_id).json()["id"]
+        return api.patch(f"/jobs/{waiting}", json={"priority": "low"})
+
+
 def test_every_operation_answers_its_documented_status_and_body(
     stack: RunningStack, small_parts_stack: RunningStack, clip: Path, webhook_receiver: str
 ):
@@ -134,11 +147,17 @@ def test_every_operation_answers_its_documented_status_and_body(
             )
         assert sent.is_success, sent.text
 
+        # An endpoint made before the job, so the job's events reach its ledger.
+        endpoint = check("POST", "/webhook-endpoints", api.post("/webhook-endpoints", json={"url": webhook_receiver}))
+        endpoint_path = f"/webhook-endpoints/{endpoint.json()['id']}"
+
         job = {"input": {"upload_id": created["upload_id"]}, "outputs": [{"type": "hls", "heights": [144]}]}
+        check("POST", "/jobs", api.post("/jobs", json=job | {"dry_run": True}))
         submitted = check("POST", "/jobs", api.post("/jobs", json=job | {"webhook_url": webhook_receiver})).json()
         job_id = submitted["id"]
         other = api.post("/jobs", json={**job, "outputs": [{"type": "mp4", "height": 144}]}).json()["id"]
         check("POST", "/jobs/{id}/cancel", api.post(f"/jobs/{other}/cancel"))
+        check("PATCH", "/jobs/{id}", _patch_queued_job(stack, clip))
         check("GET", "/jobs", api.get("/jobs"))
         finished = wait_for(api, job_id)
         assert finished["status"] == "completed", finished
@@ -161,6 +180,23 @@ def test_every_operation_answers_its_documented_status_and_body(
         redeliver = f"/jobs/{job_id}/deliveries/{deliveries[0]['id']}/redeliver"
         check("POST", "/jobs/{id}/deliveries/{delivery_id}/redeliver", api.post(redeliver))
 
+        check("GET", "/webhook-endpoints", api.get("/webhook-endpoints"))
+        check("GET", "/webhook-endpoints/{id}", api.get(endpoint_path))
+        check("PATCH", "/webhook-endpoints/{id}", api.patch(endpoint_path, json={"description": "contract"}))
+        check("GET", "/webhook-endpoints/{id}/secret", api.get(f"{endpoint_path}/secret"))
+        check("POST", "/webhook-endpoints/{id}/secret/rotate", api.post(f"{endpoint_path}/secret/rotate"))
+        ledger = _eventually(
+            lambda: api.get(f"{endpoint_path}/deliveries").json()["deliveries"], "an endpoint delivery"
+        )
+        check("GET", "/webhook-endpoints/{id}/deliveries", api.get(f"{endpoint_path}/deliveries"))
+        again = f"{endpoint_path}/deliveries/{ledger[0]['id']}/redeliver"
+        check("POST", "/webhook-endpoints/{id}/deliveries/{delivery_id}/redeliver", api.post(again))
+        since = submitted["created_at"]
+        check("POST", "/webhook-endpoints/{id}/replay", api.post(f"{endpoint_path}/replay", json={"since": since}))
+        check("DELETE", "/webhook-endpoints/{id}", api.delete(endpoint_path))
+
+        day = finished["completed_at"][:10]
+        check("GET", "/account/usage", api.get("/account/usage", params={"from": day, "to": day}))
         check("GET", "/account/webhook-secret", api.get("/account/webhook-secret"))
         check("POST", "/account/webhook-secret/rotate", api.post("/account/webhook-secret/rotate"))
 

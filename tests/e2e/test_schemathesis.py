@@ -8,6 +8,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.e2e.conftest import ROOT, RunningStack, submit, upload, wait_for
+from tests.e2e.test_tenant_limits import admin
 
 pytestmark = pytest.mark.e2e
 
@@ -90,6 +92,11 @@ class RealIds:
     completed_parts: list[dict[str, Any]]
     open_multiparts: list[str]  # in progress, none of their parts sent: DELETE answers 204 once each
     fresh_job: Callable[[], str]  # a just-submitted job, still cancellable
+    queued_job: Callable[[], str]  # a job kept queued (the tenant's one active slot is taken): PATCH answers 200
+    endpoint: str  # a webhook endpoint made before the job: it has a delivery of the job's events
+    endpoint_delivery: str
+    fresh_endpoint: Callable[[], str]  # a new webhook endpoint (room is made among the fuzzed ones)
+    webhook_receiver: str
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +110,9 @@ def fuzz_tenant(small_parts_stack: RunningStack) -> tuple[RunningStack, str]:
 def real_ids(fuzz_tenant: tuple[RunningStack, str], clip: Path, webhook_receiver: str) -> RealIds:
     stack, key = fuzz_tenant
     with stack.client(key) as api:
+        created = api.post("/webhook-endpoints", json={"url": webhook_receiver})
+        assert created.status_code == 201, created.text
+        endpoint = created.json()["id"]
         media = upload(api, clip)
         junk = clip.with_name("not-media.mp4")
         junk.write_bytes(b"not media at all\n" * 64)
@@ -115,6 +125,7 @@ def real_ids(fuzz_tenant: tuple[RunningStack, str], clip: Path, webhook_receiver
         assert finished["status"] == "completed", finished
         token, playlist = re.fullmatch(r".*/playback/([^/]+)/([^/]+)", finished["outputs"][0]["url"]).groups()
         deliveries = _eventually(lambda: api.get(f"/jobs/{finished['id']}/deliveries").json()["deliveries"])
+        ledger = _eventually(lambda: api.get(f"/webhook-endpoints/{endpoint}/deliveries").json()["deliveries"])
 
         multipart_id, parts = _completed_multipart(api)
         declared = {"filename": "big.mp4", "content_type": "video/mp4", "size_bytes": 9 * 1024**2}
@@ -125,6 +136,27 @@ def real_ids(fuzz_tenant: tuple[RunningStack, str], clip: Path, webhook_receiver
             response = submit(client, media)
             assert response.status_code == 202, response.text
             return response.json()["id"]
+
+    def queued_job() -> str:
+        # The fuzzing tenant gets one active slot from here on, and a job of its own takes it: the next one
+        # stays queued (a PATCH needs a queued job of the caller's). Later fuzzed jobs run one at a time.
+        limited = admin(stack, "set-limits", "--tenant", "schemathesis", "--max-active-jobs", "1")
+        assert limited.returncode == 0, limited.stderr
+        with stack.client(key) as client:
+            holder = submit(client, media).json()["id"]
+            _eventually(lambda: client.get(f"/jobs/{holder}").json()["status"] != "queued")
+            response = submit(client, junk_upload)
+            assert response.status_code == 202, response.text
+            return response.json()["id"]
+
+    def fresh_endpoint() -> str:
+        with stack.client(key) as client:
+            listed = [e["id"] for e in client.get("/webhook-endpoints").json()["endpoints"] if e["id"] != endpoint]
+            if len(listed) >= 19:  # the fuzz may have made the tenant's 20
+                client.delete(f"/webhook-endpoints/{listed[-1]}")
+            response = client.post("/webhook-endpoints", json={"url": webhook_receiver})
+            assert response.status_code == 201, response.text
+            return str(response.json()["id"])
 
     return RealIds(
         media_upload=media,
@@ -137,6 +169,11 @@ def real_ids(fuzz_tenant: tuple[RunningStack, str], clip: Path, webhook_receiver
         completed_parts=parts,
         open_multiparts=open_multiparts,
         fresh_job=fresh_job,
+        queued_job=queued_job,
+        endpoint=endpoint,
+        endpoint_delivery=ledger[0]["id"],
+        fresh_endpoint=fresh_endpoint,
+        webhook_receiver=webhook_receiver,
     )
 
 
@@ -194,6 +231,7 @@ class Run:
 def _known_good_cases(schema: Any, ids: RealIds) -> dict[str, Callable[[], dict[str, Any]]]:
     """Per operation, the arguments of one request that must succeed (built lazily: some make a resource)."""
     job = {"id": ids.completed_job}
+    endpoint = {"id": ids.endpoint}
     return {
         "GET /health": lambda: {},
         "POST /uploads": lambda: {
@@ -214,6 +252,7 @@ def _known_good_cases(schema: Any, ids: RealIds) -> dict[str, Callable[[], dict[
         "GET /jobs": lambda: {},
         "GET /jobs/{id}": lambda: {"path_parameters": job},
         "POST /jobs/{id}/cancel": lambda: {"path_parameters": {"id": ids.fresh_job()}},
+        "PATCH /jobs/{id}": lambda: {"path_parameters": {"id": ids.queued_job()}, "body": {"priority": "high"}},
         "GET /playback/{token}/{name}": lambda: {
             "path_parameters": {"token": ids.playback_token, "name": ids.playlist},
         },
@@ -223,8 +262,24 @@ def _known_good_cases(schema: Any, ids: RealIds) -> dict[str, Callable[[], dict[
         "POST /jobs/{id}/deliveries/{delivery_id}/redeliver": lambda: {
             "path_parameters": {**job, "delivery_id": ids.delivery},
         },
+        "GET /account/usage": lambda: {"query": {"from": "2026-11-01", "to": "2026-11-30"}},
         "GET /account/webhook-secret": lambda: {},
         "POST /account/webhook-secret/rotate": lambda: {},
+        "POST /webhook-endpoints": lambda: {"body": {"url": ids.webhook_receiver, "events": ["job.failed"]}},
+        "GET /webhook-endpoints": lambda: {},
+        "GET /webhook-endpoints/{id}": lambda: {"path_parameters": endpoint},
+        "PATCH /webhook-endpoints/{id}": lambda: {"path_parameters": endpoint, "body": {"description": "fuzzed"}},
+        "DELETE /webhook-endpoints/{id}": lambda: {"path_parameters": {"id": ids.fresh_endpoint()}},
+        "GET /webhook-endpoints/{id}/secret": lambda: {"path_parameters": endpoint},
+        "POST /webhook-endpoints/{id}/secret/rotate": lambda: {"path_parameters": endpoint},
+        "GET /webhook-endpoints/{id}/deliveries": lambda: {"path_parameters": endpoint},
+        "POST /webhook-endpoints/{id}/deliveries/{delivery_id}/redeliver": lambda: {
+            "path_parameters": {**endpoint, "delivery_id": ids.endpoint_delivery},
+        },
+        "POST /webhook-endpoints/{id}/replay": lambda: {
+            "path_parameters": {"id": ids.fresh_endpoint()},
+            "body": {"since": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
+        },
     }
 
 
@@ -237,11 +292,28 @@ def _real_path_parameters(ids: RealIds) -> dict[str, dict[str, list[str]]]:
         "DELETE /uploads/{id}": {"id": ids.open_multiparts},
         "GET /jobs/{id}": {"id": jobs},
         "POST /jobs/{id}/cancel": {"id": jobs},
+        "PATCH /jobs/{id}": {"id": jobs},
         "GET /playback/{token}/{name}": {"token": [ids.playback_token], "name": [ids.playlist, "144p.m3u8"]},
         "GET /jobs/{id}/events": {"id": jobs},
         "POST /jobs/{id}/ws-ticket": {"id": jobs},
         "GET /jobs/{id}/deliveries": {"id": jobs},
         "POST /jobs/{id}/deliveries/{delivery_id}/redeliver": {"id": jobs, "delivery_id": [ids.delivery]},
+        # Not DELETE: the fuzz would delete the endpoint the other operations use.
+        **{
+            f"{method} /webhook-endpoints/{{id}}{path}": {"id": [ids.endpoint]}
+            for method, path in [
+                ("GET", ""),
+                ("PATCH", ""),
+                ("GET", "/secret"),
+                ("POST", "/secret/rotate"),
+                ("GET", "/deliveries"),
+                ("POST", "/replay"),
+            ]
+        },
+        "POST /webhook-endpoints/{id}/deliveries/{delivery_id}/redeliver": {
+            "id": [ids.endpoint],
+            "delivery_id": [ids.endpoint_delivery],
+        },
     }
 
 

@@ -18,6 +18,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
 from aws_cdk import App, Stack  # noqa: E402
+from aws_cdk import aws_events as events  # noqa: E402
+from aws_cdk import aws_events_targets as targets  # noqa: E402
 from aws_cdk import aws_logs as logs  # noqa: E402
 from aws_cdk import aws_sns as sns  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
@@ -27,6 +29,7 @@ from infra import construct as infra_construct  # noqa: E402
 from infra.app import build  # noqa: E402
 from infra.construct import CustomDomain, VideoJobs, VideoJobsProps  # noqa: E402
 from infra.stack import VideoJobsStack  # noqa: E402
+from videojobs.tenant_limits import TenantLimits  # noqa: E402
 
 # Synth must need no AWS account, credentials or environment.
 _UNSET = (
@@ -118,27 +121,102 @@ CUSTOM = VideoJobsProps(
     api_logs_role=False,
     alarm_email="ops@example.com",
     lambda_time_budget_seconds=300,
+    tenant_limits=TenantLimits(
+        max_active_jobs=2,
+        max_pending_jobs=20,
+        max_upload_bytes_per_day=10 * 1024**3,
+        requests_per_second=5,
+        burst=10,
+        max_open_streams=3,
+    ),
     webhook_retry_delays_seconds=(10, 60),
+    event_retention_days=14,
+    endpoint_disable_after_seconds=2 * 24 * 3600,
+    sse_transport="long_poll",
 )
 
 
 @dataclass(frozen=True)
-class Twice(Synth):
+class Twice:
+    """The construct twice in one app, each in a stack of its own (the two together would pass CloudFormation's
+    500 resources per stack): ``Defaults`` with default props, ``Custom`` with ``CUSTOM`` and its own topic, event
+    bus and the README's rule example."""
+
+    defaults_stack: Synth
+    custom_stack: Synth
     defaults: VideoJobs
     custom: VideoJobs
     ops_topic: sns.Topic
+    ops_bus: events.EventBus
+
+    @property
+    def stacks(self) -> tuple[Synth, Synth]:
+        return (self.defaults_stack, self.custom_stack)
+
+    def synth_of(self, construct: IConstruct) -> Synth:
+        """The synthesized stack that holds ``construct``."""
+        (found,) = [synth for synth in self.stacks if synth.stack is Stack.of(construct)]
+        return found
+
+    def logical_id(self, construct: IConstruct) -> str:
+        return self.synth_of(construct).logical_id(construct)
+
+    def resource(self, construct: IConstruct) -> dict[str, Any]:
+        return self.synth_of(construct).resource(construct)
+
+    def of_type(self, cfn_type: str) -> dict[str, dict[str, Any]]:
+        """The app's resources of ``cfn_type``, in both stacks, keyed ``<stack name>/<logical ID>``."""
+        return {
+            f"{synth.stack.stack_name}/{lid}": res
+            for synth in self.stacks
+            for lid, res in synth.of_type(cfn_type).items()
+        }
 
 
 @pytest.fixture(scope="session")
 def twice(offline_synth: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Twice:
-    """One stack holding the construct twice: once with default props, once with ``CUSTOM`` (and its own topic)."""
+    """One app holding the construct twice, in two stacks: once with default props, once with ``CUSTOM`` (and its
+    own topic and event bus)."""
     outdir = tmp_path_factory.mktemp("twice")
-    stack = Stack(new_app(outdir), "Twice")
-    ops_topic = sns.Topic(stack, "OpsTopic", enforce_ssl=True)
-    defaults = VideoJobs(stack, "Defaults")
-    custom = VideoJobs(stack, "Custom", props=dataclasses.replace(CUSTOM, alarm_topic=ops_topic))
-    synthesized = synthesize(stack, outdir)
-    return Twice(**vars(synthesized), defaults=defaults, custom=custom, ops_topic=ops_topic)
+    app = new_app(outdir)
+    defaults_stack = Stack(app, "TwiceDefaults")
+    defaults = VideoJobs(defaults_stack, "Defaults")
+    custom_stack = Stack(app, "TwiceCustom")
+    ops_topic = sns.Topic(custom_stack, "OpsTopic", enforce_ssl=True)
+    ops_bus = events.EventBus(custom_stack, "OpsBus")
+    custom = VideoJobs(
+        custom_stack, "Custom", props=dataclasses.replace(CUSTOM, alarm_topic=ops_topic, event_bus=ops_bus)
+    )
+    # The README's rule example, verbatim: one tenant's failed jobs to a topic.
+    events.Rule(
+        custom_stack,
+        "AcmeFailedJobs",
+        event_bus=custom.event_bus,
+        event_pattern=events.EventPattern(
+            source=["videojobs"], detail_type=["job.failed"], detail={"tenant_id": ["acme"]}
+        ),
+        targets=[targets.SnsTopic(ops_topic)],
+    )
+    return Twice(
+        defaults_stack=synthesize(defaults_stack, outdir),
+        custom_stack=synthesize(custom_stack, outdir),
+        defaults=defaults,
+        custom=custom,
+        ops_topic=ops_topic,
+        ops_bus=ops_bus,
+    )
+
+
+@pytest.fixture(scope="session")
+def twice_defaults(twice: Twice) -> Synth:
+    """The stack of ``twice`` holding the construct with default props."""
+    return twice.defaults_stack
+
+
+@pytest.fixture(scope="session")
+def twice_custom(twice: Twice) -> Synth:
+    """The stack of ``twice`` holding the construct with every prop set, its topic, bus and rule."""
+    return twice.custom_stack
 
 
 def policy_documents(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

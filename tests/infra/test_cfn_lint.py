@@ -15,9 +15,12 @@ IGNORED = {
 }
 
 
-# The project's stack in two regions; the construct twice with every prop set (custom domain, WAF, own topic…)
-# in one, which is enough for the resources only the props add.
-@pytest.mark.parametrize(("template", "regions"), [("synth", ["us-east-1", "eu-west-1"]), ("twice", ["eu-west-1"])])
+# The project's stack in two regions; both stacks of the construct twice in one app (default props; every prop
+# set: custom domain, WAF, own topic…) in one, which is enough for the resources only the props add.
+@pytest.mark.parametrize(
+    ("template", "regions"),
+    [("synth", ["us-east-1", "eu-west-1"]), ("twice_defaults", ["eu-west-1"]), ("twice_custom", ["eu-west-1"])],
+)
 def test_template_has_no_cfn_lint_errors_or_unexpected_warnings(
     template: str, regions: list[str], request: pytest.FixtureRequest
 ) -> None:

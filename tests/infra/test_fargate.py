@@ -66,7 +66,9 @@ def test_tasks_do_not_believe_they_run_in_lambda_and_do_not_trace(task: dict[str
     assert environment["POWERTOOLS_TRACE_DISABLED"] == "true"
     image = {**os.environ, "LAMBDA_TASK_ROOT": "/var/task"}
     check = "import os; "
-    check += "from videojobs.observability import tracer; print(os.getenv('LAMBDA_TASK_ROOT'), tracer.disabled)"
+    check += (
+        "from videojobs.observability import get_tracer; print(os.getenv('LAMBDA_TASK_ROOT'), get_tracer().disabled)"
+    )
     done = subprocess.run(
         [*launcher, sys.executable, "-c", check], env=image | environment, cwd=ROOT, capture_output=True, text=True
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk import CfnResource
+from aws_cdk import CfnResource, Stack
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
@@ -98,7 +98,7 @@ def test_worker_reads_uploads_and_writes_outputs_and_nothing_else_in_s3(synth: S
 def test_only_actions_without_resource_level_permissions_are_granted_on_every_resource(twice: Twice) -> None:
     for service in (twice.defaults, twice.custom):
         for policy in _cfn_under(service, iam.CfnPolicy):
-            document = twice.stack.resolve(policy.policy_document)
+            document = Stack.of(policy).resolve(policy.policy_document)
             for statement in document["Statement"]:
                 if statement["Effect"] == "Allow" and "*" in _as_list(statement["Resource"]):
                     assert set(_as_list(statement["Action"])) <= set(RESOURCELESS_ACTIONS), statement
@@ -106,9 +106,10 @@ def test_only_actions_without_resource_level_permissions_are_granted_on_every_re
 
 def test_bucket_policies_let_in_only_log_delivery_from_this_account(twice: Twice) -> None:
     # Retained data (the default): no one but S3's log delivery, writing the data buckets' logs.
-    data_buckets = {twice.logical_id(bucket) for bucket in twice.defaults.buckets.values()}
+    defaults = twice.defaults_stack
+    data_buckets = {defaults.logical_id(bucket) for bucket in twice.defaults.buckets.values()}
     policies = [
-        twice.raw["Resources"][twice.stack.get_logical_id(node)]
+        defaults.raw["Resources"][defaults.stack.get_logical_id(node)]
         for node in twice.defaults.node.find_all()
         if isinstance(node, CfnResource) and node.cfn_resource_type == "AWS::S3::BucketPolicy"
     ]

@@ -49,9 +49,11 @@ def test_project_app_synthesizes_with_the_awssolutions_checks(nag_outdir: Path) 
 
 
 def test_construct_with_every_prop_set_has_no_unacknowledged_finding(twice: Twice) -> None:
-    report = AwsSolutionsChecks().validate_scope(twice.stack)
+    # Both stacks: the construct with default props, and with every prop set.
+    reports = [AwsSolutionsChecks().validate_scope(synth.stack) for synth in twice.stacks]
     found = [
         f"{violation.rule_name} at {resource.construct_path}"  # type: ignore[attr-defined]
+        for report in reports
         for violation in report.violations
         for resource in violation.violating_resources
     ]
@@ -84,7 +86,7 @@ def _acknowledgements(root: IConstruct) -> Iterator[tuple[IConstruct, str, str]]
                         yield node, rule.removeprefix("Annotation::"), reason
 
 
-@pytest.mark.parametrize("template", ["synth", "twice"])
+@pytest.mark.parametrize("template", ["synth", "twice_defaults", "twice_custom"])
 def test_every_acknowledgement_sits_on_one_resource_and_says_why(template: str, request: pytest.FixtureRequest) -> None:
     synth: Synth = request.getfixturevalue(template)
     acknowledged = list(_acknowledgements(synth.stack))

@@ -53,7 +53,7 @@ def test_websocket_api_routes_every_route_to_the_websocket_function(synth: Synth
     }
     assert set(routes) == set(wiring.WEBSOCKET_API.routes)
     integrations = synth.of_type("AWS::ApiGatewayV2::Integration")
-    function = synth.logical_id(service.functions[wiring.WEBSOCKET_API.function])
+    function = synth.logical_id(service.invocable(wiring.WEBSOCKET_API.function))  # its SnapStart alias
     for route_key, (_, props) in routes.items():
         assert props["ApiId"] == {"Ref": api_id}
         integration = integrations[props["Target"]["Fn::Join"][1][1]["Ref"]]["Properties"]

@@ -13,6 +13,7 @@ from constructs import IConstruct
 from infra.construct import VideoJobsProps, settings_overrides
 from tests.infra.conftest import CUSTOM, Synth, Twice
 from videojobs import settings, wiring
+from videojobs.tenant_limits import TenantLimits
 
 PHYSICAL_NAMES = (
     "TableName",
@@ -28,8 +29,9 @@ PHYSICAL_NAMES = (
 )
 
 
-def _resources_under(synth: Synth, scope: IConstruct, cfn_type: str) -> dict[str, dict[str, Any]]:
-    """The template's resources of ``cfn_type`` that ``scope`` defines."""
+def _resources_under(twice: Twice, scope: IConstruct, cfn_type: str) -> dict[str, dict[str, Any]]:
+    """The resources of ``cfn_type`` that ``scope`` defines, in its stack's template."""
+    synth = twice.synth_of(scope)
     lids = {synth.stack.get_logical_id(node) for node in scope.node.find_all() if isinstance(node, CfnResource)}
     return {lid: res for lid, res in synth.of_type(cfn_type).items() if lid in lids}
 
@@ -38,10 +40,11 @@ def test_construct_can_be_instantiated_twice_without_name_clashes(twice: Twice) 
     assert len(twice.of_type("AWS::DynamoDB::Table")) == 2 * len(wiring.TABLES)
     assert len(twice.of_type("AWS::Lambda::Function")) == 2 * len(wiring.FUNCTIONS)
     assert len(twice.of_type("AWS::CloudWatch::Dashboard")) == 2
-    for lid, res in twice.raw["Resources"].items():
-        # A literal string is a hard-coded name; a Ref or GetAtt is a reference to another resource.
-        named = [key for key in PHYSICAL_NAMES if isinstance(res.get("Properties", {}).get(key), str)]
-        assert not named, f"{lid} sets a physical name: {named}"
+    for synth in twice.stacks:
+        for lid, res in synth.raw["Resources"].items():
+            # A literal string is a hard-coded name; a Ref or GetAtt is a reference to another resource.
+            named = [key for key in PHYSICAL_NAMES if isinstance(res.get("Properties", {}).get(key), str)]
+            assert not named, f"{synth.stack.stack_name}/{lid} sets a physical name: {named}"
     api_names = [res["Properties"]["Name"] for res in twice.of_type("AWS::ApiGateway::RestApi").values()]
     assert len(api_names) == len(set(api_names)) == 2
 
@@ -63,6 +66,11 @@ def test_props_set_upload_limit_worker_size_and_outputs_retention(twice: Twice) 
         settings.MAX_MULTIPART_UPLOAD_BYTES,
         settings.LAMBDA_TIME_BUDGET_SECONDS,
         settings.WEBHOOK_RETRY_DELAYS,
+        *TenantLimits.defaults(settings.TenantLimitSettings.from_env(_required(settings.TenantLimitSettings)))
+        .as_environment()
+        .keys(),
+        settings.EVENT_RETENTION_DAYS,
+        settings.ENDPOINT_DISABLE_AFTER_SECONDS,
     }
     for name, fn in twice.custom.functions.items():
         variables = twice.resource(fn)["Properties"]["Environment"]["Variables"]
@@ -74,6 +82,8 @@ def test_props_set_upload_limit_worker_size_and_outputs_retention(twice: Twice) 
     assert process_settings.lambda_time_budget_seconds == CUSTOM.lambda_time_budget_seconds
     deliver = settings.DeliverSettings.from_env({**_required(settings.DeliverSettings), **overrides})
     assert tuple(deliver.retry_delays) == CUSTOM.webhook_retry_delays_seconds
+    submit_settings = settings.SubmitSettings.from_env({**_required(settings.SubmitSettings), **overrides})
+    assert TenantLimits.defaults(submit_settings) == CUSTOM.tenant_limits
 
 
 def _required(model: type[settings.FunctionSettings]) -> dict[str, str]:
@@ -127,6 +137,7 @@ def test_custom_domain_serves_stage_v1_over_tls_1_2_with_an_alias_record(twice: 
         "EndpointConfiguration": {"Types": ["REGIONAL"]},
         "RegionalCertificateArn": CUSTOM.custom_domain.certificate_arn,
         "SecurityPolicy": "TLS_1_2",
+        "Tags": [{"Key": "component", "Value": "api"}, {"Key": "project", "Value": "videojobs"}],
     }
     (mapping,) = twice.of_type("AWS::ApiGateway::BasePathMapping").values()
     assert mapping["Properties"]["DomainName"] == {"Ref": domain_lid}
@@ -189,3 +200,12 @@ def test_default_props_make_the_construct_its_own_alarm_topic(twice: Twice) -> N
 def test_an_invalid_prop_fails_at_synth_naming_the_prop(prop: str, value: object) -> None:
     with pytest.raises(ValueError, match=prop):
         VideoJobsProps(**{prop: value})  # type: ignore[arg-type]
+
+
+def test_the_tenant_limits_prop_sets_the_usage_plans_rate(twice: Twice) -> None:
+    (plan,) = [
+        res
+        for res in twice.of_type("AWS::ApiGateway::UsagePlan").values()
+        if res["Properties"]["Throttle"]["RateLimit"] == CUSTOM.tenant_limits.requests_per_second  # type: ignore[union-attr]
+    ]
+    assert plan["Properties"]["Throttle"]["BurstLimit"] == CUSTOM.tenant_limits.burst  # type: ignore[union-attr]

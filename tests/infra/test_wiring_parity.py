@@ -288,5 +288,9 @@ def test_gateway_error_answers_agree(synth: Synth) -> None:
         answer = local_gateway.gateway_error(response_type)
         assert answer.status_code == int(deployed["StatusCode"])
         assert json.loads(answer.body) == json.loads(deployed["ResponseTemplates"]["application/json"])
+        sent = {name: answer.headers[name] for name in ("content-type", "retry-after") if name in answer.headers}
+        assert {f"gatewayresponse.header.{name.title()}": f"'{value}'" for name, value in sent.items()} == deployed[
+            "ResponseParameters"
+        ]
         fixed += 1
-    assert fixed == 5
+    assert fixed == 6

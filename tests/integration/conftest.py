@@ -14,6 +14,9 @@ from infra.local.strict_sqs import make_sqs_visibility_strict
 from videojobs.aws import client, reset_clients
 from videojobs.notification_store import ConnectionStore, EventLog, TicketStore
 from videojobs.service.websocket import WebSocketDeps
+from videojobs.settings import WebSocketSettings
+from videojobs.tenant_counters import OpenStreams
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 
 REGION = "us-east-1"
 
@@ -49,6 +52,8 @@ def websocket(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> WebSocketDeps:
         TicketStore(dynamodb, aws.tables["ws_tickets"]),
         ConnectionStore(dynamodb, aws.tables["ws_connections"]),
         EventLog(dynamodb, aws.tables["job_events"]),
+        TenantLimitStore(dynamodb, aws.tables["tenants"], TenantLimits.defaults(WebSocketSettings.from_env())),
+        OpenStreams(dynamodb, aws.tables["tenants"]),
     )
     monkeypatch.setattr(websocket_handler, "get_deps", lambda: deps)
     return deps

@@ -5,9 +5,10 @@ from __future__ import annotations
 from infra.local.functions import Functions
 from infra.local.gateway import policy_allows
 from infra.local.resources import Resources
+from videojobs.api_keys import ApiKeyStore
 from videojobs.aws import client
 from videojobs.ids import hash_api_key, new_api_key
-from videojobs.job_store import ApiKeyStore
+from videojobs.usage_plans import usage_key
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc/v1/GET/jobs"
 
@@ -31,7 +32,10 @@ def test_a_known_key_is_allowed_with_its_tenant_and_an_unknown_one_denied_withou
 
     assert policy_allows(allowed["policyDocument"], METHOD_ARN)
     assert allowed["context"] == {"tenant_id": "acme"}
+    # The tenant's key in its usage plan (the API's id comes from the method ARN): API Gateway throttles it.
+    assert allowed["usageIdentifierKey"] == usage_key(METHOD_ARN.split(":")[5].split("/")[0], "acme")
     for answer in denied:
         assert not policy_allows(answer["policyDocument"], METHOD_ARN)
         assert "tenant_id" not in (answer.get("context") or {})
+        assert "usageIdentifierKey" not in answer
     assert functions.errors() == 0  # a bad key must not count in the Errors alarm

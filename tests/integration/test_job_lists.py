@@ -16,6 +16,8 @@ from videojobs.models import Job, JobStatus, StoredOutput, utcnow
 from videojobs.object_store import ObjectStore
 from videojobs.service import jobs
 from videojobs.settings import StatusSettings
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
+from videojobs.usage import UsageLedger
 
 LAMBDA_RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024
 AWS_SESSION_TOKEN_LENGTH = 1_200  # what a Lambda role's session token is in AWS (moto's is 7 characters)
@@ -69,6 +71,9 @@ def deps(aws: Resources, dynamodb: Any = None) -> jobs.StatusDeps:
         settings=settings,
         jobs=JobStore(dynamodb or client("dynamodb"), settings.jobs_table),
         objects=ObjectStore(client("s3")),
+        ledger=UsageLedger(client("dynamodb"), settings.usage_table),
+        limits=TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings)),
+        counters=jobs.tenant_counters(client("dynamodb"), settings.tenants_table),
     )
 
 

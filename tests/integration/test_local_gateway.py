@@ -297,8 +297,8 @@ def test_state_file_tells_other_processes_how_to_reach_the_stack(stack: LocalSta
 
 
 def test_dev_api_key_belongs_to_the_dev_tenant(stack: LocalStack) -> None:
+    from videojobs.api_keys import ApiKeyStore
     from videojobs.ids import hash_api_key
-    from videojobs.job_store import ApiKeyStore
 
     keys = ApiKeyStore(stack.client("dynamodb"), stack.env["API_KEYS_TABLE"])
 
@@ -315,3 +315,28 @@ def test_route_handlers_run_one_at_a_time(stack: LocalStack, http: httpx.Client)
 
     assert statuses == [201, 201, 201]
     assert fake.max_active == 1
+
+
+# --- usage plans: each tenant's request rate --------------------------------------------------------------------
+
+
+def test_usage_plan_throttle_is_a_token_bucket_per_key_and_refuses_keys_in_no_plan() -> None:
+    """API Gateway's throttle of a usage plan: ``burst`` requests at once, then ``rate`` a second; a key in no
+    plan of the stage is refused (403 INVALID_API_KEY). A key moved to another plan starts a new bucket."""
+    plans = {"fast-key": (1.0, 2), "slow-key": (0.5, 1)}
+    now = [100.0]
+
+    class Plans:
+        def throttle_for(self, key: str) -> tuple[float, int] | None:
+            return plans.get(key)
+
+    throttle = gateway.UsagePlanThrottle(Plans(), clock=lambda: now[0])  # type: ignore[arg-type]
+    assert [throttle.check("fast-key") for _ in range(3)] == [None, None, "THROTTLED"]
+    assert throttle.check("slow-key") is None  # buckets are per key
+    now[0] += 1.0
+    assert [throttle.check("fast-key") for _ in range(2)] == [None, "THROTTLED"]
+    plans["fast-key"] = (1.0, 3)  # set-limits moved the key to its own plan
+    assert [throttle.check("fast-key") for _ in range(4)] == [None, None, None, "THROTTLED"]
+    assert throttle.check("unknown-key") == throttle.check(None) == "INVALID_API_KEY"
+    answer = gateway.gateway_error("THROTTLED")
+    assert (answer.status_code, answer.headers["Retry-After"]) == (429, "1")

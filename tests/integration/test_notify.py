@@ -22,19 +22,24 @@ from functions.websocket import handler as websocket_handler
 from infra.local.lambda_context import LambdaContext
 from infra.local.resources import Resources
 from videojobs import webhooks
-from videojobs.aws import client
-from videojobs.job_events import event_for
+from videojobs.aws import client, events_client
+from videojobs.event_bus import EventBus
+from videojobs.job_events import event_for, is_terminal
 from videojobs.job_store import IdempotencyKey, JobStore, to_item
 from videojobs.models import Job, JobStatus, StoredOutput, isoformat, utcnow
 from videojobs.notification_store import (
     ConnectionStore,
     DeliveryLedger,
+    EndpointStore,
     EventLog,
     SecretStore,
 )
 from videojobs.queues import DeliveryQueue
 from videojobs.service import event_stream, fanout
 from videojobs.service.websocket import WebSocketDeps
+from videojobs.settings import EventsSettings
+from videojobs.tenant_counters import OpenStreams, PendingJobs
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 from videojobs.webhooks import DeliveryMessage
 
 
@@ -47,11 +52,10 @@ def job_image(version: int, status: str = "queued", progress: int = 0, **extra: 
         updated_at=now,
         upload_id="upl_1",
         input_key="k",  # type: ignore[arg-type]
-        outputs=[StoredOutput(spec={"type": "mp4", "height": 144})],
         status=JobStatus(status),
         progress=progress,
         version=version,
-        **extra,
+        **{"outputs": [StoredOutput(spec={"type": "mp4", "height": 144})], **extra},
     )
     return job.model_dump(mode="json")
 
@@ -111,6 +115,11 @@ def notify(aws: Resources, sockets: Stubber, monkeypatch: pytest.MonkeyPatch) ->
         deliveries=DeliveryQueue(client("sqs"), aws.queues["deliveries"].url),
         connections=ConnectionStore(dynamodb, aws.tables["ws_connections"]),
         sockets=sockets.client,
+        endpoints=EndpointStore(dynamodb, aws.tables["webhook_endpoints"]),
+        endpoint_ledger=DeliveryLedger(dynamodb, aws.tables["endpoint_deliveries"], by_endpoint=True),
+        bus=EventBus(events_client(), aws.event_bus),
+        pending_jobs=PendingJobs(dynamodb, aws.tables["tenants"]),
+        open_streams=OpenStreams(dynamodb, aws.tables["tenants"]),
     )
     monkeypatch.setattr(notify_handler, "get_deps", lambda: deps)
     return deps
@@ -136,6 +145,26 @@ def test_only_observable_changes_become_events() -> None:
     event = event_for(claimed, job_image(5, "failed"))
     assert event is not None and event.version == 5 and event.data.status == "failed"
     assert event.timestamp == event.data.updated_at  # the time of the change: a replay builds the same event
+
+
+def test_an_output_uploaded_before_completion_is_one_output_ready_event() -> None:
+    two = [StoredOutput(spec={"type": "mp4", "height": 144}), StoredOutput(spec={"type": "mp4", "height": 240})]
+    claimed = job_image(2, "processing", 90, outputs=two)
+    first = job_image(3, "processing", 90, outputs=[two[0].model_copy(update={"key": "a1/144.mp4"}), two[1]])
+    event = event_for(claimed, first)
+    assert event is not None and (event.type, event.output_index) == ("job.output.ready", 0)
+    assert [output.status for output in event.data.outputs] == ["ready", "pending"]
+    both = [StoredOutput.model_validate(output) for output in first["outputs"][:1]]
+    both.append(two[1].model_copy(update={"key": "a1/240.mp4"}))
+    second = event_for(first, job_image(4, "processing", 95, outputs=both))
+    assert second is not None and (second.type, second.output_index) == ("job.output.ready", 1)
+    assert not is_terminal(second)
+    # The completion is job.completed, whatever it writes of the outputs.
+    completed = event_for(job_image(4, "processing", 95, outputs=both), job_image(5, "completed", 100, outputs=both))
+    assert completed is not None and (completed.type, completed.output_index) == ("job.completed", None)
+    # A failed job's outputs were removed: none shows ready.
+    failed = event_for(first, job_image(4, "failed", 90, outputs=both))
+    assert failed is not None and [output.status for output in failed.data.outputs] == ["pending", "pending"]
 
 
 # --- the stream handler ---------------------------------------------------------------------------------------
@@ -183,10 +212,10 @@ def test_a_failing_write_is_a_batch_item_failure_from_that_record_on(
 ) -> None:
     append = notify.events.append
 
-    def throttled_on_version_2(job_id: str, event: Any) -> bool:
+    def throttled_on_version_2(job_id: str, event: Any, tenant_id: str | None = None) -> bool:
         if event.version == 2:
             raise RuntimeError("throttled")
-        return append(job_id, event)
+        return append(job_id, event, tenant_id)
 
     monkeypatch.setattr(notify.events, "append", throttled_on_version_2)
     batch = {
@@ -312,13 +341,19 @@ def test_a_long_catch_up_comes_in_replies_under_the_websocket_message_limit(
 # --- Server-Sent Events ----------------------------------------------------------------------------------------
 
 
+def stream_limits(aws: Resources) -> tuple[TenantLimitStore, OpenStreams]:
+    dynamodb = client("dynamodb")
+    defaults = TenantLimits.defaults(EventsSettings.from_env())
+    return TenantLimitStore(dynamodb, aws.tables["tenants"], defaults), OpenStreams(dynamodb, aws.tables["tenants"])
+
+
 def test_sse_long_poll_waits_answers_new_events_and_ends_after_the_terminal_one(aws: Resources) -> None:
     dynamodb = client("dynamodb")
     jobs, log = JobStore(dynamodb, aws.tables["jobs"]), EventLog(dynamodb, aws.tables["job_events"])
     jobs.create(Job.model_validate(job_image(1)))
     waits: list[float] = []
     clock = iter(range(1000))
-    deps = event_stream.EventsDeps(jobs, log, sleep=waits.append, clock=lambda: float(next(clock)))
+    deps = event_stream.EventsDeps(jobs, log, *stream_limits(aws), sleep=waits.append, clock=lambda: float(next(clock)))
 
     assert event_stream.wait_for_events("job_1", "t1", 0, 5, deps) == []  # nothing yet: waited, then gave up
     assert waits
@@ -362,7 +397,7 @@ def test_sse_long_poll_counts_its_wait_from_when_api_gateway_received_the_reques
     log.append("job_1", event_for(None, job_image(1)))  # type: ignore[arg-type]
     waits: list[float] = []
     clock = iter(range(1000))
-    deps = event_stream.EventsDeps(jobs, log, sleep=waits.append, clock=lambda: float(next(clock)))
+    deps = event_stream.EventsDeps(jobs, log, *stream_limits(aws), sleep=waits.append, clock=lambda: float(next(clock)))
     monkeypatch.setattr(events_handler, "get_deps", lambda: deps)
     wait = events_handler.get_settings().sse_wait_seconds
     received = int((time.time() - wait) * 1000)
@@ -378,6 +413,68 @@ def test_sse_long_poll_counts_its_wait_from_when_api_gateway_received_the_reques
     assert events_handler.long_poll_seconds({"requestContext": {"requestTimeEpoch": 10_000}}, 25, 14.0) == 21
     assert events_handler.long_poll_seconds({"requestContext": {"requestTimeEpoch": 10_000}}, 25, 40.0) == 0
     assert events_handler.long_poll_seconds({}, 25, 40.0) == 25
+
+
+def test_sse_stream_sends_events_as_they_come_keeps_alive_and_ends_at_its_deadline_or_the_end(
+    aws: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb = client("dynamodb")
+    jobs, log = JobStore(dynamodb, aws.tables["jobs"]), EventLog(dynamodb, aws.tables["job_events"])
+    jobs.create(Job.model_validate(job_image(1)))
+    log.append("job_1", event_for(None, job_image(1)))  # type: ignore[arg-type]
+    now = [0.0]
+    later = [(job_image(1), job_image(2, "processing")), (job_image(2, "processing"), job_image(3, "completed", 100))]
+
+    held: list[int] = []
+
+    def sleep(seconds: float) -> None:  # time passes; at 5 s and 9 s the job changes
+        held.append(deps.open_streams.count("t1"))
+        before, now[0] = now[0], now[0] + seconds
+        for at, (old, new) in zip((5, 9), later, strict=True):
+            if before < at <= now[0]:
+                log.append("job_1", event_for(old, new))  # type: ignore[arg-type]
+
+    deps = event_stream.EventsDeps(
+        jobs, log, *stream_limits(aws), sleep=sleep, clock=lambda: now[0], poll_interval_seconds=1
+    )
+    monkeypatch.setattr(events_handler, "get_deps", lambda: deps)
+    settings = EventsSettings.from_env().model_copy(update={"sse_stream_seconds": 20, "sse_keepalive_seconds": 2})
+    monkeypatch.setattr(events_handler, "get_settings", lambda: settings)
+    event = {
+        "pathParameters": {"id": "job_1"},
+        "requestContext": {"authorizer": {"tenant_id": "t1"}, "requestTimeEpoch": int(time.time() * 1000)},
+    }
+    response = events_handler.stream_handler(event, context())
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/event-stream")
+    body = "".join(str(chunk) for chunk in response.body)
+    frames = [frame for frame in body.split("\n\n") if frame]
+    assert frames[0] == "retry: 250"
+    kinds = [frame.split("\n")[1] for frame in frames if frame.startswith("id: ")]
+    assert kinds == ["event: job.queued", "event: job.processing", "event: job.completed"]  # all on one response
+    # Quiet from 0 to 5 s and from 5 to 9 s: a comment after every 2 s of silence (at 2, 4 and 7 s).
+    assert frames.count(": keep-alive") == 3
+    # The stream held one of the tenant's open streams while it ran, and gave it back at its end.
+    assert set(held) == {1} and deps.open_streams.count("t1") == 0
+
+    # A job that does not end within the response: the body ends cleanly at the deadline, with a comment.
+    jobs.create(Job.model_validate({**job_image(1), "id": "job_2"}))
+    now[0] = 0.0
+    # Received just now (the deadline counts from the request's time, a real clock's).
+    fresh = {**event["requestContext"], "requestTimeEpoch": int(time.time() * 1000)}
+    quiet_event = {**event, "pathParameters": {"id": "job_2"}, "requestContext": fresh}
+    quiet = "".join(str(chunk) for chunk in events_handler.stream_handler(quiet_event, context()).body)
+    assert quiet.rstrip().endswith("reconnect with Last-Event-ID") and 19 < now[0] <= 20
+    assert quiet.count(": keep-alive") >= 8
+
+    # Seen the end: 204; another tenant's job: 404 (before any byte of a stream).
+    dynamodb.put_item(
+        TableName=aws.tables["jobs"], Item=to_item({**job_image(3, "completed", 100), "created_key": "x"})
+    )
+    done = events_handler.stream_handler({**event, "headers": {"Last-Event-ID": "3"}}, context())
+    assert done.status_code == 204 and list(done.body) == []
+    other = {**event, "requestContext": {**event["requestContext"], "authorizer": {"tenant_id": "t2"}}}
+    missing = events_handler.stream_handler(other, context())
+    assert missing.status_code == 404 and "not_found" in "".join(str(chunk) for chunk in missing.body)
 
 
 # --- webhook secrets -------------------------------------------------------------------------------------------

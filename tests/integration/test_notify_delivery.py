@@ -19,9 +19,10 @@ import pytest
 
 from infra.local.resources import Resources
 from videojobs import webhooks
-from videojobs.aws import client
+from videojobs.aws import client, events_client
+from videojobs.event_bus import EventBus
 from videojobs.models import isoformat, utcnow
-from videojobs.notification_store import DeliveryLedger, DeliveryRecord, SecretStore
+from videojobs.notification_store import DeliveryLedger, DeliveryRecord, EndpointStore, SecretStore
 from videojobs.queues import DeliveryQueue, ReceivedMessage
 from videojobs.service import webhook_delivery
 from videojobs.settings import DeliverSettings
@@ -54,6 +55,9 @@ def deps_for(
         ledger=DeliveryLedger(dynamodb, settings.webhook_deliveries_table),
         secrets=SecretStore(dynamodb, settings.webhook_secrets_table),
         queue=DeliveryQueue(client("sqs"), settings.deliveries_queue_url, settings.deliveries_dlq_url),
+        endpoints=EndpointStore(dynamodb, settings.webhook_endpoints_table),
+        endpoint_ledger=DeliveryLedger(dynamodb, settings.endpoint_deliveries_table, by_endpoint=True),
+        bus=EventBus(events_client(), settings.event_bus_name),
         resolve=resolve,
         send=receiver,
     )
@@ -298,9 +302,9 @@ def test_a_webhook_sent_by_a_traced_lambda_carries_no_trace_header(server: tuple
     }
     script = (
         "from aws_xray_sdk.core import patcher\n"
-        "from videojobs.observability import tracer\n"
+        "from videojobs.observability import get_tracer\n"
         "from tests.integration.test_notify_delivery import post\n"
-        "assert not tracer.disabled\n"
+        "assert not get_tracer().disabled\n"
         # Any other patched HTTP client (httpx, requests, http.client) would send the header to receivers.
         "assert patcher._PATCHED_MODULES == {'botocore'}, patcher._PATCHED_MODULES\n"
         f"print(post({port}, '/traced').status_code)"
@@ -343,6 +347,9 @@ def test_a_timed_out_attempt_is_recorded_and_retried_on_schedule(
         ledger=DeliveryLedger(dynamodb, settings.webhook_deliveries_table),
         secrets=SecretStore(dynamodb, settings.webhook_secrets_table),
         queue=DeliveryQueue(client("sqs"), settings.deliveries_queue_url, settings.deliveries_dlq_url),
+        endpoints=EndpointStore(dynamodb, settings.webhook_endpoints_table),
+        endpoint_ledger=DeliveryLedger(dynamodb, settings.endpoint_deliveries_table, by_endpoint=True),
+        bus=EventBus(events_client(), settings.event_bus_name),
     )
     message = pending(deps, url=f"http://127.0.0.1:{port}/trickle-body")
     assert run_once(deps, message) is False  # deferred to the next attempt of the schedule

@@ -14,10 +14,12 @@ from videojobs.aws import client
 from videojobs.errors import ApiError
 from videojobs.job_view import to_resource
 from videojobs.models import Job
-from videojobs.service.jobs import StatusDeps, download_links
+from videojobs.service.jobs import StatusDeps, download_links, tenant_counters
 from videojobs.service.playback import PlaybackDeps, playlist
 from videojobs.service.processing import process_job
 from videojobs.settings import PlaybackSettings, StatusSettings
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
+from videojobs.usage import UsageLedger
 
 API = "https://api.example.com/v1"
 
@@ -47,7 +49,16 @@ def fetch(url: str, deps: PlaybackDeps) -> str:
 
 def master_url(completed: Job, aws: Resources) -> str:
     worker = worker_deps(aws, Path("/tmp"))
-    status = StatusDeps(StatusSettings.from_env(aws.environment()), worker.jobs, worker.objects)
+    settings = StatusSettings.from_env(aws.environment())
+    limits = TenantLimitStore(client("dynamodb"), settings.tenants_table, TenantLimits.defaults(settings))
+    status = StatusDeps(
+        settings,
+        worker.jobs,
+        worker.objects,
+        UsageLedger(client("dynamodb"), settings.usage_table),
+        limits,
+        tenant_counters(client("dynamodb"), settings.tenants_table),
+    )
     resource = to_resource(completed, download_links(status), API)
     hls, mp4 = resource.outputs
     assert mp4.url and "Signature" in mp4.url  # a presigned GET, as before

@@ -268,9 +268,4 @@ def test_the_sdk_resumes_an_upload_whose_part_urls_expire_midway(
 
 
 def stack_key(stack: LocalStack, tenant: str) -> str:
-    from videojobs.ids import hash_api_key, new_api_key
-    from videojobs.job_store import ApiKeyStore
-
-    key = new_api_key()
-    ApiKeyStore(stack.client("dynamodb"), stack.resources.tables["api_keys"]).add(hash_api_key(key), tenant)
-    return key
+    return stack.create_key(tenant)

@@ -17,22 +17,30 @@ from videojobs.object_store import ObjectStore, upload_key
 from videojobs.queues import JobQueue
 from videojobs.service import jobs
 from videojobs.settings import StatusSettings, SubmitSettings
+from videojobs.tenant_counters import DailyUploadBytes, PendingJobs
+from videojobs.tenant_limits import TenantLimits, TenantLimitStore
+from videojobs.usage import UsageLedger
 
 UPLOAD_ID = "upl_" + "a" * 32
 
 
 class DownQueue:
-    def send(self, message) -> None:
+    def send(self, message, **_) -> None:
         raise ConnectionError("SQS is unreachable")
 
 
 def make_deps(aws: Resources, queue=None, **settings) -> jobs.SubmitDeps:
     config = SubmitSettings.from_env({**aws.environment(), **settings})
+    dynamodb = client("dynamodb")
     return jobs.SubmitDeps(
         settings=config,
-        jobs=JobStore(client("dynamodb"), config.jobs_table, config.idempotency_table),
+        jobs=JobStore(dynamodb, config.jobs_table, config.idempotency_table),
         objects=ObjectStore(client("s3")),
         queue=queue or JobQueue(client("sqs"), config.jobs_queue_url),
+        ledger=UsageLedger(client("dynamodb"), config.usage_table),
+        limits=TenantLimitStore(dynamodb, config.tenants_table, TenantLimits.defaults(config)),
+        pending_jobs=PendingJobs(dynamodb, config.tenants_table, config.jobs_table),
+        upload_bytes=DailyUploadBytes(dynamodb, config.tenants_table),
     )
 
 
@@ -55,8 +63,12 @@ def test_an_upload_larger_than_allowed_is_refused_even_if_s3_accepted_it(aws: Re
 def test_submit_sends_exactly_one_message_naming_the_job(aws: Resources):
     put_upload(aws, 10)
     job = jobs.submit_job(REQUEST, "t1", None, make_deps(aws))
-    messages = client("sqs").receive_message(QueueUrl=aws.queues["jobs"].url, MaxNumberOfMessages=10)["Messages"]
+    messages = client("sqs").receive_message(
+        QueueUrl=aws.queues["jobs"].url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["MessageGroupId"]
+    )["Messages"]
     assert [message["Body"] for message in messages] == [f'{{"job_id":"{job.id}"}}']
+    # The tenant as message group: what makes the standard queue an SQS fair queue.
+    assert messages[0]["Attributes"]["MessageGroupId"] == "t1"
 
 
 def test_a_job_that_cannot_be_queued_is_failed_and_its_key_freed(aws: Resources):
@@ -75,7 +87,12 @@ def test_a_job_that_cannot_be_queued_is_failed_and_its_key_freed(aws: Resources)
 def status_deps(aws: Resources) -> jobs.StatusDeps:
     config = StatusSettings.from_env(aws.environment())
     return jobs.StatusDeps(
-        settings=config, jobs=JobStore(client("dynamodb"), config.jobs_table), objects=ObjectStore(client("s3"))
+        settings=config,
+        jobs=JobStore(client("dynamodb"), config.jobs_table),
+        objects=ObjectStore(client("s3")),
+        ledger=UsageLedger(client("dynamodb"), config.usage_table),
+        limits=TenantLimitStore(client("dynamodb"), config.tenants_table, TenantLimits.defaults(config)),
+        counters=jobs.tenant_counters(client("dynamodb"), config.tenants_table),
     )
 
 

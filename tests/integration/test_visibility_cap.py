@@ -65,4 +65,5 @@ def test_the_job_time_limit_fits_in_the_visibility_cap() -> None:
 
 
 def _worker_env() -> dict[str, str]:
-    return {name: "x" for name in ("JOBS_TABLE", "UPLOADS_BUCKET", "OUTPUTS_BUCKET", "LONG_JOBS_QUEUE_URL")}
+    names = ("JOBS_TABLE", "USAGE_TABLE", "UPLOADS_BUCKET", "OUTPUTS_BUCKET", "LONG_JOBS_QUEUE_URL", "TENANTS_TABLE")
+    return {name: "x" for name in (*names, "CHUNKS_TABLE", "CHUNKS_QUEUE_URL")}

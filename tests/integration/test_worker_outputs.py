@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import patch
 
 import av
 import pytest
@@ -12,7 +13,8 @@ from tests.integration.workers import attempt, output_keys, queued_job, worker_d
 from tests.media import make_clip
 from videojobs import media
 from videojobs.aws import client
-from videojobs.models import JobStage
+from videojobs.job_view import to_resource
+from videojobs.models import Job, JobStage, StoredOutput
 from videojobs.service import processing
 
 
@@ -123,3 +125,28 @@ def test_progress_carries_stage_and_eta_and_writes_stay_throttled(aws: Resources
     assert any(eta is not None for _, eta in transcoding)
     # Never the same percent twice (the heartbeat is 15 s here); the time rule is in tests/unit/test_heartbeat.py.
     assert len({percent for percent, _ in transcoding}) == len(transcoding)
+
+
+def test_each_output_is_written_ready_with_its_keys_as_soon_as_it_is_uploaded(aws: Resources, tmp_path: Path):
+    deps = worker_deps(aws, tmp_path)
+    source = make_clip(tmp_path / "in.mp4", seconds=1, width=320, height=180)
+    job = queued_job(deps, source, [{"type": "mp4", "height": 144}, {"type": "thumbnails", "count": 2, "width": 64}])
+    written: list[tuple[list[bool], int]] = []
+    uploads: list[list[str]] = []
+    real_record, real_upload = deps.jobs.record_outputs, deps.objects.upload_many
+
+    def record(job_id: str, worker_id: str, outputs: list[StoredOutput]) -> Job | None:
+        written.append(([output.ready for output in outputs], len(uploads)))
+        return real_record(job_id, worker_id, outputs)
+
+    def upload(bucket: str, files: list[tuple[Path, str, str]], **options: object) -> None:
+        uploads.append([key for _, key, _ in files])
+        real_upload(bucket, files, **options)  # type: ignore[arg-type]
+
+    with patch.object(deps.jobs, "record_outputs", record), patch.object(deps.objects, "upload_many", upload):
+        done = processing.process_job(job.id, deps, attempt()).job
+    assert done.status == "completed", done.error
+    # Output 0 is ready after the first upload (its file only), output 1 after the second, then the job completes.
+    assert written == [([True, False], 1), ([True, True], 2)]
+    assert [len(keys) for keys in uploads] == [1, 2]
+    assert [output.status for output in to_resource(done).outputs] == ["ready", "ready"]

@@ -12,13 +12,16 @@ from infra.local.pollers import sqs_record
 from infra.local.resources import Resources
 from tests.integration.conftest import REGION
 from videojobs.aws import client
+from videojobs.dispatch import Dispatch
 from videojobs.ids import new_job_id, new_upload_id
 from videojobs.job_store import JobStore
 from videojobs.models import Job, StoredOutput, utcnow
 from videojobs.object_store import ObjectStore, upload_key
+from videojobs.pricing import lambda_compute
 from videojobs.queues import JobQueue
 from videojobs.service.processing import Attempt, WorkerDeps
 from videojobs.settings import WorkerSettings
+from videojobs.usage import UsageLedger
 
 TENANT = "t1"
 
@@ -29,12 +32,14 @@ def worker_deps(
     """A worker as the Lambda builds it (``long_jobs``: it may hand jobs on) or as the long-jobs consumer does."""
     environment = {**aws.environment(), "SCRATCH_DIR": str(scratch), **settings}
     values = WorkerSettings.from_env(environment)
+    jobs = JobStore(client("dynamodb"), aws.tables["jobs"], ledger=UsageLedger(client("dynamodb"), values.usage_table))
     return WorkerDeps(
         values,
-        JobStore(client("dynamodb"), aws.tables["jobs"]),
+        jobs,
         ObjectStore(client("s3")),
         worker_id,
         JobQueue(client("sqs"), values.long_jobs_queue_url) if long_jobs else None,
+        Dispatch.from_settings(values, client("dynamodb"), jobs),
     )
 
 
@@ -50,13 +55,18 @@ def queued_job(deps: WorkerDeps, source: Path, outputs: list[dict[str, Any]]) ->
         updated_at=now,
         upload_id=upload_id,
         input_key=key,
+        input_bytes=source.stat().st_size,
         outputs=[StoredOutput(spec=spec) for spec in outputs],
     )
     return deps.jobs.create(job)
 
 
+LAMBDA_WORKER = lambda_compute(3008, ephemeral_gb=10)
+
+
 def attempt(seconds: float = 300) -> Attempt:
-    return Attempt(deadline=time.monotonic() + seconds)
+    """An attempt of the Lambda worker (its usage measured as at 3,008 MB)."""
+    return Attempt(deadline=time.monotonic() + seconds, compute=LAMBDA_WORKER)
 
 
 def output_keys(deps: WorkerDeps, job: Job) -> list[str]:

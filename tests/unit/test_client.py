@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import httpx
 import pytest
 import standardwebhooks
 
+from videojobs.models import JobEventType
 from videojobs.sdk import ApiError, Client, Job, UploadError, WebhookVerificationError, parse_output, verify_webhook
+from videojobs.sdk.client import EVENT_TYPES
 from videojobs.sdk.sse import ServerSentEvent, parse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,6 +193,52 @@ def test_wait_resumes_the_events_stream_after_a_gateway_timeout_or_a_failed_invo
     assert done.status == "completed"
     assert resumed_from == ["1", "1", "2", "2", "2"]
     assert updates == [1, 2, 3]
+
+
+class CutStream(httpx.SyncByteStream):
+    """A streamed body that breaks off after its first part, as API Gateway cuts a stream past its limits."""
+
+    def __init__(self, first: bytes):
+        self.first = first
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.first
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+
+def test_events_resume_after_the_last_event_id_when_a_stream_is_cut_mid_body():
+    answers = iter(
+        [
+            httpx.Response(
+                200,
+                stream=CutStream(sse_body((2, "job.processing", job(2)), (3, "job.output.ready", job(3)))),
+                headers={"Content-Type": "text/event-stream"},
+            ),
+            httpx.Response(
+                200,
+                content=sse_body((4, "job.completed", job(4, "completed", 100))),
+                headers={"Content-Type": "text/event-stream"},
+            ),
+        ]
+    )
+    resumed_from = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        resumed_from.append(request.headers.get("Last-Event-ID"))
+        return next(answers)
+
+    with client_for(api) as client:
+        events = list(client.events("job_1", last_event_id="1"))
+    assert [(event.type, event.version) for event in events] == [
+        ("job.processing", 2),
+        ("job.output.ready", 3),
+        ("job.completed", 4),
+    ]
+    assert resumed_from == ["1", "3"]
+
+
+def test_the_sdk_knows_every_event_type():
+    assert set(EVENT_TYPES) == {kind.value for kind in JobEventType}
 
 
 def test_when_the_stream_answers_204_wait_reads_the_job_at_once():

@@ -14,7 +14,16 @@ from videojobs.models import Job, JobStage, StoredOutput, utcnow
 from videojobs.service.processing import Attempt, Heartbeat, Interrupted, Stop, WorkerDeps, process_job
 from videojobs.settings import WorkerSettings
 
-ENV = {"JOBS_TABLE": "t", "UPLOADS_BUCKET": "u", "OUTPUTS_BUCKET": "o", "LONG_JOBS_QUEUE_URL": "q"}
+ENV = {
+    "JOBS_TABLE": "t",
+    "USAGE_TABLE": "u",
+    "TENANTS_TABLE": "n",
+    "UPLOADS_BUCKET": "u",
+    "OUTPUTS_BUCKET": "o",
+    "LONG_JOBS_QUEUE_URL": "q",
+    "CHUNKS_TABLE": "c",
+    "CHUNKS_QUEUE_URL": "cq",
+}
 
 
 @dataclass

@@ -74,7 +74,7 @@ def test_terminal_statuses_have_no_way_out():
         assert (not TRANSITIONS[status]) == status.terminal
 
 
-def test_every_status_has_its_event_and_progress_is_the_only_other():
+def test_every_status_has_its_event_and_progress_and_output_ready_are_the_only_others():
     by_status = {status_event_type(status) for status in JobStatus}
     assert {event.name for event in by_status} == {status.name for status in JobStatus}
-    assert set(JobEventType) - by_status == {JobEventType.PROGRESS}
+    assert set(JobEventType) - by_status == {JobEventType.PROGRESS, JobEventType.OUTPUT_READY}

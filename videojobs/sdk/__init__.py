@@ -1,6 +1,7 @@
 """The videojobs Python SDK (``pip install videojobs[client]``): ``from videojobs import Client``."""
 
 from videojobs.sdk.client import Client, EventsUnavailable, verify_webhook
+from videojobs.sdk.endpoints import WebhookEndpoint, WebhookEndpoints
 from videojobs.sdk.errors import (
     ApiError,
     TransportError,
@@ -24,6 +25,8 @@ __all__ = [
     "UploadError",
     "VideoJobsError",
     "WaitTimeout",
+    "WebhookEndpoint",
+    "WebhookEndpoints",
     "WebhookVerificationError",
     "parse_output",
     "verify_webhook",

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 
 from videojobs.sdk import sse
+from videojobs.sdk.endpoints import WebhookEndpoints
 from videojobs.sdk.errors import ApiError, TransportError, UploadError, WaitTimeout, WebhookVerificationError
 from videojobs.sdk.models import Job, JobEvent, Upload, parse_output
 from videojobs.sdk.websocket import JobEventSocket
@@ -39,8 +40,18 @@ CHUNK_BYTES = 1024 * 1024
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 60
 DEFAULT_POLL_SECONDS = 2
-EVENTS_READ_TIMEOUT_SECONDS = 60  # longer than API Gateway's 29 s: the server ends each long-poll first
-EVENT_TYPES = ("job.queued", "job.processing", "job.progress", "job.completed", "job.failed", "job.cancelled")
+# Longer than the gap between a stream's keep-alives (10 s) and than a long poll (API Gateway's 29 s): the server
+# speaks or ends the response first.
+EVENTS_READ_TIMEOUT_SECONDS = 60
+EVENT_TYPES = (
+    "job.queued",
+    "job.processing",
+    "job.progress",
+    "job.output.ready",
+    "job.completed",
+    "job.failed",
+    "job.cancelled",
+)
 
 
 class EventsUnavailable(Exception):
@@ -80,6 +91,8 @@ class Client:
         self._storage = httpx.Client(timeout=httpx.Timeout(timeout, write=None), transport=transport)
         self._events_available: bool | None = None
         self._sleep = time.sleep
+        self.webhook_endpoints = WebhookEndpoints(self)
+        """The tenant's webhook endpoints: ``client.webhook_endpoints.create(url, events=[...])``."""
 
     def close(self) -> None:
         self._api.close()
@@ -317,8 +330,9 @@ class Client:
                 return job
 
     def events(self, job_id: str, *, last_event_id: str | None = None) -> Iterator[JobEvent]:
-        """The job's events as they happen (``GET /jobs/{id}/events``), reconnecting as the server asks, until
-        the job is finished. Raises ``EventsUnavailable`` where the API has no events stream."""
+        """The job's events as they happen (``GET /jobs/{id}/events``: one streamed response, or long polls
+        where the deployment buffers), resuming after the last event id when a response ends or breaks off,
+        until the job is finished. Raises ``EventsUnavailable`` where the API has no events stream."""
         try:
             yield from self._follow(job_id, last_event_id, None)
         except EventsUnavailable:

@@ -21,9 +21,12 @@ class ErrorInfo(_Answer):
 
 
 class Output(_Answer):
-    """A requested output; once the job completed, ``url`` (and ``urls`` for several files) say where it is."""
+    """A requested output; once it is ready (``status``, possibly before the job completes), ``url`` (and
+    ``urls`` for several files) say where it is."""
 
     type: str
+    status: str | None = None
+    """``pending`` or ``ready``."""
     url: str | None = None
     urls: list[str] | None = None
     size_bytes: int | None = None
@@ -46,6 +49,9 @@ class Job(_Answer):
     error: ErrorInfo | None = None
     webhook_url: str | None = None
     metadata: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None
+    """Once finished: ``processing_seconds``, ``gb_seconds``, ``input_bytes``, ``output_bytes``,
+    ``estimated_cost_usd``."""
 
     @property
     def finished(self) -> bool:
@@ -67,6 +73,8 @@ class JobEvent(_Answer):
     type: str
     timestamp: str | None = None
     data: Job
+    output_index: int | None = None
+    """Which output a ``job.output.ready`` event announces."""
 
     @property
     def version(self) -> int:

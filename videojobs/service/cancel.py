@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from videojobs.errors import ApiError, not_found
 from videojobs.job_store import JobStore
-from videojobs.models import ErrorCode, Job, JobStatus, utcnow
+from videojobs.models import ErrorCode, Job, JobStatus, UpdateJobRequest, utcnow
 from videojobs.object_store import ObjectStore, output_key
 from videojobs.settings import CancelSettings
 
@@ -53,3 +53,17 @@ def cancel_job(job_id: str, tenant_id: str, deps: CancelDeps) -> Job:
 
 def _held_by_live_worker(job: Job) -> bool:
     return job.lease_owner is not None and job.lease_expires_at is not None and job.lease_expires_at > utcnow()
+
+
+def update_job(job_id: str, request: UpdateJobRequest, tenant_id: str, jobs: JobStore) -> Job:
+    """Change a queued job's priority (it applies from the next claim of the tenant's jobs); a job that is no
+    longer queued is 409 ``job_started``."""
+    changed = jobs.set_priority(job_id, tenant_id, request.priority)
+    if changed is not None:
+        return changed
+    current = jobs.get_for_tenant(tenant_id, job_id)
+    if current is None:
+        raise not_found()
+    raise ApiError(
+        ErrorCode.JOB_STARTED, f"the job is {current.status.value}: its priority can change only while it is queued"
+    )

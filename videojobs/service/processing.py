@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -28,7 +28,9 @@ from typing import Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from videojobs import media
+from videojobs import media, wiring
+from videojobs.chunk_store import ChunkStore
+from videojobs.dispatch import Deferred, Dispatch, claim_in_turn
 from videojobs.errors import JobFailure
 from videojobs.job_store import JobStore
 from videojobs.metric_names import JOB_DURATION, JOBS_CANCELLED, JOBS_COMPLETED, JOBS_FAILED
@@ -40,14 +42,18 @@ from videojobs.models import (
     JobStage,
     JobStatus,
     MediaMetadata,
+    Parallelism,
     StoredOutput,
     utcnow,
 )
 from videojobs.object_store import ObjectStore, output_key
 from videojobs.observability import logger, metrics
 from videojobs.outputs import plan_encode
-from videojobs.queues import JobQueue
+from videojobs.pricing import Compute
+from videojobs.queues import ChunkQueue, JobQueue
+from videojobs.service import chunking
 from videojobs.settings import WorkerSettings
+from videojobs.usage import UsageMeter
 
 SCRATCH_OWNER_MARK = "pid"
 _SCRATCH_NAME = re.compile(rf"job_[0-9a-f]+-{SCRATCH_OWNER_MARK}(\d+)-.+")
@@ -79,6 +85,11 @@ class WorkerDeps:
     worker_id: str
     long_jobs: JobQueue | None = None
     """Where a Lambda worker hands the jobs too long for it; None for the long-jobs consumer itself."""
+    dispatch: Dispatch | None = None
+    """Per-tenant ``max_active_jobs`` and priorities at claim time; None claims any job at once."""
+    chunks: ChunkStore | None = None
+    chunk_queue: ChunkQueue | None = None
+    """Both set: long inputs are encoded in chunks by the chunk workers (``chunking``)."""
 
     @property
     def lease(self) -> timedelta:
@@ -98,6 +109,10 @@ class Attempt:
     message: MessageLease | None = None
     shutdown: threading.Event | None = None
     """Set when the runner must stop (a container's SIGTERM): the job is given back at once."""
+    deferrals: int = 0
+    """How often the message's job was deferred at its tenant's limit before (``JobMessage.deferrals``)."""
+    compute: Compute | None = None
+    """What runs it, as the bill sees it: each write that ends the attempt adds its usage to the job's."""
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()
@@ -108,6 +123,11 @@ class Outcome:
     job: Job | None
     retry_in_seconds: float | None = None
     """None: the delivery is done (delete the message). Else deliver the message again this much later."""
+    requeue_in_seconds: float | None = None
+    """Not the job's turn (``videojobs.dispatch``): queue a fresh copy of the message this much later, then end
+    this delivery, so that waiting counts neither an attempt nor a receive toward the dead-letter queue."""
+    at_limit: bool = False
+    """The deferral was for the tenant's ``max_active_jobs``: the copy counts one more deferral."""
 
 
 class Stop(StrEnum):
@@ -155,16 +175,31 @@ def _alive(pid: int) -> bool:
 def process_job(job_id: str, deps: WorkerDeps, attempt: Attempt) -> Outcome:
     """Run the job if this worker can claim it. Permanent failures end the job ``failed`` (done); transient ones
     give the job back and ask for the message again later; a job another live worker holds is asked for again
-    once that worker's lease could have run out."""
+    once that worker's lease could have run out; a job whose turn has not come is queued again (deferred). A job
+    that ended frees its tenant's active-job slot."""
+    outcome = _process_job(job_id, deps, attempt)
+    if deps.dispatch is not None and outcome.job is not None and outcome.job.status.terminal:
+        deps.dispatch.active.release(outcome.job.tenant_id, outcome.job.id)
+    return outcome
+
+
+def _process_job(job_id: str, deps: WorkerDeps, attempt: Attempt) -> Outcome:
     if attempt.message is not None:
         # The queue's visibility is long (it covers a whole Lambda run); should this worker die before its first
         # heartbeat, its message comes back after two leases instead.
         attempt.message.hide_for(2 * deps.settings.lease_seconds)
-    job = deps.jobs.claim(job_id, deps.worker_id, deps.lease)
+    try:
+        job = _claim(job_id, deps, attempt.deferrals)
+    except Deferred as wait:
+        logger.info("job deferred", extra={"job_id": job_id, "reason": wait.reason, "seconds": round(wait.seconds)})
+        return Outcome(wait.job, requeue_in_seconds=wait.seconds, at_limit=wait.at_limit)
     if job is None:
         return _not_claimed(job_id, deps)
     logger.append_keys(job_id=job.id, attempt=job.attempts)
     uploaded: list[str] = []  # the keys this attempt wrote: what it removes if it does not complete
+    if attempt.compute is not None:
+        kept_days = wiring.BUCKETS["outputs"].expire_after_days or 0
+        deps = replace(deps, jobs=deps.jobs.metered(UsageMeter(attempt.compute, job, uploaded, kept_days)))
     try:
         if job.cancel_requested_at is not None:  # asked while its previous worker was dying
             return Outcome(_cancel(job, deps, uploaded))
@@ -191,6 +226,12 @@ def process_job(job_id: str, deps: WorkerDeps, attempt: Attempt) -> Outcome:
         return Outcome(job, retry_in_seconds=min(deps.settings.lease_seconds * 2 ** (job.attempts - 1) / 2, 900))
     finally:
         logger.remove_keys(["job_id", "attempt"])
+
+
+def _claim(job_id: str, deps: WorkerDeps, deferrals: int) -> Job | None:
+    if deps.dispatch is None:
+        return deps.jobs.claim(job_id, deps.worker_id, deps.lease)
+    return claim_in_turn(job_id, deps.worker_id, deps.lease, deps.dispatch, deferrals=deferrals)
 
 
 def _not_claimed(job_id: str, deps: WorkerDeps) -> Outcome:
@@ -232,49 +273,74 @@ def _run(job: Job, deps: WorkerDeps, heartbeat: Heartbeat, attempt: Attempt, upl
 
         made_dir = scratch / "outputs"
         made_dir.mkdir()
-        plan = plan_encode(job.outputs, probed, made_dir, settings.work_pixels_per_second)
-        duration = probed.metadata.duration_seconds
-        work = plan.work_seconds
-        if settings.input_read_rate and duration:
-            work = max(work, duration / settings.input_read_rate)
-        budget = min(settings.lambda_time_budget_seconds, attempt.seconds_left())
-        if deps.long_jobs is not None and work > budget:
-            logger.info("handing the job on", extra={"estimated_seconds": round(work), "budget_seconds": budget})
-            return _hand_off(job, deps)
-
-        heartbeat.stage(JobStage.TRANSCODING, duration_seconds=duration)
-        input_options = ["-max_pixels", str(limits.max_pixels), "-t", str(limits.max_duration_seconds)]
-        if settings.input_read_rate:
-            input_options += ["-readrate", str(settings.input_read_rate)]
-        try:
-            media.run_ffmpeg(
-                source,
-                probed.demuxer,
-                plan.arguments,
-                duration_seconds=duration,
-                on_progress=heartbeat.transcoded,
-                timeout_seconds=max(attempt.seconds_left(), 1),
-                stop=heartbeat.stopped,
-                input_options=input_options,
-            )
-        except media.EncodeTimeout as error:
-            if deps.long_jobs is not None:
+        coordination = _coordination(deps)
+        if coordination is not None and chunking.should_chunk(job, probed, settings):
+            # Chunk workers encode the video; this worker waits for them (handed on like any job if it
+            # would outlast its time), then stitches.
+            try:
+                made = chunking.encode_in_chunks(
+                    job, coordination, heartbeat, source, probed, made_dir, max(attempt.seconds_left(), 1)
+                )
+            except media.EncodeTimeout as error:
+                if deps.long_jobs is not None:
+                    return _hand_off(job, deps)
+                raise JobFailure(ErrorCode.PROCESSING_FAILED, str(error)) from error
+        else:
+            plan = plan_encode(job.outputs, probed, made_dir, settings.work_pixels_per_second)
+            duration = probed.metadata.duration_seconds
+            work = plan.work_seconds
+            if settings.input_read_rate and duration:
+                work = max(work, duration / settings.input_read_rate)
+            budget = min(settings.lambda_time_budget_seconds, attempt.seconds_left())
+            if deps.long_jobs is not None and work > budget:
+                logger.info("handing the job on", extra={"estimated_seconds": round(work), "budget_seconds": budget})
                 return _hand_off(job, deps)
-            raise JobFailure(ErrorCode.PROCESSING_FAILED, str(error)) from error
-        made = [collect() for collect in plan.collectors]
+
+            heartbeat.stage(JobStage.TRANSCODING, duration_seconds=duration)
+            input_options = ["-max_pixels", str(limits.max_pixels), "-t", str(limits.max_duration_seconds)]
+            if settings.input_read_rate:
+                input_options += ["-readrate", str(settings.input_read_rate)]
+            try:
+                media.run_ffmpeg(
+                    source,
+                    probed.demuxer,
+                    plan.arguments,
+                    duration_seconds=duration,
+                    on_progress=heartbeat.transcoded,
+                    timeout_seconds=max(attempt.seconds_left(), 1),
+                    stop=heartbeat.stopped,
+                    input_options=input_options,
+                )
+            except media.EncodeTimeout as error:
+                if deps.long_jobs is not None:
+                    return _hand_off(job, deps)
+                raise JobFailure(ErrorCode.PROCESSING_FAILED, str(error)) from error
+            made = [collect() for collect in plan.collectors]
 
         files = [file for output in made for file in output.files]
         heartbeat.stage(JobStage.UPLOADING, total_bytes=sum(file.path.stat().st_size for file in files))
-        uploads = [(file.path, _key(job, file.name), file.content_type) for file in files]
-        uploaded.extend(key for _, key, _ in uploads)  # before: a transfer cut short may still leave its object
-        deps.objects.upload_many(settings.outputs_bucket, uploads, progress=heartbeat.transferred)
-        stored = [
-            output.stored(requested, lambda name: _key(job, name))
-            for output, requested in zip(made, job.outputs, strict=True)
-        ]
-        finished = heartbeat.complete(stored)
+        # One output at a time, each announced (job.output.ready) as soon as it is uploaded.
+        for index, (output, requested) in enumerate(zip(made, job.outputs, strict=True)):
+            uploads = [(file.path, _key(job, file.name), file.content_type) for file in output.files]
+            uploaded.extend(key for _, key, _ in uploads)  # before: a transfer cut short may still leave its object
+            deps.objects.upload_many(settings.outputs_bucket, uploads, progress=heartbeat.transferred)
+            heartbeat.output_ready(index, output.stored(requested, lambda name: _key(job, name)))
+        finished = heartbeat.complete(heartbeat.outputs)
         logger.info("job completed")
+        _discard_pieces(job, deps)
         return Outcome(finished)
+
+
+def _coordination(deps: WorkerDeps) -> chunking.Coordination | None:
+    if deps.chunks is None or deps.chunk_queue is None:
+        return None
+    return chunking.Coordination(deps.settings, deps.jobs, deps.chunks, deps.chunk_queue, deps.objects)
+
+
+def _discard_pieces(job: Job, deps: WorkerDeps) -> None:
+    """A chunked encode's pieces: removed once the job is over, whichever way it ended."""
+    if deps.chunks is not None:
+        chunking.discard_pieces(job, deps.chunks, deps.objects, deps.settings.outputs_bucket)
 
 
 def _key(job: Job, name: str) -> str:
@@ -288,7 +354,7 @@ def _hand_off(job: Job, deps: WorkerDeps) -> Outcome:
     released = deps.jobs.release(job.id, deps.worker_id, to_long_queue=True)
     if released is None:
         return Outcome(deps.jobs.get(job.id, consistent=True))
-    deps.long_jobs.send(JobMessage(job_id=job.id))
+    deps.long_jobs.send(JobMessage(job_id=job.id), tenant_id=job.tenant_id)
     logger.info("job handed to the long-jobs queue")
     return Outcome(released)
 
@@ -314,6 +380,7 @@ def _interrupted(job: Job, deps: WorkerDeps, reason: Stop, uploaded: list[str]) 
 def _failed(job: Job, deps: WorkerDeps, failure: JobFailure, uploaded: list[str]) -> Outcome:
     logger.info("job failed", extra={"code": failure.code, "reason": failure.message})
     _discard(deps, uploaded)
+    _discard_pieces(job, deps)
     failed = deps.jobs.fail(job.id, ErrorDetail(code=failure.code, message=failure.message), deps.worker_id)
     if failed is None and _reason_lost(job, deps) is Stop.CANCELLED:
         return Outcome(_cancel(job, deps, uploaded))
@@ -325,7 +392,9 @@ def _cancel(job: Job, deps: WorkerDeps, uploaded: list[str]) -> Job | None:
     removed what earlier attempts left.)"""
     _discard(deps, uploaded)
     logger.info("job cancelled", extra={"objects_removed": len(uploaded)})
-    return deps.jobs.cancel(job.id, deps.worker_id)
+    cancelled = deps.jobs.cancel(job.id, deps.worker_id)
+    _discard_pieces(job, deps)
+    return cancelled
 
 
 def _discard(deps: WorkerDeps, uploaded: list[str]) -> None:
@@ -353,6 +422,8 @@ class Heartbeat:
         self.stopped = threading.Event()
         self.reason: Stop | None = None
         self._job, self._deps, self._attempt, self._clock = job, deps, attempt, clock
+        self.outputs: list[StoredOutput] = list(job.outputs)
+        """The job's outputs as written so far: those ready have their keys."""
         self._lock = threading.Lock()
         self._closing = threading.Event()
         now = clock()
@@ -402,6 +473,22 @@ class Heartbeat:
         self._raise_if_stopped()
         if self._total_bytes:
             self._done = min(self._done + chunk_bytes / self._total_bytes, 1.0)
+
+    def record_parallelism(self, parallelism: Parallelism) -> None:
+        """A chunked encode's chunk count and completions, on the job."""
+        with self._lock:
+            if self._deps.jobs.record_parallelism(self._job.id, self._deps.worker_id, parallelism) is None:
+                self._stop(_reason_lost(self._job, self._deps) or Stop.LOST)
+        self._raise_if_stopped()
+
+    def output_ready(self, index: int, output: StoredOutput) -> None:
+        """Output ``index`` is finished and uploaded: write it at once (clients may fetch it before the job
+        completes)."""
+        with self._lock:
+            self.outputs[index] = output
+            if self._deps.jobs.record_outputs(self._job.id, self._deps.worker_id, self.outputs) is None:
+                self._stop(_reason_lost(self._job, self._deps) or Stop.LOST)
+        self._raise_if_stopped()
 
     def complete(self, outputs: list[StoredOutput]) -> Job | None:
         with self._lock:

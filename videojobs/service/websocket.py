@@ -8,6 +8,8 @@ from typing import Any
 
 from videojobs.models import ErrorCode
 from videojobs.notification_store import ConnectionStore, EventLog, TicketStore
+from videojobs.tenant_counters import OpenStreams, StreamLease
+from videojobs.tenant_limits import TenantLimitStore
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,13 @@ class WebSocketDeps:
     tickets: TicketStore
     connections: ConnectionStore
     events: EventLog
+    limits: TenantLimitStore
+    open_streams: OpenStreams
+
+
+WEBSOCKET_LEASE_SECONDS = 2 * 3600
+"""API Gateway closes any WebSocket after 2 hours: a connection whose ``$disconnect`` never ran stops counting
+against its tenant's open streams then."""
 
 
 SUBSCRIBE_REPLY_LIMIT = 100
@@ -24,19 +33,28 @@ SUBSCRIBE_REPLY_BYTES = 96 * 1024
 
 
 def connect(ticket: str | None, connection_id: str, deps: WebSocketDeps) -> bool:
-    """``$connect``: a valid ticket (used up now) subscribes the connection to the ticket's job."""
+    """``$connect``: a valid ticket (used up now) subscribes the connection to the ticket's job. Raises
+    ``LimitReached`` when the tenant already has its ``max_open_streams`` open."""
     redeemed = deps.tickets.redeem(ticket) if ticket else None
     if redeemed is None:
         return False
     job_id, tenant_id = redeemed
-    deps.connections.add(job_id, connection_id, tenant_id)
+    maximum = deps.limits.limits_for(tenant_id).max_open_streams
+    deps.open_streams.acquire(tenant_id, connection_id, maximum, WEBSOCKET_LEASE_SECONDS)
+    try:
+        deps.connections.add(job_id, connection_id, tenant_id)
+    except Exception:
+        deps.open_streams.release(StreamLease(tenant_id, connection_id))
+        raise
     return True
 
 
 def disconnect(connection_id: str, deps: WebSocketDeps) -> None:
-    job_id = deps.connections.job_of(connection_id)
-    if job_id is not None:
+    found = deps.connections.find(connection_id)
+    if found is not None:
+        job_id, tenant_id = found
         deps.connections.remove(job_id, connection_id)
+        deps.open_streams.release(StreamLease(tenant_id, connection_id))
 
 
 def subscribe(connection_id: str, job_id: str, since_version: int, deps: WebSocketDeps) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from tests.integration.fake_functions import recorder
+from videojobs.usage_plans import usage_key
 
 # Module state, as real handlers keep (Powertools' BatchProcessor): each environment has its own.
 _busy = threading.Lock()
@@ -63,6 +64,7 @@ def authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
     else:
         raise Exception("Unauthorized")  # the exact message API Gateway turns into a 401
     stage = event["methodArn"].split("/")[0]  # arn:...:api-id
+    api_id = stage.rsplit(":", 1)[-1]
     return {
         "principalId": f"user-{token}",
         "policyDocument": {
@@ -72,6 +74,8 @@ def authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
             ],
         },
         "context": {"tenant_id": token, "count": 3, "admin": True},
+        # The local stack's own tenant, which is in the stack's usage plan (others would be refused with 403).
+        "usageIdentifierKey": usage_key(api_id, "dev"),
     }
 
 
@@ -80,7 +84,7 @@ def authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def sqs_consumer(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Fails the records whose body starts with ``fail``; raises if any body starts with ``raise``; waits for a
-    second concurrent invocation if a body starts with ``together``."""
+    second concurrent invocation if a body starts with ``together``; works 0.2 s on a body starting ``busy``."""
     _record("sqs", event, context)
     if not _busy.acquire(blocking=False):
         _record("overlap", event, context)  # two invocations at once in one environment: never in Lambda
@@ -88,6 +92,8 @@ def sqs_consumer(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         if any(record["body"].startswith("together") for record in event["Records"]):
             recorder.barrier.wait()
+        if any(record["body"].startswith("busy") for record in event["Records"]):
+            recorder.occupy(0.2)
     finally:
         _busy.release()
     if any(record["body"].startswith("raise") for record in event["Records"]):
