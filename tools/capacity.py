@@ -13,20 +13,27 @@ their id; every job of a tenant writes to these keys of the tenant:
 - the ``by_tenant`` index (status changes; progress only if projected) and the sparse ``queued_by_tenant`` index
   (keys only: an entry at submission, removed at the claim);
 - the tenants table: the pending and active counts (``videojobs.tenant_counters.JobSlots``), a marker item and
-  a counter each, changed in one transaction at submit, claim, end of processing and terminal status;
+  a counter each, changed in one transaction at submit, claim, end of processing and terminal status, and the
+  bytes declared by the job's upload that day. The model builds these writes with the code that sends them, for
+  a sample of job ids, and sums them per partition key: the markers are spread over keys by job id, the
+  counters and the upload bytes have keys of their own;
 - the usage ledger (one item per tenant and UTC day): an ``ADD`` at submission and one at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import sys
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from videojobs import wiring
+from videojobs.dispatch import ActiveJobs
 from videojobs.job_store import JobStore
 from videojobs.models import (
     ErrorDetail,
@@ -40,7 +47,7 @@ from videojobs.models import (
 )
 from videojobs.service.processing import PROGRESS_INTERVAL_SECONDS
 from videojobs.settings import WorkerSettings
-from videojobs.tenant_counters import PENDING_RECORD, JobSlots
+from videojobs.tenant_counters import DailyUploadBytes, JobSlots, PendingJobs
 
 PARTITION_WCU_PER_SECOND = 1000
 """DynamoDB's write throughput per partition (and so, at most, per partition key), on demand or provisioned."""
@@ -52,12 +59,11 @@ USAGE_WRITES_PER_JOB = 2
 """The usage ledger's ``ADD`` at submission and at the end (one item per tenant and UTC day)."""
 QUEUED_INDEX_WRITES_PER_JOB = 2
 """The ``queued_by_tenant`` entry: written at submission, removed at the claim."""
-SLOT_TRANSACTIONS_PER_JOB = {"pending": 2, "active": 2}
-"""Per count of the tenants table: the transaction that takes the job's slot and the one that releases it, each
-writing the job's marker and the tenant's counter."""
 TRANSACTION_WCU_FACTOR = 2
 """DynamoDB bills each item of a ``TransactWriteItems`` twice (prepare and commit)."""
 CONCURRENCY = (1, 10, 100, 300, 1000)
+SAMPLE_JOBS = 1000
+"""Job ids the tenants-table writes are built for: how evenly the markers spread over their keys."""
 
 
 def attribute_size(value: dict[str, Any]) -> int:
@@ -206,6 +212,8 @@ class Sizes:
     """A job's marker in the tenants table (``pending#<job id>`` with its creation epoch; ``active#`` is smaller)."""
     slot_counter: int
     """A tenant's counter item (the count and when it was last pruned)."""
+    upload_item: int
+    """A tenant's upload bytes of a day."""
     usage_item: int
     """The tenant's usage ledger item of a day, every counter set."""
 
@@ -214,9 +222,83 @@ def slot_items() -> tuple[dict[str, Any], dict[str, Any]]:
     """The marker and the counter as a reservation writes them (the counter at a count of 1,000, pruned)."""
     job = representative_job(JobStatus.QUEUED)
     created = {"created": {"N": str(int(job.created_at.timestamp()))}}
-    put, update = JobSlots(None, "tenants", PENDING_RECORD).take_items(job.tenant_id, job.id, 1000, created)  # type: ignore[arg-type]
+    put, update = _pending_slots().take_items(job.tenant_id, job.id, 1000, created)
     counter = {**update["Update"]["Key"], "count": {"N": "1000"}, "pruned_at": {"N": f"{job.created_at.timestamp()}"}}
     return put["Put"]["Item"], counter
+
+
+def upload_bytes_item() -> dict[str, Any]:
+    """A day of a tenant's declared upload bytes, at 10 TiB."""
+    job = representative_job(JobStatus.QUEUED)
+    key = DailyUploadBytes(None, "tenants").key(job.tenant_id, job.created_at.date())  # type: ignore[arg-type]
+    expires = int((job.created_at + timedelta(days=3)).timestamp())
+    return {**key, "bytes": {"N": str(10 * 2**40)}, "expires_at": {"N": str(expires)}}
+
+
+def _pending_slots() -> JobSlots:
+    return PendingJobs(None, "tenants").slots  # type: ignore[arg-type]
+
+
+def _active_slots() -> JobSlots:
+    return ActiveJobs(None, "tenants").slots  # type: ignore[arg-type]
+
+
+def sample_job_ids(count: int = SAMPLE_JOBS) -> list[str]:
+    """Job ids shaped as ``videojobs.ids.new_job_id`` makes them, the same on every run."""
+    return ["job_" + hashlib.sha256(str(index).encode()).hexdigest()[:32] for index in range(count)]
+
+
+_KEY = ("tenant_id", "record")
+
+
+def job_life_writes(tenant_id: str, job_id: str, sizes: Sizes) -> list[tuple[dict[str, Any], int]]:
+    """Each tenants-table write of one job's life, as (key, write units), built by the code that sends them: its
+    upload's bytes (``POST /uploads``), the pending reservation (``POST /jobs``), the active slot (the claim), its
+    release (the worker, at the end) and the reservation's release (the terminal status)."""
+    pending, active = _pending_slots(), _active_slots()
+    transactions = [
+        pending.take_items(tenant_id, job_id, 1000),
+        active.take_items(tenant_id, job_id, 1000),
+        active.release_items(active.marker_key(tenant_id, job_id), tenant_id),
+        pending.release_items(pending.marker_key(tenant_id, job_id), tenant_id),
+    ]
+    upload_key = DailyUploadBytes(None, "tenants").key(tenant_id, utcnow().date())  # type: ignore[arg-type]
+    writes = [(upload_key, write_units(sizes.upload_item))]
+    for transaction in transactions:
+        for write in transaction:
+            (request,) = write.values()
+            key = request["Key"] if "Key" in request else {name: request["Item"][name] for name in _KEY}
+            # Markers are the items under a job's record (``<kind>#<job id>``); the rest are counters.
+            size = sizes.slot_marker if "#" in key["record"]["S"] else sizes.slot_counter
+            writes.append((key, TRANSACTION_WCU_FACTOR * write_units(size)))
+    return writes
+
+
+@dataclass(frozen=True)
+class TenantsTableLoad:
+    """Write units per job of the tenant on each partition key and on each item of the tenants table."""
+
+    per_partition: dict[str, float]
+    per_item: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        """What one partition key took when every item of the tenant was under it (before issue 13's sharding)."""
+        return sum(self.per_partition.values())
+
+
+def tenants_table_load(sizes: Sizes, job_ids: list[str] | None = None) -> TenantsTableLoad:
+    """The tenants table's write units per job on each key, averaged over ``job_ids`` (how jobs spread over the
+    marker shards)."""
+    job_ids = job_ids or sample_job_ids()
+    tenant = representative_job(JobStatus.QUEUED).tenant_id
+    per_partition: dict[str, float] = defaultdict(float)
+    per_item: dict[str, float] = defaultdict(float)
+    for job_id in job_ids:
+        for key, units in job_life_writes(tenant, job_id, sizes):
+            per_partition[key["tenant_id"]["S"]] += units / len(job_ids)
+            per_item[json.dumps(key, sort_keys=True)] += units / len(job_ids)
+    return TenantsTableLoad(dict(per_partition), dict(per_item))
 
 
 def usage_item() -> dict[str, Any]:
@@ -260,6 +342,7 @@ def measured_sizes() -> Sizes:
         queued_entry=queued_entry_size(),
         slot_marker=item_size(slot_items()[0]),
         slot_counter=item_size(slot_items()[1]),
+        upload_item=item_size(upload_bytes_item()),
         usage_item=item_size(usage_item()),
     )
 
@@ -277,16 +360,17 @@ class Row:
     """On the tenant's usage ledger item of the day."""
     queued_index_wcu: float
     """On the tenant's key of ``queued_by_tenant``."""
-    tenant_counts_wcu: float
-    """On the tenant's key of the tenants table: the pending and active markers and counters, before DynamoDB
-    splits the key's items over partitions by sort key."""
+    tenants_table_key_wcu: float
+    """On the tenant's busiest partition key of the tenants table (a counter's, a marker shard's, the uploads')."""
+    tenants_table_one_key_wcu: float
+    """The same writes all under the tenant's own key, as they were before the markers were sharded."""
     hottest_counter_wcu: float
-    """On one counter item (pending or active), which no split can spread."""
+    """On one item (a counter: pending or active), which no split can spread."""
 
     @property
     def tenant_key_wcu(self) -> float:
         """The busiest partition key of the tenant (each key is its own partition, at worst)."""
-        return max(self.tenant_index_wcu, self.tenant_items_wcu, self.queued_index_wcu, self.tenant_counts_wcu)
+        return max(self.tenant_index_wcu, self.tenant_items_wcu, self.queued_index_wcu, self.tenants_table_key_wcu)
 
 
 def progress_writes_per_second() -> float:
@@ -303,10 +387,13 @@ def index_writes_per_job_write(projection: tuple[str, ...] | None) -> bool:
     return projection is None or bool(progress_attributes & set(projection))
 
 
-def model(running_jobs: int, job_seconds: float, sizes: Sizes | None = None) -> Row:
+def model(
+    running_jobs: int, job_seconds: float, sizes: Sizes | None = None, tenants_load: TenantsTableLoad | None = None
+) -> Row:
     """Write units per second for one tenant with ``running_jobs`` jobs running at once, each ``job_seconds``
     long (so ``running_jobs / job_seconds`` jobs start, and end, each second)."""
     sizes = sizes or measured_sizes()
+    tenants_load = tenants_load or tenants_table_load(sizes)
     index = by_tenant_index()
     per_job = progress_writes_per_second()
     turnover = running_jobs / job_seconds
@@ -316,10 +403,6 @@ def model(running_jobs: int, job_seconds: float, sizes: Sizes | None = None) -> 
     all_index = running_jobs * per_job * write_units(sizes.index_entry_all) + turnover * STATUS_CHANGES_PER_JOB * (
         write_units(sizes.completed_item)
     )
-    slot_transaction_wcu = TRANSACTION_WCU_FACTOR * (write_units(sizes.slot_marker) + write_units(sizes.slot_counter))
-    counter_wcu_per_job = (
-        max(SLOT_TRANSACTIONS_PER_JOB.values()) * TRANSACTION_WCU_FACTOR * write_units(sizes.slot_counter)
-    )
     return Row(
         running_jobs=running_jobs,
         job_item_wcu=per_job * write_units(sizes.running_item),
@@ -327,35 +410,38 @@ def model(running_jobs: int, job_seconds: float, sizes: Sizes | None = None) -> 
         tenant_index_wcu_all=all_index,
         tenant_items_wcu=turnover * USAGE_WRITES_PER_JOB * write_units(sizes.usage_item),
         queued_index_wcu=turnover * QUEUED_INDEX_WRITES_PER_JOB * write_units(sizes.queued_entry),
-        tenant_counts_wcu=turnover * sum(SLOT_TRANSACTIONS_PER_JOB.values()) * slot_transaction_wcu,
-        hottest_counter_wcu=turnover * counter_wcu_per_job,
+        tenants_table_key_wcu=turnover * max(tenants_load.per_partition.values()),
+        tenants_table_one_key_wcu=turnover * tenants_load.total,
+        hottest_counter_wcu=turnover * max(tenants_load.per_item.values()),
     )
 
 
 def table(job_seconds: float, concurrency: tuple[int, ...] = CONCURRENCY) -> str:
     sizes = measured_sizes()
+    tenants_load = tenants_table_load(sizes)
     index = by_tenant_index()
     projection = "ALL" if index.projection is None else f"INCLUDE {', '.join(index.projection)}"
     lines = [
         f"Item sizes (measured on the store's items): running job {sizes.running_item} B, completed "
         f"{sizes.completed_item} B; by_tenant entry {sizes.index_entry} B ({projection}), "
         f"{sizes.index_entry_all} B with ALL; queued_by_tenant entry {sizes.queued_entry} B; tenants table: "
-        f"job marker {sizes.slot_marker} B, counter {sizes.slot_counter} B; usage ledger day {sizes.usage_item} B.",
+        f"job marker {sizes.slot_marker} B, counter {sizes.slot_counter} B, upload bytes {sizes.upload_item} B; usage "
+        f"ledger day {sizes.usage_item} B.",
         f"One tenant, jobs of {job_seconds:g} s, {progress_writes_per_second():g} progress write/s per running job; "
         f"limit {PARTITION_WCU_PER_SECOND} WCU/s per partition key.",
         "",
         "| running jobs | job item WCU/s (each) | by_tenant key | with ALL projection | queued_by_tenant key | "
-        "tenants table key (hottest counter) | usage item | busiest tenant key vs limit |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|",
+        "tenants table busiest key (hottest item) | all on one key | usage item | busiest tenant key vs limit |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for count in concurrency:
-        row = model(count, job_seconds, sizes)
+        row = model(count, job_seconds, sizes, tenants_load)
         share = row.tenant_key_wcu / PARTITION_WCU_PER_SECOND
         verdict = "ok" if share <= SAFE_FRACTION else ("near" if share <= 1 else "THROTTLED")
         lines.append(
             f"| {count:,} | {row.job_item_wcu:g} | {row.tenant_index_wcu:,.0f} | {row.tenant_index_wcu_all:,.0f} | "
-            f"{row.queued_index_wcu:,.0f} | {row.tenant_counts_wcu:,.0f} ({row.hottest_counter_wcu:,.0f}) | "
-            f"{row.tenant_items_wcu:,.0f} | {share:.0%} ({verdict}) |"
+            f"{row.queued_index_wcu:,.0f} | {row.tenants_table_key_wcu:,.0f} ({row.hottest_counter_wcu:,.0f}) | "
+            f"{row.tenants_table_one_key_wcu:,.0f} | {row.tenant_items_wcu:,.0f} | {share:.0%} ({verdict}) |"
         )
     return "\n".join(lines)
 

@@ -4,13 +4,15 @@ Across tenants, order is the queue's business: each job message carries its tena
 fair queues deliver a quiet tenant's job before a noisy tenant's backlog (``videojobs.queues.JobQueue``). Within
 a tenant, and against the tenant's limit, the worker decides when it receives the message:
 
-- **max_active_jobs.** Each processing job has a marker item in the tenants table (record ``active#<job id>``)
-  and the tenant a counter (record ``active``). A claim puts the marker and counts it in the same DynamoDB
-  transaction as the claim itself, on the condition that the count is under the limit (or the job holds its
-  marker already: a reclaim after a worker died keeps its slot). So the tenant never has more jobs processing
-  than its limit, and each write is one small item whatever the tenant's job count. The worker that ends a job
-  releases it; a job ended elsewhere (the dead-letter handler, a cancel of an abandoned job) is released by the
-  next claim that finds the tenant full, which checks the markers and drops those whose job ended.
+- **max_active_jobs.** Each processing job has a marker item in the tenants table (record ``active#<job id>``
+  under one of the tenant's marker keys ``<tenant>#active#<shard>``) and the tenant a counter (record ``active``
+  under ``<tenant>#active``, apart from the pending count's counter: README "Capacity"). A claim puts the marker
+  and counts it in the same DynamoDB transaction as the claim itself, on the condition that the count is under
+  the limit (or the job holds its marker already: a reclaim after a worker died keeps its slot). So the tenant
+  never has more jobs processing than its limit, and each write is one small item whatever the tenant's job
+  count. The worker that ends a job releases it; a job ended elsewhere (the dead-letter handler, a cancel of an
+  abandoned job) is released by the next claim that finds the tenant full, which checks the markers and drops
+  those whose job ended.
 - **Priority.** A queued job waits while its tenant has a queued job of a higher priority (the sparse
   ``queued_by_tenant`` index), unless it has itself waited ``priority_aging_seconds``: a low job never waits
   behind its tenant's higher priorities longer than that, and priority never reorders different tenants.
@@ -52,25 +54,25 @@ class ActiveJobs:
     tenants table (``videojobs.tenant_counters.JobSlots``)."""
 
     def __init__(self, client: DynamoDBClient, table: str):
-        self._slots = JobSlots(client, table, ACTIVE_RECORD)
+        self.slots = JobSlots(client, table, ACTIVE_RECORD)
 
     def slot(self, tenant_id: str, job_id: str, limit: int) -> ActiveSlot:
         """The writes that take a slot for the job, for ``JobStore.claim``."""
         return ActiveSlot(
-            key=self._slots.counter_key(tenant_id),
-            take=self._slots.take_items(tenant_id, job_id, limit),
-            keep=self._slots.keep_items(tenant_id, job_id),
+            key=self.slots.counter_key(tenant_id),
+            take=self.slots.take_items(tenant_id, job_id, limit),
+            keep=self.slots.keep_items(tenant_id, job_id),
         )
 
     def job_ids(self, tenant_id: str) -> set[str]:
-        return self._slots.job_ids(tenant_id)
+        return self.slots.job_ids(tenant_id)
 
     def count(self, tenant_id: str) -> int:
-        return self._slots.count(tenant_id)
+        return self.slots.count(tenant_id)
 
     def release(self, tenant_id: str, *job_ids: str) -> None:
         """Free the jobs' slots (idempotent: a job without one changes nothing)."""
-        self._slots.release(tenant_id, *job_ids)
+        self.slots.release(tenant_id, *job_ids)
 
     def sweep(self, tenant_id: str, jobs: JobStore) -> int:
         """Free the slots of jobs that are no longer processing (ended where no worker released them). Returns

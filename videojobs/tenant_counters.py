@@ -10,8 +10,8 @@ cannot count twice:
   terminal (the notify function sees every such change on the jobs table's stream). Markers whose job is
   finished or was never stored (a submit that died between its reservation and the job) are pruned before a
   tenant is refused, at most once a minute.
-- ``uploads#YYYY-MM-DD``: bytes declared by ``POST /uploads`` on that UTC day (an atomic ``ADD``); the item
-  expires two days later.
+- ``uploads#YYYY-MM-DD`` (under the partition key ``<tenant>#uploads``): bytes declared by ``POST /uploads`` on
+  that UTC day (an atomic ``ADD``); the item expires two days later.
 - ``streams``: open SSE long polls and WebSocket connections, a set of ``<expiry epoch>@<lease id>`` under an
   optimistic version. A lease whose holder vanished without releasing it (a killed long poll, a lost
   ``$disconnect``) stops counting at its expiry, so a dropped connection never holds a slot for good.
@@ -22,9 +22,10 @@ from __future__ import annotations
 import math
 import random
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
 
 PENDING_RECORD = "pending"
+MARKER_SHARDS = 8
+"""Partition keys a count's markers are spread over (``<tenant>#<kind>#<0..7>``, by a hash of the job id): a
+tenant starting and ending 100 jobs a second writes each at ~50 WCU/s, an eighth of what its counter takes, so
+the counter, the one item no partition split can spread, always binds first (README "Capacity")."""
+UPLOADS_PARTITION_SUFFIX = "#uploads"
+"""The upload bytes of each day have a partition key of their own, apart from the pending count's counter."""
 STREAMS_RECORD = "streams"
 UPLOADS_RECORD_PREFIX = "uploads#"
 PRUNE_EVERY = timedelta(minutes=1)
@@ -74,18 +81,34 @@ class JobSlots:
     job is counted when its marker is put (if absent) and the counter is below the limit, and uncounted when its
     marker is deleted (if present). Every write is the size of one marker or one counter whatever the tenant's
     job count (a set in one item cost write units for the whole set on every change: README "Capacity"), and a
-    retried take or release changes nothing, since the marker says whether the job is counted."""
+    retried take or release changes nothing, since the marker says whether the job is counted.
 
-    def __init__(self, client: DynamoDBClient, table: str, kind: str):
+    Each partition key takes at most ~1,000 write units a second, so the items are spread over keys: the markers
+    over ``MARKER_SHARDS`` keys ``<tenant>#<kind>#<shard>`` (a stable hash of the job id), and the counter on a
+    key of its own, ``<tenant>#<kind>``, so that the pending and active counters do not share a partition.
+    ``counter_on_tenant_key``: the counter stays on the tenant's own key (the pending count, where it was before
+    the markers were sharded), and markers written there before (``<tenant>``, ``<kind>#<job id>``) are still
+    released and listed."""
+
+    def __init__(self, client: DynamoDBClient, table: str, kind: str, *, counter_on_tenant_key: bool = False):
         self._client = client
         self._table = table
         self._kind = kind
+        self._counter_on_tenant_key = counter_on_tenant_key
 
     def counter_key(self, tenant_id: str) -> dict[str, Any]:
-        return _key(tenant_id, self._kind)
+        return _key(tenant_id if self._counter_on_tenant_key else f"{tenant_id}#{self._kind}", self._kind)
 
     def marker_key(self, tenant_id: str, job_id: str) -> dict[str, Any]:
-        return _key(tenant_id, f"{self._kind}#{job_id}")
+        return _key(self.marker_partition(tenant_id, marker_shard(job_id)), f"{self._kind}#{job_id}")
+
+    def marker_partition(self, tenant_id: str, shard: int) -> str:
+        return f"{tenant_id}#{self._kind}#{shard}"
+
+    def marker_partitions(self, tenant_id: str) -> list[str]:
+        """Every partition key that may hold the tenant's markers of this kind (the legacy one included)."""
+        sharded = [self.marker_partition(tenant_id, shard) for shard in range(MARKER_SHARDS)]
+        return sharded + ([tenant_id] if self._counter_on_tenant_key else [])
 
     def take_items(
         self, tenant_id: str, job_id: str, limit: int, attributes: dict[str, Any] | None = None
@@ -137,36 +160,51 @@ class JobSlots:
             _pause(attempt)  # another take or release of this tenant is in flight
         raise WriteContention(f"the tenant's {self._kind} count kept conflicting")
 
+    def release_items(self, marker_key: dict[str, Any], tenant_id: str) -> tuple[dict[str, Any], ...]:
+        """The transaction items that uncount a job: delete its marker at ``marker_key`` (refused if absent),
+        decrement the counter."""
+        return (
+            {
+                "Delete": {
+                    "TableName": self._table,
+                    "Key": marker_key,
+                    "ConditionExpression": "attribute_exists(#record)",
+                    "ExpressionAttributeNames": {"#record": "record"},
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": self.counter_key(tenant_id),
+                    "UpdateExpression": "ADD #count :minus_one",
+                    "ExpressionAttributeNames": {"#count": "count"},
+                    "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
+                }
+            },
+        )
+
     def release(self, tenant_id: str, *job_ids: str) -> None:
-        """Stop counting the jobs (idempotent: a job without its marker changes nothing)."""
+        """Stop counting the jobs (idempotent: a job without its marker changes nothing). A job without its
+        sharded marker may hold one written before the sharding (``counter_on_tenant_key``): that one is released
+        instead (a second transaction: a replay costs two, a first release one)."""
         for job_id in job_ids:
-            for attempt in range(SLOT_ATTEMPTS):
-                reasons = self._transact(
-                    (
-                        {
-                            "Delete": {
-                                "TableName": self._table,
-                                "Key": self.marker_key(tenant_id, job_id),
-                                "ConditionExpression": "attribute_exists(#record)",
-                                "ExpressionAttributeNames": {"#record": "record"},
-                            }
-                        },
-                        {
-                            "Update": {
-                                "TableName": self._table,
-                                "Key": self.counter_key(tenant_id),
-                                "UpdateExpression": "ADD #count :minus_one",
-                                "ExpressionAttributeNames": {"#count": "count"},
-                                "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
-                            }
-                        },
-                    )
-                )
-                if reasons is None or reasons[0] == "ConditionalCheckFailed":
+            marker_keys = [self.marker_key(tenant_id, job_id)]
+            if self._counter_on_tenant_key:
+                marker_keys.append(_key(tenant_id, f"{self._kind}#{job_id}"))
+            for marker_key in marker_keys:
+                if self._release(tenant_id, marker_key):
                     break
-                _pause(attempt)
-            else:
-                raise WriteContention(f"the tenant's {self._kind} count kept conflicting")
+
+    def _release(self, tenant_id: str, marker_key: dict[str, Any]) -> bool:
+        """Delete the marker and uncount it: False when there was no such marker."""
+        for attempt in range(SLOT_ATTEMPTS):
+            reasons = self._transact(self.release_items(marker_key, tenant_id))
+            if reasons is None:
+                return True
+            if reasons[0] == "ConditionalCheckFailed":
+                return False
+            _pause(attempt)
+        raise WriteContention(f"the tenant's {self._kind} count kept conflicting")
 
     def counter(self, tenant_id: str) -> dict[str, Any]:
         """The counter item (empty when the tenant never had a job counted)."""
@@ -178,21 +216,24 @@ class JobSlots:
         return int(self.counter(tenant_id).get("count", {}).get("N", "0"))
 
     def markers(self, tenant_id: str) -> list[dict[str, Any]]:
-        """Every marker of the tenant (a query of its records by prefix: only to heal a full count, or in tests)."""
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "tenant_id = :tenant AND begins_with(#record, :prefix)",
-            "ExpressionAttributeNames": {"#record": "record"},
-            "ExpressionAttributeValues": {":tenant": {"S": tenant_id}, ":prefix": {"S": f"{self._kind}#"}},
-            "ConsistentRead": True,
-        }
+        """Every marker of the tenant (a query of each of its marker keys: only to heal a full count, or in
+        tests)."""
         found: list[dict[str, Any]] = []
-        while True:
-            page = self._client.query(**request)
-            found.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return found
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for partition in self.marker_partitions(tenant_id):
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "tenant_id = :partition AND begins_with(#record, :prefix)",
+                "ExpressionAttributeNames": {"#record": "record"},
+                "ExpressionAttributeValues": {":partition": {"S": partition}, ":prefix": {"S": f"{self._kind}#"}},
+                "ConsistentRead": True,
+            }
+            while True:
+                page = self._client.query(**request)
+                found.extend(page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return found
 
     def job_ids(self, tenant_id: str) -> set[str]:
         return {marker["record"]["S"].partition("#")[2] for marker in self.markers(tenant_id)}
@@ -207,6 +248,11 @@ class JobSlots:
                 raise
             reasons = error.response.get("CancellationReasons", [])
             return [reasons[index].get("Code") if index < len(reasons) else None for index in range(len(items))]
+
+
+def marker_shard(job_id: str) -> int:
+    """The job's marker shard: a hash that every process computes alike (``hash()`` is salted per process)."""
+    return zlib.crc32(job_id.encode()) % MARKER_SHARDS
 
 
 def _pause(attempt: int) -> None:
@@ -229,7 +275,7 @@ class PendingJobs:
         self._table = table
         self._jobs_table = jobs_table
         self._clock = clock
-        self.slots = JobSlots(client, table, PENDING_RECORD)
+        self.slots = JobSlots(client, table, PENDING_RECORD, counter_on_tenant_key=True)
 
     def reserve(self, tenant_id: str, job_id: str, created_at: datetime, maximum: int) -> None:
         """Count the job, or raise ``LimitReached`` when the tenant already has ``maximum`` pending."""
@@ -308,6 +354,9 @@ class DailyUploadBytes:
         self._client = client
         self._table = table
 
+    def key(self, tenant_id: str, day: date) -> dict[str, Any]:
+        return _key(tenant_id + UPLOADS_PARTITION_SUFFIX, UPLOADS_RECORD_PREFIX + day.isoformat())
+
     def reserve(self, tenant_id: str, size_bytes: int, maximum: int, now: datetime | None = None) -> None:
         """Count ``size_bytes`` against today's allowance, or raise ``LimitReached`` (nothing counted)."""
         now = now or utcnow()
@@ -321,7 +370,7 @@ class DailyUploadBytes:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key=_key(tenant_id, UPLOADS_RECORD_PREFIX + day.isoformat()),
+                Key=self.key(tenant_id, day),
                 UpdateExpression="ADD #bytes :size SET expires_at = :expires",
                 ConditionExpression="attribute_not_exists(#bytes) OR #bytes <= :room",
                 ExpressionAttributeNames={"#bytes": "bytes"},
@@ -343,9 +392,9 @@ class DailyUploadBytes:
 
     def used(self, tenant_id: str, now: datetime | None = None) -> int:
         day = (now or utcnow()).date()
-        item = self._client.get_item(
-            TableName=self._table, Key=_key(tenant_id, UPLOADS_RECORD_PREFIX + day.isoformat()), ConsistentRead=True
-        ).get("Item", {})
+        item = self._client.get_item(TableName=self._table, Key=self.key(tenant_id, day), ConsistentRead=True).get(
+            "Item", {}
+        )
         return int(item.get("bytes", {}).get("N", "0"))
 
 

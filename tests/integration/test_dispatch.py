@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,3 +200,42 @@ def test_every_tenants_table_item_stays_small_as_the_tenant_runs_more_jobs(aws: 
     assert pending.count("acme") == count and len(turn.active.job_ids("acme")) == count
     items = client("dynamodb").scan(TableName=aws.tables["tenants"])["Items"]
     assert max(item_size(item) for item in items) < 1024
+
+
+def test_a_jobs_life_writes_the_tenants_table_keys_the_capacity_model_counts(aws: Resources, jobs: JobStore) -> None:
+    """``tools.capacity`` sums one job's tenants-table writes per partition key (README "Capacity"); here the
+    writes the code sends in a job's life (upload, reservation, claim, end, terminal status) are recorded: the
+    same keys, as many times each."""
+    from tools.capacity import job_life_writes, measured_sizes
+    from videojobs.tenant_counters import DailyUploadBytes, PendingJobs
+
+    tenants = aws.tables["tenants"]
+    dynamodb = client("dynamodb")
+    turn = dispatch(aws, jobs)
+    job = queued(jobs)
+    sent: list[str] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        requests = [request for item in params.get("TransactItems", []) for request in item.values()]
+        for request in requests or [params]:
+            if request["TableName"] == tenants:
+                key = request.get("Key") or {name: request["Item"][name] for name in ("tenant_id", "record")}
+                sent.append(json.dumps(key, sort_keys=True))
+
+    writes = ("TransactWriteItems", "UpdateItem", "PutItem", "DeleteItem")
+    for operation in writes:
+        dynamodb.meta.events.register(f"provide-client-params.dynamodb.{operation}", record)
+    try:
+        DailyUploadBytes(dynamodb, tenants).reserve("acme", 100, 10**9)
+        pending = PendingJobs(dynamodb, tenants)
+        pending.reserve("acme", job.id, job.created_at, 1000)
+        assert claim_in_turn(job.id, "w", LEASE, turn) is not None
+        turn.active.release("acme", job.id)  # the worker, at the end
+        pending.release("acme", job.id)  # notify, at the terminal status
+    finally:
+        for operation in writes:
+            dynamodb.meta.events.unregister(f"provide-client-params.dynamodb.{operation}", record)
+    modelled = [json.dumps(key, sort_keys=True) for key, _ in job_life_writes("acme", job.id, measured_sizes())]
+    assert sorted(sent) == sorted(modelled)
+    partitions = {json.loads(key)["tenant_id"]["S"] for key in sent}
+    assert len(partitions) == 5  # the two counters, the uploads, a pending and an active marker shard

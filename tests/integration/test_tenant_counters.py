@@ -15,6 +15,7 @@ import pytest
 from infra.local.resources import Resources
 from tests.integration.test_submit import REQUEST, make_deps, put_upload
 from videojobs.aws import client, events_client
+from videojobs.dispatch import ActiveJobs
 from videojobs.errors import ApiError, LimitReached
 from videojobs.event_bus import EventBus
 from videojobs.models import CreateUploadRequest, Job, JobStatus
@@ -22,6 +23,7 @@ from videojobs.notification_store import ConnectionStore, DeliveryLedger, Endpoi
 from videojobs.queues import DeliveryQueue
 from videojobs.service import fanout, jobs
 from videojobs.tenant_counters import (
+    MARKER_SHARDS,
     ORPHAN_AFTER,
     PENDING_RETRY_AFTER_SECONDS,
     PRUNE_EVERY,
@@ -29,6 +31,7 @@ from videojobs.tenant_counters import (
     OpenStreams,
     PendingJobs,
     StreamLease,
+    marker_shard,
 )
 
 TENANT = "t1"
@@ -158,6 +161,86 @@ def test_members_of_ended_or_never_stored_jobs_are_pruned_before_a_refusal(aws: 
     now[0] += ORPHAN_AFTER.total_seconds() + PRUNE_EVERY.total_seconds()
     jobs.submit_job(REQUEST, TENANT, None, deps)  # now it is taken for an orphan
     assert pending.count(TENANT) == 2
+
+
+def test_a_tenants_markers_spread_over_shard_keys_and_each_counter_has_a_key_of_its_own(aws: Resources) -> None:
+    """Every partition key takes ~1,000 write units a second: one big tenant's items must not share one (README
+    "Capacity")."""
+    dynamodb = client("dynamodb")
+    pending = PendingJobs(dynamodb, aws.tables["tenants"])
+    active = ActiveJobs(dynamodb, aws.tables["tenants"])
+    job_ids = {f"job_{index:032x}" for index in range(24)}
+    for job_id in job_ids:
+        pending.reserve(TENANT, job_id, datetime.now(UTC), 100)
+        assert active.slots.take(TENANT, job_id, 100) is None
+    DailyUploadBytes(dynamodb, aws.tables["tenants"]).reserve(TENANT, 100, 1000)
+
+    by_partition: dict[str, set[str]] = {}
+    for item in dynamodb.scan(TableName=aws.tables["tenants"])["Items"]:
+        by_partition.setdefault(item["tenant_id"]["S"], set()).add(item["record"]["S"])
+    assert by_partition.pop(TENANT) == {"pending"}  # the pending counter, where it always was
+    assert by_partition.pop(f"{TENANT}#active") == {"active"}
+    assert [record.partition("#")[0] for record in by_partition.pop(f"{TENANT}#uploads")] == ["uploads"]
+    for kind in ("pending", "active"):
+        shards = {key: records for key, records in by_partition.items() if key.startswith(f"{TENANT}#{kind}#")}
+        assert len(shards) == MARKER_SHARDS  # 24 jobs over 8 shards: every one used
+        assert set().union(*shards.values()) == {f"{kind}#{job_id}" for job_id in job_ids}
+        assert all(f"{TENANT}#{kind}#{marker_shard(job_id)}" in shards for job_id in job_ids)
+    assert pending.slots.job_ids(TENANT) == active.job_ids(TENANT) == job_ids
+    assert (pending.count(TENANT), active.count(TENANT)) == (24, 24)
+
+    pending.slots.release(TENANT, *job_ids)
+    active.release(TENANT, *job_ids)
+    assert (pending.count(TENANT), active.count(TENANT)) == (0, 0)
+    assert pending.slots.job_ids(TENANT) == active.job_ids(TENANT) == set()
+
+
+def legacy_pending_marker(aws: Resources, job_id: str, created: datetime) -> None:
+    """A reservation as it was written before the markers were sharded: the marker under the tenant's own key."""
+    table = aws.tables["tenants"]
+    client("dynamodb").transact_write_items(
+        TransactItems=[
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": {
+                        "tenant_id": {"S": TENANT},
+                        "record": {"S": f"pending#{job_id}"},
+                        "created": {"N": str(int(created.timestamp()))},
+                    },
+                }
+            },
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": {"tenant_id": {"S": TENANT}, "record": {"S": "pending"}},
+                    "UpdateExpression": "ADD #count :one",
+                    "ExpressionAttributeNames": {"#count": "count"},
+                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                }
+            },
+        ]
+    )
+
+
+def test_a_reservation_written_before_the_sharding_is_still_counted_listed_and_released_once(
+    aws: Resources,
+) -> None:
+    pending = PendingJobs(client("dynamodb"), aws.tables["tenants"])
+    legacy_pending_marker(aws, "job_before", datetime.now(UTC))
+    pending.reserve(TENANT, "job_after", datetime.now(UTC), 10)
+    assert pending.count(TENANT) == 2 and pending.slots.job_ids(TENANT) == {"job_before", "job_after"}
+    for _ in range(2):  # a replayed release finds neither marker: nothing more
+        pending.release(TENANT, "job_before")
+    assert pending.count(TENANT) == 1 and pending.slots.job_ids(TENANT) == {"job_after"}
+
+
+def test_a_leaked_reservation_written_before_the_sharding_is_pruned(aws: Resources) -> None:
+    now = datetime.now(UTC)
+    pending = PendingJobs(client("dynamodb"), aws.tables["tenants"], aws.tables["jobs"])
+    legacy_pending_marker(aws, "job_never_stored", now - ORPHAN_AFTER - timedelta(seconds=1))
+    pending.reserve(TENANT, "job_new", now, 1)  # full, pruned, admitted
+    assert pending.count(TENANT) == 1 and pending.slots.job_ids(TENANT) == {"job_new"}
 
 
 # --- upload bytes per UTC day -------------------------------------------------------------------------------

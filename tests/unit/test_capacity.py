@@ -1,6 +1,6 @@
 """The capacity model (``python -m tools.capacity``): one tenant with 1,000 jobs running stays well under
-DynamoDB's per-partition write limit on every key but one (10-second jobs, see below), and the model would show
-the old ALL projection throttled."""
+DynamoDB's per-partition write limit on every key, with jobs of 10 s to 10 min, and the model would show the old
+ALL projection and the old unsharded tenants-table key throttled."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from tools import capacity
 from videojobs import wiring
+from videojobs.tenant_counters import MARKER_SHARDS
 
 
 def test_dynamodb_item_size_rules():
@@ -23,24 +24,32 @@ def test_dynamodb_item_size_rules():
 def test_one_tenant_with_1000_running_jobs_stays_well_under_the_partition_limit(job_seconds: float):
     row = capacity.model(1000, job_seconds)
     half = capacity.SAFE_FRACTION * capacity.PARTITION_WCU_PER_SECOND
-    assert max(row.tenant_index_wcu, row.queued_index_wcu, row.tenant_items_wcu, row.hottest_counter_wcu) <= half
+    assert row.tenant_key_wcu <= half
+    assert row.hottest_counter_wcu <= half
     assert row.job_item_wcu < capacity.PARTITION_WCU_PER_SECOND  # each job's own key
-    if job_seconds >= 60:
-        assert row.tenant_key_wcu <= half
 
 
-def test_ten_second_jobs_at_1000_running_pass_the_tenants_key_until_dynamodb_splits_it():
-    """100 jobs a second start and end: the pending and active transactions write 1,600 WCU/s under the tenant's
-    key of the tenants table (README "Capacity"), spread over many marker items that a split for heat can
-    separate; no single item (a counter) takes more than half a partition."""
+def test_ten_second_jobs_at_1000_running_stay_well_under_the_limit_on_every_tenants_table_key():
+    """100 jobs a second start and end: the pending and active transactions and the upload bytes write ~1,700
+    WCU/s to the tenants table, over the limit had they one key (as before issue 13's sharding); spread over the
+    marker shards and the counters' own keys, the busiest key is one counter's, under half a partition."""
     row = capacity.model(1000, 10)
-    assert row.tenant_counts_wcu > capacity.PARTITION_WCU_PER_SECOND
-    assert row.hottest_counter_wcu <= capacity.SAFE_FRACTION * capacity.PARTITION_WCU_PER_SECOND
+    assert row.tenants_table_one_key_wcu > capacity.PARTITION_WCU_PER_SECOND
+    assert row.tenants_table_key_wcu <= capacity.SAFE_FRACTION * capacity.PARTITION_WCU_PER_SECOND
+    assert row.tenants_table_key_wcu == pytest.approx(row.hottest_counter_wcu)  # the marker shards are cooler
+
+
+def test_the_marker_shards_each_take_a_fraction_of_a_counters_writes():
+    load = capacity.tenants_table_load(capacity.measured_sizes())
+    counter = max(load.per_item.values())
+    shards = [units for key, units in load.per_partition.items() if key.rsplit("#", 1)[-1].isdigit()]
+    assert len(shards) == 2 * MARKER_SHARDS  # pending and active markers, each over its own shard keys
+    assert max(shards) < counter / 4
 
 
 def test_the_tenants_table_items_stay_under_one_write_unit():
     sizes = capacity.measured_sizes()
-    assert max(sizes.slot_marker, sizes.slot_counter, sizes.queued_entry, sizes.usage_item) < 1024
+    assert max(sizes.slot_marker, sizes.slot_counter, sizes.upload_item, sizes.queued_entry, sizes.usage_item) < 1024
 
 
 def test_with_every_attribute_projected_the_tenant_key_would_be_throttled(monkeypatch: pytest.MonkeyPatch):
