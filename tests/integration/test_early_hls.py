@@ -185,3 +185,17 @@ def test_an_event_playlist_is_the_entries_so_far_with_a_fixed_target_duration():
     ]
     assert early_hls.media_entries(text) == [(6.0, "144p_00000.ts"), (6.04, "144p_00001.ts")]
     assert "#EXT-X-ENDLIST" not in text
+
+
+def test_a_failed_early_publication_leaves_the_job_to_complete_as_before(
+    aws: Resources, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def broken(self: EarlyHls, ladder: object, chunk: object) -> None:
+        raise RuntimeError("the early segmenting failed")
+
+    monkeypatch.setattr(EarlyHls, "_publish_chunk", broken)
+    deps = coordinator_deps(aws, tmp_path)
+    job = queued_job(deps, make_source(tmp_path / "s.mp4", seconds=24), REQUEST)
+    done = run_chunked(aws, deps, job, tmp_path)
+    assert done.status is JobStatus.COMPLETED and done.attempts == 1
+    assert done.outputs[0].ready and done.outputs[0].playable_key is None

@@ -228,7 +228,14 @@ def _wait_for_chunks(
             seen = {chunk.index for chunk in done}
             if early is not None:
                 # All done: the stitch comes next, only the first chunk is worth publishing (job.playable).
-                early.publish(done if len(done) < count else [chunk for chunk in done if chunk.index == 0])
+                try:
+                    early.publish(done if len(done) < count else [chunk for chunk in done if chunk.index == 0])
+                except Exception:
+                    if heartbeat.stopped.is_set():
+                        raise
+                    # A convenience, not the job: the output is still made whole at completion.
+                    logger.warning("publishing HLS early failed; the output comes at completion", exc_info=True)
+                    early = None
         heartbeat.transcoded(CHUNKS_SHARE * sum(chunk.progress for chunk in chunks) / count)
         if len(done) == count:
             return done
