@@ -122,7 +122,12 @@ def measure(seconds: int, height: int) -> dict[str, Any]:
         jobs, objects = JobStore(client("dynamodb"), settings.jobs_table), ObjectStore(client("s3"))
         chunks = ChunkStore(client("dynamodb"), settings.chunks_table)
         deps = WorkerDeps(
-            settings, jobs, objects, "bench", None, chunks, ChunkQueue(client("sqs"), settings.chunks_queue_url)
+            settings,
+            jobs,
+            objects,
+            "bench",
+            chunks=chunks,
+            chunk_queue=ChunkQueue(client("sqs"), settings.chunks_queue_url),
         )
         chunk_settings = ChunkWorkerSettings.from_env(environment)
 
