@@ -43,13 +43,11 @@ class Seen:
 def watch_publications(monkeypatch: pytest.MonkeyPatch, jobs: JobStore, bucket: str, folder: Path) -> list[Seen]:
     """Record the output after each publication, from inside the coordinator: the job cannot end meanwhile."""
     seen: list[Seen] = []
-    publish = EarlyHls.publish
+    publish = EarlyHls.publish_next
 
-    def publish_and_look(self: EarlyHls, done: list) -> None:
-        before = self.published
-        publish(self, done)
-        if self.published == before:
-            return
+    def publish_and_look(self: EarlyHls, done: list) -> bool:
+        if not publish(self, done):
+            return False
         job = jobs.get(self._job.id, consistent=True)
         assert job is not None
         output = job.outputs[0]
@@ -63,8 +61,9 @@ def watch_publications(monkeypatch: pytest.MonkeyPatch, jobs: JobStore, bucket: 
                 client("s3").download_file(bucket, f"{prefix}/{name}", str(path))
                 frames[name] = decodes(path)
         seen.append(Seen(self.published, job, playlists, frames))
+        return True
 
-    monkeypatch.setattr(EarlyHls, "publish", publish_and_look)
+    monkeypatch.setattr(EarlyHls, "publish_next", publish_and_look)
     return seen
 
 
@@ -128,22 +127,23 @@ def test_the_playback_route_serves_the_event_playlist_uncached_while_the_job_run
     deps = coordinator_deps(aws, tmp_path)
     playback_deps = PlaybackDeps(PlaybackSettings.from_env(aws.environment()), deps.jobs, deps.objects)
     served: list[tuple[str, bool, str]] = []
-    publish = EarlyHls.publish
+    publish = EarlyHls.publish_next
 
-    def publish_and_play(self: EarlyHls, done: list) -> None:
-        publish(self, done)
+    def publish_and_play(self: EarlyHls, done: list) -> bool:
+        published = publish(self, done)
         job = deps.jobs.get(self._job.id, consistent=True)
         assert job is not None
         resource = to_resource(job, DownloadLinks(client("s3"), deps.settings.outputs_bucket, 3600), API)
         url = resource.outputs[0].playable_url
         if url is None or served:
-            return
+            return published
         token = url.removeprefix(f"{API}{playback.PATH}/").split("/")[0]
         master = playlist(token, playback.MASTER_PLAYLIST, playback_deps)
         variant = playlist(token, "144p.m3u8", playback_deps)
         served.append((job.status.value, master.final or variant.final, variant.text))
+        return published
 
-    monkeypatch.setattr(EarlyHls, "publish", publish_and_play)
+    monkeypatch.setattr(EarlyHls, "publish_next", publish_and_play)
     run_chunked(aws, deps, queued_job(deps, make_source(tmp_path / "s.mp4", seconds=24), REQUEST), tmp_path)
     ((status, final, text),) = served
     assert (status, final) == ("processing", False)

@@ -226,20 +226,22 @@ def _wait_for_chunks(
                 if chunk.index not in seen:
                     on_chunk_completed(job, chunk, parallelism)
             seen = {chunk.index for chunk in done}
-            if early is not None:
-                # All done: the stitch comes next, only the first chunk is worth publishing (job.playable).
-                try:
-                    early.publish(done if len(done) < count else [chunk for chunk in done if chunk.index == 0])
-                except Exception:
-                    if heartbeat.stopped.is_set():
-                        raise
-                    # A convenience, not the job: the output is still made whole at completion.
-                    logger.warning("publishing HLS early failed; the output comes at completion", exc_info=True)
-                    early = None
+        published = False
+        if early is not None and (len(done) < count or early.published == 0):
+            # One chunk at a time, between reads of the chunks: once all are done the stitch comes first (the
+            # final output replaces the early one), save the first chunk, which makes the output playable.
+            try:
+                published = early.publish_next(done)
+            except Exception:
+                if heartbeat.stopped.is_set():
+                    raise
+                # A convenience, not the job: the output is still made whole at completion.
+                logger.warning("publishing HLS early failed; the output comes at completion", exc_info=True)
+                early = None
         heartbeat.transcoded(CHUNKS_SHARE * sum(chunk.progress for chunk in chunks) / count)
         if len(done) == count:
             return done
-        if heartbeat.stopped.wait(POLL_SECONDS):
+        if heartbeat.stopped.wait(0 if published else POLL_SECONDS):
             raise media.EncodeStopped("the job was stopped while its chunks ran")
 
 

@@ -128,14 +128,15 @@ class EarlyHls:
     def wanted(self) -> bool:
         return bool(self._ladders)
 
-    def publish(self, done: list[Chunk]) -> None:
-        """Publish every chunk whose predecessors are all done and that is not published yet."""
-        by_index = {chunk.index: chunk for chunk in done}
-        while self.published in by_index:
-            chunk = by_index[self.published]
-            for ladder in self._ladders:
-                self._publish_chunk(ladder, chunk)
-            self.published += 1
+    def publish_next(self, done: list[Chunk]) -> bool:
+        """Publish the next chunk if it is done (its predecessors are published); returns whether it was."""
+        chunk = next((chunk for chunk in done if chunk.index == self.published), None)
+        if chunk is None:
+            return False
+        for ladder in self._ladders:
+            self._publish_chunk(ladder, chunk)
+        self.published += 1
+        return True
 
     def _publish_chunk(self, ladder: _Ladder, chunk: Chunk) -> None:
         folder = self._scratch / f"early-{ladder.index}-{chunk.index}"
