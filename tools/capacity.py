@@ -7,8 +7,14 @@ writes for a representative job.
 
 DynamoDB writes an index only when a write changes a key or a projected attribute of it, and bills (and
 throttles) each partition key at up to ~1,000 write units per second (one unit per KB of item, rounded up) until
-it splits the partition for heat. Job items are spread over partitions by their id; the ``by_tenant`` index and
-the per-tenant items (the usage ledger) put every job of a tenant on one key.
+it splits the partition for heat. A transactional write costs twice. Job items are spread over partitions by
+their id; every job of a tenant writes to these keys of the tenant:
+
+- the ``by_tenant`` index (status changes; progress only if projected) and the sparse ``queued_by_tenant`` index
+  (keys only: an entry at submission, removed at the claim);
+- the tenants table: the pending and active counts (``videojobs.tenant_counters.JobSlots``), a marker item and
+  a counter each, changed in one transaction at submit, claim, end of processing and terminal status;
+- the usage ledger (one item per tenant and UTC day): an ``ADD`` at submission and one at the end.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from videojobs.models import (
 )
 from videojobs.service.processing import PROGRESS_INTERVAL_SECONDS
 from videojobs.settings import WorkerSettings
+from videojobs.tenant_counters import PENDING_RECORD, JobSlots
 
 PARTITION_WCU_PER_SECOND = 1000
 """DynamoDB's write throughput per partition (and so, at most, per partition key), on demand or provisioned."""
@@ -41,8 +48,15 @@ SAFE_FRACTION = 0.5
 """"Well under" the limit: at most half of it, so bursts and a second big tenant on the same partition fit."""
 STATUS_CHANGES_PER_JOB = 3
 """Writes of a job that change its status: created (queued), claimed (processing), ended."""
-TENANT_ITEM_WRITES_PER_JOB = {"usage": 2}
-"""Writes per job on an item keyed by the tenant alone: the usage ledger adds at submission and at the end."""
+USAGE_WRITES_PER_JOB = 2
+"""The usage ledger's ``ADD`` at submission and at the end (one item per tenant and UTC day)."""
+QUEUED_INDEX_WRITES_PER_JOB = 2
+"""The ``queued_by_tenant`` entry: written at submission, removed at the claim."""
+SLOT_TRANSACTIONS_PER_JOB = {"pending": 2, "active": 2}
+"""Per count of the tenants table: the transaction that takes the job's slot and the one that releases it, each
+writing the job's marker and the tenant's counter."""
+TRANSACTION_WCU_FACTOR = 2
+"""DynamoDB bills each item of a ``TransactWriteItems`` twice (prepare and commit)."""
 CONCURRENCY = (1, 10, 100, 300, 1000)
 
 
@@ -186,6 +200,50 @@ class Sizes:
     """An index entry of a running job, as ``by_tenant`` projects it (keys, the table's key, projected attributes)."""
     index_entry_all: int
     """The same under an ALL projection (what the index held before issue 13)."""
+    queued_entry: int
+    """A ``queued_by_tenant`` entry (keys only)."""
+    slot_marker: int
+    """A job's marker in the tenants table (``pending#<job id>`` with its creation epoch; ``active#`` is smaller)."""
+    slot_counter: int
+    """A tenant's counter item (the count and when it was last pruned)."""
+    usage_item: int
+    """The tenant's usage ledger item of a day, every counter set."""
+
+
+def slot_items() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The marker and the counter as a reservation writes them (the counter at a count of 1,000, pruned)."""
+    job = representative_job(JobStatus.QUEUED)
+    created = {"created": {"N": str(int(job.created_at.timestamp()))}}
+    put, update = JobSlots(None, "tenants", PENDING_RECORD).take_items(job.tenant_id, job.id, 1000, created)  # type: ignore[arg-type]
+    counter = {**update["Update"]["Key"], "count": {"N": "1000"}, "pruned_at": {"N": f"{job.created_at.timestamp()}"}}
+    return put["Put"]["Item"], counter
+
+
+def usage_item() -> dict[str, Any]:
+    """A day of the ledger (``videojobs.usage.UsageLedger``): every counter it adds, at a busy day's magnitudes."""
+    job = representative_job(JobStatus.COMPLETED)
+    counts = {
+        "jobs_submitted": "86400",
+        "jobs_completed": "86000",
+        "jobs_failed": "400",
+        "bytes_uploaded": "51840000000000",
+        "processing_seconds": "27771788.123456",
+        "gb_seconds": "81453081.123456",
+        "bytes_output": "46258560000000",
+        "estimated_cost_usd": "1366.608123",
+    }
+    return {
+        "tenant_id": {"S": job.tenant_id},
+        "day": {"S": job.created_at.date().isoformat()},
+        **{name: {"N": value} for name, value in counts.items()},
+    }
+
+
+def queued_entry_size() -> int:
+    """Keys only: the table's key and the index's keys, as a queued job carries them."""
+    item = JobStore._job_item(representative_job(JobStatus.QUEUED))
+    index = next(index for index in wiring.TABLES["jobs"].indexes if index.name == "queued_by_tenant")
+    return item_size(item, {wiring.TABLES["jobs"].partition_key, index.partition_key, index.sort_key})
 
 
 def measured_sizes() -> Sizes:
@@ -199,6 +257,10 @@ def measured_sizes() -> Sizes:
         completed_item=max(item_size(completed), item_size(JobStore._job_item(_failed_job()))),
         index_entry=item_size(running, projected),
         index_entry_all=item_size(running),
+        queued_entry=queued_entry_size(),
+        slot_marker=item_size(slot_items()[0]),
+        slot_counter=item_size(slot_items()[1]),
+        usage_item=item_size(usage_item()),
     )
 
 
@@ -212,11 +274,19 @@ class Row:
     tenant_index_wcu_all: float
     """The same with every attribute projected."""
     tenant_items_wcu: float
-    """On the per-tenant items (usage ledger)."""
+    """On the tenant's usage ledger item of the day."""
+    queued_index_wcu: float
+    """On the tenant's key of ``queued_by_tenant``."""
+    tenant_counts_wcu: float
+    """On the tenant's key of the tenants table: the pending and active markers and counters, before DynamoDB
+    splits the key's items over partitions by sort key."""
+    hottest_counter_wcu: float
+    """On one counter item (pending or active), which no split can spread."""
 
     @property
     def tenant_key_wcu(self) -> float:
-        return max(self.tenant_index_wcu, self.tenant_items_wcu)
+        """The busiest partition key of the tenant (each key is its own partition, at worst)."""
+        return max(self.tenant_index_wcu, self.tenant_items_wcu, self.queued_index_wcu, self.tenant_counts_wcu)
 
 
 def progress_writes_per_second() -> float:
@@ -246,13 +316,19 @@ def model(running_jobs: int, job_seconds: float, sizes: Sizes | None = None) -> 
     all_index = running_jobs * per_job * write_units(sizes.index_entry_all) + turnover * STATUS_CHANGES_PER_JOB * (
         write_units(sizes.completed_item)
     )
-    items = turnover * sum(TENANT_ITEM_WRITES_PER_JOB.values())
+    slot_transaction_wcu = TRANSACTION_WCU_FACTOR * (write_units(sizes.slot_marker) + write_units(sizes.slot_counter))
+    counter_wcu_per_job = (
+        max(SLOT_TRANSACTIONS_PER_JOB.values()) * TRANSACTION_WCU_FACTOR * write_units(sizes.slot_counter)
+    )
     return Row(
         running_jobs=running_jobs,
         job_item_wcu=per_job * write_units(sizes.running_item),
         tenant_index_wcu=tenant_index,
         tenant_index_wcu_all=all_index,
-        tenant_items_wcu=items,
+        tenant_items_wcu=turnover * USAGE_WRITES_PER_JOB * write_units(sizes.usage_item),
+        queued_index_wcu=turnover * QUEUED_INDEX_WRITES_PER_JOB * write_units(sizes.queued_entry),
+        tenant_counts_wcu=turnover * sum(SLOT_TRANSACTIONS_PER_JOB.values()) * slot_transaction_wcu,
+        hottest_counter_wcu=turnover * counter_wcu_per_job,
     )
 
 
@@ -263,13 +339,14 @@ def table(job_seconds: float, concurrency: tuple[int, ...] = CONCURRENCY) -> str
     lines = [
         f"Item sizes (measured on the store's items): running job {sizes.running_item} B, completed "
         f"{sizes.completed_item} B; by_tenant entry {sizes.index_entry} B ({projection}), "
-        f"{sizes.index_entry_all} B with ALL.",
+        f"{sizes.index_entry_all} B with ALL; queued_by_tenant entry {sizes.queued_entry} B; tenants table: "
+        f"job marker {sizes.slot_marker} B, counter {sizes.slot_counter} B; usage ledger day {sizes.usage_item} B.",
         f"One tenant, jobs of {job_seconds:g} s, {progress_writes_per_second():g} progress write/s per running job; "
         f"limit {PARTITION_WCU_PER_SECOND} WCU/s per partition key.",
         "",
-        "| running jobs | job item WCU/s (each) | by_tenant tenant key WCU/s | with ALL projection | "
-        "usage item WCU/s | tenant key vs limit |",
-        "|---:|---:|---:|---:|---:|---|",
+        "| running jobs | job item WCU/s (each) | by_tenant key | with ALL projection | queued_by_tenant key | "
+        "tenants table key (hottest counter) | usage item | busiest tenant key vs limit |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for count in concurrency:
         row = model(count, job_seconds, sizes)
@@ -277,6 +354,7 @@ def table(job_seconds: float, concurrency: tuple[int, ...] = CONCURRENCY) -> str
         verdict = "ok" if share <= SAFE_FRACTION else ("near" if share <= 1 else "THROTTLED")
         lines.append(
             f"| {count:,} | {row.job_item_wcu:g} | {row.tenant_index_wcu:,.0f} | {row.tenant_index_wcu_all:,.0f} | "
+            f"{row.queued_index_wcu:,.0f} | {row.tenant_counts_wcu:,.0f} ({row.hottest_counter_wcu:,.0f}) | "
             f"{row.tenant_items_wcu:,.0f} | {share:.0%} ({verdict}) |"
         )
     return "\n".join(lines)

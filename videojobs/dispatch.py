@@ -4,12 +4,13 @@ Across tenants, order is the queue's business: each job message carries its tena
 fair queues deliver a quiet tenant's job before a noisy tenant's backlog (``videojobs.queues.JobQueue``). Within
 a tenant, and against the tenant's limit, the worker decides when it receives the message:
 
-- **max_active_jobs.** The ids of a tenant's processing jobs are one string set in the tenants table (record
-  ``active``). A claim adds the job to it in the same DynamoDB transaction as the claim itself, on the
-  condition that the set has room (or already holds the job: a reclaim after a worker died keeps its slot). So
-  the tenant never has more jobs processing than its limit. The worker that ends a job removes it; a job ended
-  elsewhere (the dead-letter handler, a cancel of an abandoned job) is removed by the next claim that finds the
-  set full, which checks its members and drops those that ended.
+- **max_active_jobs.** Each processing job has a marker item in the tenants table (record ``active#<job id>``)
+  and the tenant a counter (record ``active``). A claim puts the marker and counts it in the same DynamoDB
+  transaction as the claim itself, on the condition that the count is under the limit (or the job holds its
+  marker already: a reclaim after a worker died keeps its slot). So the tenant never has more jobs processing
+  than its limit, and each write is one small item whatever the tenant's job count. The worker that ends a job
+  releases it; a job ended elsewhere (the dead-letter handler, a cancel of an abandoned job) is released by the
+  next claim that finds the tenant full, which checks the markers and drops those whose job ended.
 - **Priority.** A queued job waits while its tenant has a queued job of a higher priority (the sparse
   ``queued_by_tenant`` index), unless it has itself waited ``priority_aging_seconds``: a low job never waits
   behind its tenant's higher priorities longer than that, and priority never reorders different tenants.
@@ -28,12 +29,13 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from videojobs.job_store import ActiveSlot, JobStore, TenantAtLimit
 from videojobs.models import Job, JobStatus, utcnow
 from videojobs.observability import logger
 from videojobs.settings import WorkerSettings
+from videojobs.tenant_counters import JobSlots
 from videojobs.tenant_limits import TenantLimits, TenantLimitStore
 
 if TYPE_CHECKING:
@@ -46,32 +48,29 @@ ACTIVE_RECORD = "active"
 
 
 class ActiveJobs:
-    """Each tenant's processing jobs (at most its ``max_active_jobs``), as a string set in the tenants table."""
+    """Each tenant's processing jobs (at most its ``max_active_jobs``): a marker item per job and a counter in the
+    tenants table (``videojobs.tenant_counters.JobSlots``)."""
 
     def __init__(self, client: DynamoDBClient, table: str):
-        self._client = client
-        self._table = table
-
-    def _key(self, tenant_id: str) -> dict[str, Any]:
-        return {"tenant_id": {"S": tenant_id}, "record": {"S": ACTIVE_RECORD}}
+        self._slots = JobSlots(client, table, ACTIVE_RECORD)
 
     def slot(self, tenant_id: str, job_id: str, limit: int) -> ActiveSlot:
-        """The write that takes a slot for the job, for ``JobStore.claim``."""
-        return ActiveSlot(self._table, self._key(tenant_id), job_id, limit)
+        """The writes that take a slot for the job, for ``JobStore.claim``."""
+        return ActiveSlot(
+            key=self._slots.counter_key(tenant_id),
+            take=self._slots.take_items(tenant_id, job_id, limit),
+            keep=self._slots.keep_items(tenant_id, job_id),
+        )
 
     def job_ids(self, tenant_id: str) -> set[str]:
-        item = self._client.get_item(TableName=self._table, Key=self._key(tenant_id), ConsistentRead=True).get("Item")
-        return set(item["job_ids"]["SS"]) if item and "job_ids" in item else set()
+        return self._slots.job_ids(tenant_id)
+
+    def count(self, tenant_id: str) -> int:
+        return self._slots.count(tenant_id)
 
     def release(self, tenant_id: str, *job_ids: str) -> None:
         """Free the jobs' slots (idempotent: a job without one changes nothing)."""
-        if job_ids:
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._key(tenant_id),
-                UpdateExpression="DELETE job_ids :jobs",
-                ExpressionAttributeValues={":jobs": {"SS": list(job_ids)}},
-            )
+        self._slots.release(tenant_id, *job_ids)
 
     def sweep(self, tenant_id: str, jobs: JobStore) -> int:
         """Free the slots of jobs that are no longer processing (ended where no worker released them). Returns

@@ -104,27 +104,16 @@ class TenantAtLimit(Exception):
 
 @dataclass(frozen=True)
 class ActiveSlot:
-    """Taking one of the tenant's ``max_active_jobs`` slots, written in one transaction with a claim: the ids of
-    the tenant's processing jobs are a string set in one item (``videojobs.dispatch.ActiveJobs``)."""
+    """Taking one of the tenant's ``max_active_jobs`` slots, written in one transaction with a claim: a marker item
+    per processing job and a counter (``videojobs.tenant_counters.JobSlots``, built by
+    ``videojobs.dispatch.ActiveJobs``)."""
 
-    table: str
     key: dict[str, Any]
-    job_id: str
-    limit: int
-
-    def update(self) -> dict[str, Any]:
-        return {
-            "TableName": self.table,
-            "Key": self.key,
-            "UpdateExpression": "ADD job_ids :job",
-            # The job may hold its slot already: a reclaim after its worker died.
-            "ConditionExpression": "attribute_not_exists(job_ids) OR size(job_ids) < :limit OR contains(job_ids, :id)",
-            "ExpressionAttributeValues": {
-                ":job": {"SS": [self.job_id]},
-                ":id": {"S": self.job_id},
-                ":limit": {"N": str(self.limit)},
-            },
-        }
+    """The counter's key (what ``TenantAtLimit`` names)."""
+    take: tuple[dict[str, Any], ...]
+    """Put the job's marker (refused when it holds one) and count it (refused at the limit)."""
+    keep: tuple[dict[str, Any], ...]
+    """Check the job holds its marker already: a reclaim after its worker died keeps its slot."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +186,7 @@ class JobStore:
                 "expires_at": int((now + IDEMPOTENCY_TTL).timestamp()),
             }
         )
+        existing: dict[str, Any] | None = None
         for attempt in range(TRANSACTION_ATTEMPTS):
             try:
                 self._client.transact_write_items(
@@ -224,16 +214,17 @@ class JobStore:
                 if error.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
                 reasons = {reason.get("Code") for reason in error.response.get("CancellationReasons", [])}
-                if "TransactionConflict" not in reasons:
-                    break  # a condition failed: the key is taken
+                if "TransactionConflict" not in reasons:  # a condition failed: the key is taken
+                    existing = self._idempotency_record(idempotency)
+                    break
             # Another request with this key is writing it right now and has not committed, so its record
             # cannot be read yet. Wait (jittered, so racing retries spread out), then look again.
             time.sleep(random.uniform(0, TRANSACTION_RETRY_BASE_SECONDS * 2**attempt))
-            if self._idempotency_record(idempotency) is not None:
+            existing = self._idempotency_record(idempotency)
+            if existing is not None:
                 break
         else:
             raise WriteContention("the request kept conflicting with a concurrent one")
-        existing = self._idempotency_record(idempotency)
         if existing is None:  # the record expired and was deleted in between, or another request forgot it
             raise WriteContention("the idempotency record changed while the job was being created")
         stored = from_item(existing)
@@ -376,21 +367,26 @@ class JobStore:
         )
         if slot is None:
             return self._send_update(update)
+        slot_items = slot.take
         for attempt in range(TRANSACTION_ATTEMPTS):
             try:
-                items: list[Any] = [{"Update": update}, {"Update": slot.update()}]
+                items: list[Any] = [{"Update": update}, *slot_items]
                 self._client.transact_write_items(TransactItems=items)
                 return self.get(job_id, consistent=True)
             except ClientError as error:
                 if error.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
                 reasons = error.response.get("CancellationReasons", [])
-                job_reason, slot_reason = (
-                    reasons[index].get("Code") if index < len(reasons) else None for index in range(2)
+                job_reason, marker_reason, count_reason = (
+                    reasons[index].get("Code") if index < len(reasons) else None for index in range(3)
                 )
                 if job_reason == "ConditionalCheckFailed":
                     return None
-                if slot_reason == "ConditionalCheckFailed":
+                if marker_reason == "ConditionalCheckFailed":
+                    # The job holds its slot (a reclaim), or lost it meanwhile (swept): try the other way at once.
+                    slot_items = slot.keep if slot_items is slot.take else slot.take
+                    continue
+                if count_reason == "ConditionalCheckFailed":
                     raise TenantAtLimit(slot.key) from error
             # Another claim or release of this tenant is writing its slots right now: again, a moment later.
             time.sleep(random.uniform(0, TRANSACTION_RETRY_BASE_SECONDS * 2**attempt))

@@ -1,13 +1,15 @@
 """What each tenant holds now, counted against its limits (``videojobs.tenant_limits``), in the tenants table.
 
-Every count is one item per tenant, changed by single conditional writes, so concurrent requests cannot pass a
-limit together, and retries cannot count twice:
+Every count is changed by conditional writes, so concurrent requests cannot pass a limit together, and retries
+cannot count twice:
 
-- ``pending``: the tenant's queued and processing jobs, a string set of ``<job id>@<created epoch>``. Adding and
-  removing a member are idempotent; ``size(jobs) < :limit`` is checked in the same write. A job leaves the set
-  when its status becomes terminal (the notify function sees every such change on the jobs table's stream).
-  Members whose job is finished or was never stored (a submit that died between its reservation and the job)
-  are pruned before a tenant is refused, at most once a minute.
+- ``pending``: the tenant's queued and processing jobs, one marker item per job (``pending#<job id>``, with its
+  creation epoch) and a counter (``pending``), written together in one transaction (``JobSlots``): the count
+  cannot pass the limit under concurrency, a retried reservation or a replayed release changes nothing, and each
+  write stays one small item however many jobs the tenant has. A job is released when its status becomes
+  terminal (the notify function sees every such change on the jobs table's stream). Markers whose job is
+  finished or was never stored (a submit that died between its reservation and the job) are pruned before a
+  tenant is refused, at most once a minute.
 - ``uploads#YYYY-MM-DD``: bytes declared by ``POST /uploads`` on that UTC day (an atomic ``ADD``); the item
   expires two days later.
 - ``streams``: open SSE long polls and WebSocket connections, a set of ``<expiry epoch>@<lease id>`` under an
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from videojobs.errors import LimitReached
+from videojobs.job_store import TRANSACTION_RETRY_BASE_SECONDS, WriteContention
 from videojobs.models import TERMINAL_STATUSES, utcnow
 
 if TYPE_CHECKING:
@@ -52,6 +55,9 @@ def upload_usage(size_bytes: int) -> str:
 
 
 BATCH_GET_LIMIT = 100
+SLOT_ATTEMPTS = 12
+"""Transactions of one take or release before it gives up (only other transactions on the counter cancel it)."""
+SLOT_RETRY_CAP_SECONDS = 1.0
 
 
 def _condition_failed(error: ClientError) -> bool:
@@ -62,9 +68,150 @@ def _key(tenant_id: str, record: str) -> dict[str, Any]:
     return {"tenant_id": {"S": tenant_id}, "record": {"S": record}}
 
 
-def pending_member(job_id: str, created_at: datetime) -> str:
-    """A job's member of its tenant's pending set: derived from the job, so whoever ends it can remove it."""
-    return f"{job_id}@{int(created_at.timestamp())}"
+class JobSlots:
+    """A tenant's jobs of one kind (``kind``: pending, active) as one small marker item per job (record
+    ``<kind>#<job id>``) and one small counter item (record ``<kind>``), changed together in one transaction: a
+    job is counted when its marker is put (if absent) and the counter is below the limit, and uncounted when its
+    marker is deleted (if present). Every write is the size of one marker or one counter whatever the tenant's
+    job count (a set in one item cost write units for the whole set on every change: README "Capacity"), and a
+    retried take or release changes nothing, since the marker says whether the job is counted."""
+
+    def __init__(self, client: DynamoDBClient, table: str, kind: str):
+        self._client = client
+        self._table = table
+        self._kind = kind
+
+    def counter_key(self, tenant_id: str) -> dict[str, Any]:
+        return _key(tenant_id, self._kind)
+
+    def marker_key(self, tenant_id: str, job_id: str) -> dict[str, Any]:
+        return _key(tenant_id, f"{self._kind}#{job_id}")
+
+    def take_items(
+        self, tenant_id: str, job_id: str, limit: int, attributes: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], ...]:
+        """The transaction items that count the job: its marker (refused if present), the counter (refused at
+        ``limit``)."""
+        return (
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {**self.marker_key(tenant_id, job_id), **(attributes or {})},
+                    "ConditionExpression": "attribute_not_exists(#record)",
+                    "ExpressionAttributeNames": {"#record": "record"},
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": self.counter_key(tenant_id),
+                    "UpdateExpression": "ADD #count :one",
+                    "ConditionExpression": "attribute_not_exists(#count) OR #count < :limit",
+                    "ExpressionAttributeNames": {"#count": "count"},
+                    "ExpressionAttributeValues": {":one": {"N": "1"}, ":limit": {"N": str(limit)}},
+                }
+            },
+        )
+
+    def keep_items(self, tenant_id: str, job_id: str) -> tuple[dict[str, Any], ...]:
+        """The transaction item that checks the job is counted already (a reclaim keeps its slot)."""
+        return (
+            {
+                "ConditionCheck": {
+                    "TableName": self._table,
+                    "Key": self.marker_key(tenant_id, job_id),
+                    "ConditionExpression": "attribute_exists(#record)",
+                    "ExpressionAttributeNames": {"#record": "record"},
+                }
+            },
+        )
+
+    def take(self, tenant_id: str, job_id: str, limit: int, attributes: dict[str, Any] | None = None) -> int | None:
+        """Count the job: None when it is counted (now, or by an earlier try), else the count that refused it."""
+        for attempt in range(SLOT_ATTEMPTS):
+            reasons = self._transact(self.take_items(tenant_id, job_id, limit, attributes))
+            if reasons is None or reasons[0] == "ConditionalCheckFailed":
+                return None
+            if reasons[1] == "ConditionalCheckFailed":
+                return self.count(tenant_id)
+            _pause(attempt)  # another take or release of this tenant is in flight
+        raise WriteContention(f"the tenant's {self._kind} count kept conflicting")
+
+    def release(self, tenant_id: str, *job_ids: str) -> None:
+        """Stop counting the jobs (idempotent: a job without its marker changes nothing)."""
+        for job_id in job_ids:
+            for attempt in range(SLOT_ATTEMPTS):
+                reasons = self._transact(
+                    (
+                        {
+                            "Delete": {
+                                "TableName": self._table,
+                                "Key": self.marker_key(tenant_id, job_id),
+                                "ConditionExpression": "attribute_exists(#record)",
+                                "ExpressionAttributeNames": {"#record": "record"},
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": self._table,
+                                "Key": self.counter_key(tenant_id),
+                                "UpdateExpression": "ADD #count :minus_one",
+                                "ExpressionAttributeNames": {"#count": "count"},
+                                "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
+                            }
+                        },
+                    )
+                )
+                if reasons is None or reasons[0] == "ConditionalCheckFailed":
+                    break
+                _pause(attempt)
+            else:
+                raise WriteContention(f"the tenant's {self._kind} count kept conflicting")
+
+    def counter(self, tenant_id: str) -> dict[str, Any]:
+        """The counter item (empty when the tenant never had a job counted)."""
+        return self._client.get_item(TableName=self._table, Key=self.counter_key(tenant_id), ConsistentRead=True).get(
+            "Item", {}
+        )
+
+    def count(self, tenant_id: str) -> int:
+        return int(self.counter(tenant_id).get("count", {}).get("N", "0"))
+
+    def markers(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Every marker of the tenant (a query of its records by prefix: only to heal a full count, or in tests)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "tenant_id = :tenant AND begins_with(#record, :prefix)",
+            "ExpressionAttributeNames": {"#record": "record"},
+            "ExpressionAttributeValues": {":tenant": {"S": tenant_id}, ":prefix": {"S": f"{self._kind}#"}},
+            "ConsistentRead": True,
+        }
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self._client.query(**request)
+            found.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return found
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def job_ids(self, tenant_id: str) -> set[str]:
+        return {marker["record"]["S"].partition("#")[2] for marker in self.markers(tenant_id)}
+
+    def _transact(self, items: tuple[dict[str, Any], ...]) -> list[str | None] | None:
+        """None when written, else each item's cancellation reason."""
+        try:
+            self._client.transact_write_items(TransactItems=list(items))  # type: ignore[arg-type]
+            return None
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons", [])
+            return [reasons[index].get("Code") if index < len(reasons) else None for index in range(len(items))]
+
+
+def _pause(attempt: int) -> None:
+    """Full jitter, doubling, capped: DynamoDB cancels a transaction on an item another one is writing."""
+    time.sleep(random.uniform(0, min(SLOT_RETRY_CAP_SECONDS, TRANSACTION_RETRY_BASE_SECONDS * 2**attempt)))
 
 
 class PendingJobs:
@@ -82,91 +229,56 @@ class PendingJobs:
         self._table = table
         self._jobs_table = jobs_table
         self._clock = clock
+        self.slots = JobSlots(client, table, PENDING_RECORD)
 
     def reserve(self, tenant_id: str, job_id: str, created_at: datetime, maximum: int) -> None:
         """Count the job, or raise ``LimitReached`` when the tenant already has ``maximum`` pending."""
-        member = pending_member(job_id, created_at)
-        refused = self._add(tenant_id, member, maximum)
-        if refused is not None and self._prune(tenant_id, pruned_at=refused[1]):
-            refused = self._add(tenant_id, member, maximum)
+        created = {"created": {"N": str(int(created_at.timestamp()))}}
+        refused = self.slots.take(tenant_id, job_id, maximum, created)
+        if refused is not None and self._prune(tenant_id):
+            refused = self.slots.take(tenant_id, job_id, maximum, created)
         if refused is not None:
-            raise LimitReached("max_pending_jobs", refused[0], maximum, PENDING_RETRY_AFTER_SECONDS, PENDING_USAGE)
+            raise LimitReached("max_pending_jobs", refused, maximum, PENDING_RETRY_AFTER_SECONDS, PENDING_USAGE)
 
-    def release(self, tenant_id: str, job_id: str, created_at: datetime) -> None:
+    def release(self, tenant_id: str, job_id: str) -> None:
         """Stop counting the job (idempotent: a replayed stream record removes nothing more)."""
-        self._client.update_item(
-            TableName=self._table,
-            Key=_key(tenant_id, PENDING_RECORD),
-            UpdateExpression="DELETE jobs :member",
-            ExpressionAttributeValues={":member": {"SS": [pending_member(job_id, created_at)]}},
-        )
+        self.slots.release(tenant_id, job_id)
 
     def count(self, tenant_id: str) -> int:
-        return len(self._members(tenant_id)[0])
+        return self.slots.count(tenant_id)
 
-    def _add(self, tenant_id: str, member: str, maximum: int) -> tuple[int, float] | None:
-        """None when counted, else the count that refused it and when the set was last pruned."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=_key(tenant_id, PENDING_RECORD),
-                UpdateExpression="ADD jobs :member",
-                # contains(): a retried reservation of the same job is not refused for counting itself.
-                ConditionExpression="attribute_not_exists(jobs) OR size(jobs) < :max OR contains(jobs, :id)",
-                ExpressionAttributeValues={
-                    ":member": {"SS": [member]},
-                    ":id": {"S": member},
-                    ":max": {"N": str(maximum)},
-                },
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-            return None
-        except ClientError as error:
-            if not _condition_failed(error):
-                raise
-            old: dict[str, Any] = error.response.get("Item", {})  # type: ignore[assignment]
-            return len(old.get("jobs", {}).get("SS", [])), float(old.get("pruned_at", {}).get("N", "0"))
-
-    def _members(self, tenant_id: str) -> tuple[list[str], float]:
-        item = self._client.get_item(
-            TableName=self._table, Key=_key(tenant_id, PENDING_RECORD), ConsistentRead=True
-        ).get("Item", {})
-        return list(item.get("jobs", {}).get("SS", [])), float(item.get("pruned_at", {}).get("N", "0"))
-
-    def _prune(self, tenant_id: str, pruned_at: float) -> bool:
-        """Drop members whose job ended or never existed; True when some were dropped. At most once per
+    def _prune(self, tenant_id: str) -> bool:
+        """Drop the markers of jobs that ended or never existed; True when some were dropped. At most once per
         ``PRUNE_EVERY`` per tenant (it reads every pending job), claimed with a conditional write."""
         now = self._clock()
+        pruned_at = float(self.slots.counter(tenant_id).get("pruned_at", {}).get("N", "0"))
         if self._jobs_table is None or now - pruned_at < PRUNE_EVERY.total_seconds():
             return False
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key=_key(tenant_id, PENDING_RECORD),
+                Key=self.slots.counter_key(tenant_id),
                 UpdateExpression="SET pruned_at = :now",
                 ConditionExpression="attribute_not_exists(pruned_at) OR pruned_at = :seen",
                 ExpressionAttributeValues={":now": {"N": str(now)}, ":seen": {"N": str(pruned_at)}},
             )
         except ClientError as error:
-            if _condition_failed(error):
-                return False  # another request is pruning
+            # Another request is pruning (or, for a moment, counting: a transaction holds the counter).
+            if error.response["Error"]["Code"] in ("ConditionalCheckFailedException", "TransactionConflictException"):
+                return False
             raise
-        members, _ = self._members(tenant_id)
-        statuses = self._statuses(self._jobs_table, (member.split("@", 1)[0] for member in members))
-        stale = []
-        for member in members:
-            job_id, _, created = member.partition("@")
-            status = statuses.get(job_id)
-            orphan = status is None and now - float(created or 0) > ORPHAN_AFTER.total_seconds()
-            if orphan or status in TERMINAL_STATUSES:
-                stale.append(member)
-        if stale:
-            self._client.update_item(
-                TableName=self._table,
-                Key=_key(tenant_id, PENDING_RECORD),
-                UpdateExpression="DELETE jobs :stale",
-                ExpressionAttributeValues={":stale": {"SS": stale}},
-            )
+        created = {
+            marker["record"]["S"].partition("#")[2]: float(marker.get("created", {}).get("N", "0"))
+            for marker in self.slots.markers(tenant_id)
+        }
+        statuses = self._statuses(self._jobs_table, created)
+        stale = [
+            job_id
+            for job_id, created_at in created.items()
+            if statuses.get(job_id) in TERMINAL_STATUSES
+            or (job_id not in statuses and now - created_at > ORPHAN_AFTER.total_seconds())
+        ]
+        self.slots.release(tenant_id, *stale)
         return bool(stale)
 
     def _statuses(self, jobs_table: str, job_ids: Iterable[str]) -> dict[str, str]:

@@ -320,7 +320,11 @@ class Functions:
         if str(PROJECT_ROOT) not in sys.path:
             sys.path.insert(0, str(PROJECT_ROOT))
         if index == 0:  # the first environment is the module itself
-            if module_name not in sys.modules:
+            if module_name in sys.modules:
+                # Imported before this stack (by a test): what it cached (settings, clients) belongs to another
+                # deployment; a new environment starts without it.
+                _forget_caches(sys.modules[module_name])
+            else:
                 self._imported_modules.add(module_name)
             return importlib.import_module(module_name)
         spec = importlib.util.find_spec(module_name)
@@ -335,3 +339,11 @@ class Functions:
         self._imported_modules.add(copy_name)
         copy_spec.loader.exec_module(module)
         return module
+
+
+def _forget_caches(module: ModuleType) -> None:
+    """Clear the ``functools.cache``s a module defines (``get_deps``, ``get_settings``…)."""
+    for value in list(vars(module).values()):
+        clear = getattr(value, "cache_clear", None)
+        if callable(clear) and getattr(value, "__module__", None) == module.__name__:
+            clear()

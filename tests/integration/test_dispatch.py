@@ -176,3 +176,26 @@ def test_a_deferred_delivery_is_a_fresh_message_so_waiting_never_nears_the_dead_
     assert again["Attributes"]["MessageGroupId"] == TENANT
     current = deps.jobs.get(waiting.id, consistent=True)
     assert current is not None and (current.status, current.attempts) == (JobStatus.QUEUED, 0)
+
+
+def test_every_tenants_table_item_stays_small_as_the_tenant_runs_more_jobs(aws: Resources, jobs: JobStore) -> None:
+    """Each write costs write units for its whole item (1 per KB): the records a claim or a submit writes must
+    not grow with the tenant's job count, or one big tenant passes a partition's write limit (README
+    "Capacity")."""
+    from infra.local.atomic_dynamodb import emulate
+    from tools.capacity import item_size
+    from videojobs.tenant_counters import PendingJobs
+
+    count = 40  # the sets of the old design passed 1 KB at about 25 jobs
+    set_max_active(aws, "acme", 1000)
+    turn = dispatch(aws, jobs)
+    pending = PendingJobs(client("dynamodb"), aws.tables["tenants"])
+    with emulate(transaction_seconds=0):  # no racing here: do not hold each transaction
+        for _ in range(count):
+            job = queued(jobs)
+            pending.reserve("acme", job.id, job.created_at, 1000)
+            assert claim_in_turn(job.id, "w", LEASE, turn) is not None
+
+    assert pending.count("acme") == count and len(turn.active.job_ids("acme")) == count
+    items = client("dynamodb").scan(TableName=aws.tables["tenants"])["Items"]
+    assert max(item_size(item) for item in items) < 1024

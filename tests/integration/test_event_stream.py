@@ -28,9 +28,9 @@ from videojobs.models import Job, StoredOutput, utcnow
 from videojobs.notification_store import EventLog
 from videojobs.sdk import sse
 
-GAP_SECONDS = 1.2
+GAP_SECONDS = 2.5
 """Between two changes of the emulated job: longer than the idle limit below."""
-IDLE_SECONDS = 1.0
+IDLE_SECONDS = 2.0
 PATIENCE_SECONDS = 60
 
 
@@ -163,7 +163,7 @@ def expected_types(steps: int) -> list[str]:
 
 
 def test_one_connection_carries_every_event_of_a_job_with_keepalives_through_its_quiet_gaps() -> None:
-    # A response may last a minute, but the stream is cut after a second of silence: the job (about 7 s)
+    # A response may last a minute, but the stream is cut after two seconds of silence: the job (about 15 s)
     # pauses longer than that between changes, so only the keep-alive comments keep it open.
     with LocalStack(port=0, response_streaming=wiring.ResponseStreaming(60, IDLE_SECONDS)) as stack:
         job = slow_job(stack, steps=2)
@@ -181,9 +181,10 @@ def test_one_connection_carries_every_event_of_a_job_with_keepalives_through_its
 
 
 def test_a_stream_ends_cleanly_before_the_response_cap_and_the_client_resumes_with_last_event_id() -> None:
-    # A response is cut at 2 s: the handler ends each one cleanly before that (wiring.ResponseStreaming), and
-    # the job (about 7 s) takes several responses, each resumed after the last event id.
-    limits = wiring.ResponseStreaming(2, IDLE_SECONDS)
+    # A response is cut at 4 s: the handler ends each one cleanly before that (wiring.ResponseStreaming), and
+    # the job (about 15 s) takes several responses, each resumed after the last event id. Seconds, not
+    # milliseconds, of margin: a loaded machine delays the handler's loop.
+    limits = wiring.ResponseStreaming(4, IDLE_SECONDS)
     with LocalStack(port=0, response_streaming=limits) as stack:
         job = slow_job(stack, steps=2)
         seen = follow(stack, job.id)

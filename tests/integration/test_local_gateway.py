@@ -223,7 +223,7 @@ def test_known_path_with_another_method_is_405_json(http: httpx.Client) -> None:
 
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, PATCH"
 
 
 def test_stage_prefix_is_served_too_and_kept_in_the_request_context(http: httpx.Client) -> None:

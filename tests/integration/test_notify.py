@@ -425,13 +425,18 @@ def test_sse_stream_sends_events_as_they_come_keeps_alive_and_ends_at_its_deadli
     now = [0.0]
     later = [(job_image(1), job_image(2, "processing")), (job_image(2, "processing"), job_image(3, "completed", 100))]
 
+    held: list[int] = []
+
     def sleep(seconds: float) -> None:  # time passes; at 5 s and 9 s the job changes
+        held.append(deps.open_streams.count("t1"))
         before, now[0] = now[0], now[0] + seconds
         for at, (old, new) in zip((5, 9), later, strict=True):
             if before < at <= now[0]:
                 log.append("job_1", event_for(old, new))  # type: ignore[arg-type]
 
-    deps = event_stream.EventsDeps(jobs, log, sleep=sleep, clock=lambda: now[0], poll_interval_seconds=1)
+    deps = event_stream.EventsDeps(
+        jobs, log, *stream_limits(aws), sleep=sleep, clock=lambda: now[0], poll_interval_seconds=1
+    )
     monkeypatch.setattr(events_handler, "get_deps", lambda: deps)
     settings = EventsSettings.from_env().model_copy(update={"sse_stream_seconds": 20, "sse_keepalive_seconds": 2})
     monkeypatch.setattr(events_handler, "get_settings", lambda: settings)
@@ -448,14 +453,16 @@ def test_sse_stream_sends_events_as_they_come_keeps_alive_and_ends_at_its_deadli
     assert kinds == ["event: job.queued", "event: job.processing", "event: job.completed"]  # all on one response
     # Quiet from 0 to 5 s and from 5 to 9 s: a comment after every 2 s of silence (at 2, 4 and 7 s).
     assert frames.count(": keep-alive") == 3
+    # The stream held one of the tenant's open streams while it ran, and gave it back at its end.
+    assert set(held) == {1} and deps.open_streams.count("t1") == 0
 
     # A job that does not end within the response: the body ends cleanly at the deadline, with a comment.
     jobs.create(Job.model_validate({**job_image(1), "id": "job_2"}))
     now[0] = 0.0
-    quiet = "".join(
-        str(chunk)
-        for chunk in events_handler.stream_handler({**event, "pathParameters": {"id": "job_2"}}, context()).body
-    )
+    # Received just now (the deadline counts from the request's time, a real clock's).
+    fresh = {**event["requestContext"], "requestTimeEpoch": int(time.time() * 1000)}
+    quiet_event = {**event, "pathParameters": {"id": "job_2"}, "requestContext": fresh}
+    quiet = "".join(str(chunk) for chunk in events_handler.stream_handler(quiet_event, context()).body)
     assert quiet.rstrip().endswith("reconnect with Last-Event-ID") and 19 < now[0] <= 20
     assert quiet.count(": keep-alive") >= 8
 

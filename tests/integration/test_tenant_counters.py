@@ -14,10 +14,11 @@ import pytest
 
 from infra.local.resources import Resources
 from tests.integration.test_submit import REQUEST, make_deps, put_upload
-from videojobs.aws import client
+from videojobs.aws import client, events_client
 from videojobs.errors import ApiError, LimitReached
+from videojobs.event_bus import EventBus
 from videojobs.models import CreateUploadRequest, Job, JobStatus
-from videojobs.notification_store import ConnectionStore, DeliveryLedger, EventLog
+from videojobs.notification_store import ConnectionStore, DeliveryLedger, EndpointStore, EventLog
 from videojobs.queues import DeliveryQueue
 from videojobs.service import fanout, jobs
 from videojobs.tenant_counters import (
@@ -62,6 +63,9 @@ def notify_deps(aws: Resources) -> fanout.NotifyDeps:
         deliveries=DeliveryQueue(client("sqs"), aws.queues["deliveries"].url),
         connections=ConnectionStore(dynamodb, aws.tables["ws_connections"]),
         sockets=boto3.client("apigatewaymanagementapi", endpoint_url="https://unused.example.com"),
+        endpoints=EndpointStore(dynamodb, aws.tables["webhook_endpoints"]),
+        endpoint_ledger=DeliveryLedger(dynamodb, aws.tables["endpoint_deliveries"], by_endpoint=True),
+        bus=EventBus(events_client(), aws.event_bus),
         pending_jobs=PendingJobs(dynamodb, aws.tables["tenants"]),
         open_streams=OpenStreams(dynamodb, aws.tables["tenants"]),
     )
@@ -128,8 +132,8 @@ def test_a_job_that_could_not_be_queued_frees_its_slot_when_it_fails(aws: Resour
     deps = make_deps(aws, queue=DownQueue())
     with pytest.raises(ApiError):
         jobs.submit_job(REQUEST, TENANT, None, deps)
-    [member] = PendingJobs(client("dynamodb"), aws.tables["tenants"])._members(TENANT)[0]
-    job = deps.jobs.get(member.split("@")[0], consistent=True)
+    [job_id] = PendingJobs(client("dynamodb"), aws.tables["tenants"]).slots.job_ids(TENANT)
+    job = deps.jobs.get(job_id, consistent=True)
     assert job is not None and job.status == JobStatus.FAILED
     stream_change(aws, job.model_copy(update={"status": JobStatus.QUEUED}), job)
     assert deps.pending_jobs.count(TENANT) == 0

@@ -37,6 +37,7 @@ from videojobs.queues import DeliveryQueue, ReceivedMessage
 from videojobs.service import fanout, notifications_api, webhook_delivery
 from videojobs.settings import DeliverSettings, NotificationsApiSettings
 from videojobs.ssrf import Target
+from videojobs.tenant_counters import OpenStreams, PendingJobs
 from videojobs.webhooks import DeliveryMessage, DeliveryStatus, Response
 
 HOOK = "https://hooks.example/"
@@ -55,6 +56,8 @@ def notify(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> fanout.NotifyDeps
         endpoints=EndpointStore(dynamodb, aws.tables["webhook_endpoints"]),
         endpoint_ledger=DeliveryLedger(dynamodb, aws.tables["endpoint_deliveries"], by_endpoint=True),
         bus=EventBus(events_client(), aws.event_bus),
+        pending_jobs=PendingJobs(dynamodb, aws.tables["tenants"]),
+        open_streams=OpenStreams(dynamodb, aws.tables["tenants"]),
     )
     monkeypatch.setattr(notify_handler, "get_deps", lambda: deps)
     return deps

@@ -27,7 +27,11 @@ PARAMETER = re.compile(r"\{(\w+)\}")
 BODIES = {
     ("POST", "/uploads/{id}/complete"): {"parts": [{"part_number": 1, "etag": "etag"}]},
     ("POST", "/uploads/{id}/parts"): {"part_numbers": [1]},
+    ("PATCH", "/jobs/{id}"): {"priority": "high"},
+    ("PATCH", "/webhook-endpoints/{id}"): {"description": "tenant B was here"},
+    ("POST", "/webhook-endpoints/{id}/replay"): {"since": "2026-01-01T00:00:00Z"},
 }
+KINDS = {"/uploads/": "upload", "/webhook-endpoints/": "endpoint"}
 # A delivery id of tenant B's own kind: the route's job is tenant A's, which must be enough for the 404.
 FOREIGN_DELIVERY = "dlv_" + "0" * 32
 
@@ -42,17 +46,22 @@ def tenants(stack: RunningStack) -> Iterator[dict[str, httpx.Client]]:
 
 @pytest.fixture(scope="module")
 def owned(tenants: dict[str, httpx.Client], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Real ids of tenant A: an upload (not yet used by a job) and a job."""
+    """Real ids of tenant A: an upload (not yet used by a job), a job and a webhook endpoint (disabled: its
+    public address is never called)."""
     a = tenants["iso-a"]
     clip = make_clip(tmp_path_factory.mktemp("iso") / "clip.mp4", seconds=1, width=160, height=120)
     job = submit(a, upload(a, clip))
     assert job.status_code == 202, job.text
-    return {"upload": upload(a, clip), "job": job.json()["id"]}
+    endpoint = a.post("/webhook-endpoints", json={"url": "https://93.184.215.14/hook", "events": ["job.failed"]})
+    assert endpoint.status_code == 201, endpoint.text
+    disabled = a.patch(f"/webhook-endpoints/{endpoint.json()['id']}", json={"disabled": True})
+    assert disabled.status_code == 200, disabled.text
+    return {"upload": upload(a, clip), "job": job.json()["id"], "endpoint": endpoint.json()["id"]}
 
 
 def concrete(path: str, owned: dict[str, str]) -> str:
     """The route's path with tenant A's ids in its parameters."""
-    kind = "upload" if path.startswith("/uploads/") else "job"
+    kind = next((kind for prefix, kind in KINDS.items() if path.startswith(prefix)), "job")
 
     def value(match: re.Match) -> str:
         name = match.group(1)

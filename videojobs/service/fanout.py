@@ -68,7 +68,7 @@ def handle_change(old_image: dict[str, Any] | None, new_image: dict[str, Any], d
     was_terminal = JobStatus((old_image or {}).get("status", JobStatus.QUEUED)).terminal
     if job.status.terminal and not was_terminal:
         # Every terminal transition passes here: the one place the tenant's pending count goes down.
-        deps.pending_jobs.release(job.tenant_id, job.id, job.created_at)
+        deps.pending_jobs.release(job.tenant_id, job.id)
     event = event_for(old_image, new_image)
     if event is None:
         return None

@@ -84,7 +84,7 @@ class TenantCounters:
     def current(self, tenant_id: str) -> CurrentUsage:
         return CurrentUsage(
             pending_jobs=self.pending_jobs.count(tenant_id),
-            active_jobs=len(self.active_jobs.job_ids(tenant_id)),
+            active_jobs=self.active_jobs.count(tenant_id),
             open_streams=self.open_streams.count(tenant_id),
             upload_bytes_today=self.upload_bytes.used(tenant_id),
         )
@@ -327,6 +327,8 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
         idempotency = IdempotencyKey(tenant_id, idempotency_key, digest)
     try:
         deps.pending_jobs.reserve(tenant_id, job.id, job.created_at, deps.limits.limits_for(tenant_id).max_pending_jobs)
+    except WriteContention as error:
+        raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "too many concurrent submits: retry the request") from error
     except LimitReached:
         # A retry of a request that did create a job gets that job, even at the limit.
         replayed = _replay(idempotency, deps) if idempotency is not None else None
@@ -336,10 +338,10 @@ def submit_job(request: CreateJobRequest, tenant_id: str, idempotency_key: str |
     try:
         stored = _create(job, idempotency, deps)
     except Exception:
-        deps.pending_jobs.release(tenant_id, job.id, job.created_at)
+        deps.pending_jobs.release(tenant_id, job.id)
         raise
     if stored.id != job.id:
-        deps.pending_jobs.release(tenant_id, job.id, job.created_at)
+        deps.pending_jobs.release(tenant_id, job.id)
         return stored  # a replay: the first request queued it
     _queue(job, idempotency, deps)
     return job
