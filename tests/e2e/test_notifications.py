@@ -20,7 +20,7 @@ from websockets.sync.client import connect
 
 from tests.e2e.conftest import RunningStack, function_errors, submit, upload, wait_for
 from tests.media import make_clip
-from videojobs import webhooks
+from videojobs import settings, webhooks
 
 pytestmark = pytest.mark.e2e
 
@@ -166,9 +166,21 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("long") / "long.mp4", seconds=15, width=1280, height=720)
 
 
+def bus_to_queue(stack: RunningStack, name: str) -> str:
+    """A rule on the stack's event bus sending every videojobs event to a new queue, as an integrator routes it."""
+    sqs, events = stack.aws("sqs"), stack.aws("events")
+    queue_url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = stack.env[settings.EVENT_BUS_NAME]
+    events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps({"source": ["videojobs"]}))
+    events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    return queue_url
+
+
 def test_every_channel_sees_the_same_ordered_events(
-    api: httpx.Client, receiver: Receiver, verifier: Webhook, long_clip: Path
+    stack: RunningStack, api: httpx.Client, receiver: Receiver, verifier: Webhook, long_clip: Path
 ) -> None:
+    bus_queue = bus_to_queue(stack, "every-channel")
     response = submit(
         api,
         upload(api, long_clip),
@@ -232,6 +244,22 @@ def test_every_channel_sees_the_same_ordered_events(
     assert [payload["type"] for payload in payloads] == ["job.output.ready", "job.completed"]
     assert payloads[0]["timestamp"] <= payloads[1]["timestamp"]
     assert payloads[0] == merged[versions[-2]] and payloads[1] == merged[versions[-1]]
+
+    # EventBridge (rule -> queue): the same events in the same order, job.output.ready before job.completed.
+    sqs, on_bus = stack.aws("sqs"), []
+
+    def read_bus() -> bool:
+        for message in sqs.receive_message(QueueUrl=bus_queue, MaxNumberOfMessages=10).get("Messages", []):
+            entry = json.loads(message["Body"])
+            if entry["detail"]["data"]["id"] == job_id:
+                on_bus.append(entry)
+            sqs.delete_message(QueueUrl=bus_queue, ReceiptHandle=message["ReceiptHandle"])
+        return any(entry["detail-type"] == "job.completed" for entry in on_bus)
+
+    eventually(read_bus, "job.completed on the bus")
+    assert [entry["detail"]["data"]["version"] for entry in on_bus] == versions
+    assert [entry["detail-type"] for entry in on_bus] == types
+    assert [entry["detail"]["type"] for entry in on_bus] == types
 
     # SSE resume: Last-Event-ID skips what was seen; after the terminal event there is nothing more (204).
     middle = versions[len(versions) // 2]
