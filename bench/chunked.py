@@ -69,7 +69,7 @@ def measure(seconds: int, height: int) -> dict[str, Any]:
     from videojobs.models import ChunkMessage, Job, StoredOutput, utcnow
     from videojobs.object_store import ObjectStore, upload_key
     from videojobs.queues import ChunkQueue, ReceivedMessage
-    from videojobs.service import chunking
+    from videojobs.service import chunking, processing
     from videojobs.service.chunking import ChunkAttempt, ChunkDeps, process_chunk
     from videojobs.service.processing import Attempt, WorkerDeps, process_job
     from videojobs.settings import ChunkWorkerSettings, WorkerSettings
@@ -100,6 +100,14 @@ def measure(seconds: int, height: int) -> dict[str, Any]:
         timers["pieces_download_and_concat_seconds"] = time.perf_counter() - started
         return found
 
+    real_playable = processing.Heartbeat.output_playable
+    marks: dict[str, float] = {}
+
+    def timed_playable(self: processing.Heartbeat, index: int, output: StoredOutput) -> None:
+        real_playable(self, index, output)
+        marks.setdefault("playable", time.perf_counter())
+
+    processing.Heartbeat.output_playable = timed_playable  # type: ignore[method-assign]
     media.run_ffmpeg = timed_run  # type: ignore[assignment]
     chunking._download_pieces = timed_download  # type: ignore[assignment]
     with mock_aws():
@@ -114,7 +122,12 @@ def measure(seconds: int, height: int) -> dict[str, Any]:
         jobs, objects = JobStore(client("dynamodb"), settings.jobs_table), ObjectStore(client("s3"))
         chunks = ChunkStore(client("dynamodb"), settings.chunks_table)
         deps = WorkerDeps(
-            settings, jobs, objects, "bench", None, chunks, ChunkQueue(client("sqs"), settings.chunks_queue_url)
+            settings,
+            jobs,
+            objects,
+            "bench",
+            chunks=chunks,
+            chunk_queue=ChunkQueue(client("sqs"), settings.chunks_queue_url),
         )
         chunk_settings = ChunkWorkerSettings.from_env(environment)
 
@@ -163,7 +176,11 @@ def measure(seconds: int, height: int) -> dict[str, Any]:
         workers = [threading.Thread(target=chunk_worker, args=(core,), daemon=True) for core in (0, 1)]
         for thread in workers:
             thread.start()
+        chunked_started = time.perf_counter()
         chunked_seconds, chunked = timed_job(new_job("auto"))
+        # The HLS output's EVENT playlists are published as chunks finish in order (job.playable): a player
+        # can start that long after the claim, where a single encode gives nothing before its completion.
+        playable_seconds = marks["playable"] - chunked_started
         stop.set()
         for thread in workers:
             thread.join()
@@ -171,6 +188,7 @@ def measure(seconds: int, height: int) -> dict[str, Any]:
         single_bytes = sum(output.size_bytes or 0 for output in single.outputs)
         chunked_bytes = sum(output.size_bytes or 0 for output in chunked.outputs)
     media.run_ffmpeg, chunking._download_pieces = real_run, real_download  # type: ignore[assignment]
+    processing.Heartbeat.output_playable = real_playable  # type: ignore[method-assign]
 
     encode_seconds = [chunk.encode_seconds or 0 for chunk in done_chunks]
     encode_per_worker = sum(encode_seconds) / 2
@@ -188,6 +206,8 @@ def measure(seconds: int, height: int) -> dict[str, Any]:
             "chunks": len(done_chunks),
             "wall_seconds": round(chunked_seconds, 2),
             "output_bytes": chunked_bytes,
+            "time_to_playable_seconds": round(playable_seconds, 2),
+            "playable_share_of_wall": round(playable_seconds / chunked_seconds, 3),
             "chunk_encode_seconds": [round(value, 2) for value in encode_seconds],
             "chunk_media_seconds": [round(value, 2) for value in media_seconds],
             **{name: round(value, 2) for name, value in timers.items()},

@@ -35,6 +35,8 @@ class EndpointEventType(StrEnum):
     FAILED = JobEventType.FAILED.value
     CANCELLED = JobEventType.CANCELLED.value
     PROGRESS = JobEventType.PROGRESS.value
+    OUTPUT_READY = JobEventType.OUTPUT_READY.value
+    PLAYABLE = JobEventType.PLAYABLE.value
     ENDPOINT_DISABLED = ENDPOINT_DISABLED
 
 

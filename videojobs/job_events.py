@@ -3,8 +3,9 @@
 The DynamoDB stream of the jobs table is the one source of events. Each record carries the job before and
 after a write; ``event_for`` turns a pair into at most one event: ``job.<status>`` when the status changed,
 ``job.output.ready`` when an output was finished and uploaded before the job completed (one write per output,
-so one event each), ``job.progress`` when only the progress moved. Writes no client can observe (a heartbeat,
-the probe result, a reclaim after a lost lease) give none. The event's timestamp is the job's ``updated_at``, so
+so one event each), ``job.playable`` when an HLS output became playable early (split and stitch, one write),
+``job.progress`` when only the progress moved. Writes no client can observe (a heartbeat, the probe result, a
+reclaim after a lost lease) give none. The event's timestamp is the job's ``updated_at``, so
 replaying a record yields the very same event.
 """
 
@@ -34,6 +35,8 @@ def event_for(old_image: dict[str, Any] | None, new_image: dict[str, Any]) -> Jo
         kind = status_event_type(job.status)
     elif job.status is JobStatus.PROCESSING and (index := newly_ready_output(old, job)) is not None:
         return snapshot(job, JobEventType.OUTPUT_READY, output_index=index)
+    elif job.status is JobStatus.PROCESSING and (index := newly_playable_output(old, job)) is not None:
+        return snapshot(job, JobEventType.PLAYABLE, output_index=index)
     elif job.status is JobStatus.PROCESSING and any(old.get(f) != new_image.get(f) for f in PROGRESS_FIELDS):
         kind = JobEventType.PROGRESS
     else:
@@ -50,6 +53,15 @@ def newly_ready_output(old_image: dict[str, Any], job: Job) -> int | None:
     return None
 
 
+def newly_playable_output(old_image: dict[str, Any], job: Job) -> int | None:
+    """The first output that is playable early in ``job`` and was not in ``old_image``."""
+    before = [StoredOutput.model_validate(output).playable_key for output in old_image.get("outputs") or []]
+    for index, output in enumerate(job.outputs):
+        if output.playable_key and not (index < len(before) and before[index]):
+            return index
+    return None
+
+
 def snapshot(job: Job, kind: JobEventType | None = None, *, output_index: int | None = None) -> JobEvent:
     """The event for the job as it is now (by default, the event of its status)."""
     resource = to_resource(job)
@@ -62,7 +74,8 @@ def snapshot(job: Job, kind: JobEventType | None = None, *, output_index: int | 
 
 
 def is_terminal(event: JobEvent) -> bool:
-    return event.type not in (JobEventType.PROGRESS, JobEventType.OUTPUT_READY) and event.data.status.terminal
+    within = (JobEventType.PROGRESS, JobEventType.OUTPUT_READY, JobEventType.PLAYABLE)
+    return event.type not in within and event.data.status.terminal
 
 
 def to_json(event: JobEvent) -> str:

@@ -86,6 +86,12 @@ def output_result(
             found["urls"] = [
                 links.presigner.presigned_download(links.bucket, key, links.ttl_seconds) for key in output.keys
             ]
+    playable = output.playable_key and output.secret and job.status in (JobStatus.PROCESSING, JobStatus.COMPLETED)
+    if links is not None and base_url is not None and playable:
+        assert output.secret is not None
+        expires = int(time.time()) + links.ttl_seconds
+        token = playback.sign(output.secret, job.id, index, expires)
+        found["playable_url"] = playback.master_url(base_url, token)
     details = dict(output.details or {})
     if "renditions" in details:
         details["renditions"] = [{k: v for k, v in r.items() if k != "playlist"} for r in details["renditions"]]

@@ -72,8 +72,9 @@ class JobStage(StrEnum):
 
 
 # Job events: one per status (``status_event_type``; a unit test holds them to ``JobStatus``), one for progress
-# within a status and one for each output finished and uploaded before the job completes (with its
-# ``output_index``). A comment, not a docstring: the docstring would enter the API document.
+# within a status, one for each output finished and uploaded before the job completes (with its
+# ``output_index``), and one for each HLS output playable early (split and stitch; with its ``output_index``).
+# A comment, not a docstring: the docstring would enter the API document.
 class JobEventType(StrEnum):
     QUEUED = "job.queued"
     PROCESSING = "job.processing"
@@ -82,6 +83,7 @@ class JobEventType(StrEnum):
     CANCELLED = "job.cancelled"
     PROGRESS = "job.progress"
     OUTPUT_READY = "job.output.ready"
+    PLAYABLE = "job.playable"
 
 
 def status_event_type(status: JobStatus) -> JobEventType:
@@ -381,6 +383,10 @@ class OutputResult(BaseModel):
     url: str | None = None
     size_bytes: int | None = None
     content_type: str | None = None
+    playable_url: Annotated[str | None, Field(exclude_if=lambda value: value is None)] = None
+    """An HLS output encoded in chunks, once ``job.playable`` was sent: its master playlist, playable while
+    the job still runs (``EVENT`` playlists that grow until the final ``VOD`` ones replace them at completion);
+    absent otherwise."""
 
 
 class JobUsage(BaseModel):
@@ -440,7 +446,7 @@ class JobEvent(BaseModel):
     timestamp: str
     data: JobResource
     output_index: int | None = None
-    """Which output of ``data.outputs`` a ``job.output.ready`` event announces."""
+    """Which output of ``data.outputs`` a ``job.output.ready`` or ``job.playable`` event announces."""
 
     @property
     def version(self) -> int:
@@ -464,6 +470,9 @@ class StoredOutput(BaseModel):
     """What the worker made, shown with the output (e.g. the resolution, the HLS renditions)."""
     secret: str | None = None
     """Signs the output's playback links (HLS); never shown."""
+    playable_key: str | None = None
+    """HLS with split and stitch: the master playlist of the ``EVENT`` playlists that grow as chunks finish,
+    set once the first chunk of every rung is uploaded (the final output overwrites it in place)."""
 
     @property
     def ready(self) -> bool:

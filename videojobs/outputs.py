@@ -88,7 +88,7 @@ class Made:
                 "size_bytes": sum(file.path.stat().st_size for file in self.files),
                 "content_type": main.content_type if main else self.files[0].content_type,
                 "details": self.details or None,
-                "secret": self.secret,
+                "secret": requested.secret or self.secret,  # one made playable early keeps its links
             }
         )
 

@@ -136,6 +136,7 @@ async function uploadParts(file, answer, onProgress) {
 // --- following a job ------------------------------------------------------------------------------------
 
 // Server-Sent Events read with fetch(): EventSource cannot send the Authorization header.
+// onJob(job, event) for each: the event (its type, output_index) is null where the payload is a bare job.
 // One streamed response carries every event until the job's end; a response that ends or breaks off before
 // (the gateway's 15-minute cap, or a long poll where the API buffers) is resumed with Last-Event-ID.
 async function followEvents(jobId, lastVersion, onJob) {
@@ -170,8 +171,9 @@ async function followEvents(jobId, lastVersion, onJob) {
         if (line === "") {
           if (data.length) {
             const payload = JSON.parse(data.join("\n"));
-            const job = payload.data && payload.type ? payload.data : payload;
-            onJob(job);
+            const event = payload.data && payload.type ? payload : null;
+            const job = event ? event.data : payload;
+            onJob(job, event);
             if (TERMINAL.has(job.status)) return job;
           }
           data = [];
@@ -186,8 +188,8 @@ async function followEvents(jobId, lastVersion, onJob) {
 
 async function follow(jobId, onJob) {
   let last = null;
-  const report = (job) => {
-    if (!last || job.version > last.version) { last = job; onJob(job); }
+  const report = (job, event = null) => {
+    if (!last || job.version > last.version) { last = job; onJob(job, event); }
   };
   let { body: job, headers } = await api("GET", `/jobs/${jobId}`);
   report(job);
@@ -231,33 +233,52 @@ function showJob(job) {
   $("job-status").dataset.status = job.status;
 }
 
+function caption(output) {
+  const name = output.type === "hls" ? `HLS ${(output.heights || []).join("/")}p` : `MP4 ${output.height}p`;
+  return output.status === "ready" ? name : `${name}, playing while the job runs`;
+}
+
 // MP4 plays natively; HLS through hls.js wherever Media Source Extensions exist (as its authors advise, even
 // where the browser also plays HLS itself), else natively (iOS Safari).
-function player(output) {
+function player(output, index, url) {
   const video = Object.assign(document.createElement("video"), { controls: true, muted: true, playsInline: true });
   video.dataset.type = output.type;
   if (output.type === "hls" && window.Hls?.isSupported()) {
     const hls = new window.Hls();
-    hls.loadSource(output.url);
+    hls.loadSource(url);
     hls.attachMedia(video);
     video.dataset.player = "hls.js";
   } else {
-    video.src = output.url;
+    video.src = url;
     video.dataset.player = "native";
   }
   video.play().catch(() => {}); // muted, so browsers allow it; the controls remain either way
   const figure = document.createElement("figure");
-  const caption = document.createElement("figcaption");
-  caption.textContent = output.type === "hls" ? `HLS ${(output.heights || []).join("/")}p` : `MP4 ${output.height}p`;
-  figure.append(video, caption);
+  figure.dataset.index = index;
+  figure.append(video, document.createElement("figcaption"));
   return figure;
+}
+
+// A player per playable output, in the job's order. One started early (an HLS output's playable_url, before it
+// is ready) plays on untouched: its link serves the growing EVENT playlists, then the final VOD ones.
+function showPlayers(job) {
+  const players = $("players");
+  job.outputs.forEach((output, index) => {
+    const url = output.url || output.playable_url;
+    let figure = players.querySelector(`figure[data-index="${index}"]`);
+    if (!figure && url && (output.type === "mp4" || output.type === "hls")) {
+      figure = player(output, index, url);
+      const next = [...players.children].find((other) => Number(other.dataset.index) > index);
+      players.insertBefore(figure, next || null);
+    }
+    if (figure) figure.querySelector("figcaption").textContent = caption(output);
+  });
 }
 
 function showResult(job) {
   $("result").hidden = false;
   $("thumbnails").replaceChildren();
-  $("players").replaceChildren(
-    ...job.outputs.filter((o) => (o.type === "mp4" || o.type === "hls") && o.url).map(player));
+  showPlayers(job);
   const list = $("downloads");
   list.replaceChildren();
   for (const output of job.outputs) {
@@ -305,20 +326,31 @@ async function run(event) {
     });
     const { body: job } = await api("POST", "/jobs", { input: { upload_id: uploadId }, outputs },
       { "Idempotency-Key": `web-${uploadId}` });
-    // Each output is shown as soon as it is ready (job.output.ready), before the job completes: its URL is
-    // signed at each read of the job, not carried by the event.
+    // Each output is shown as soon as it is ready (job.output.ready), and an HLS output played as soon as it is
+    // playable (job.playable, with split and stitch), before the job completes. Links are signed at each read
+    // of the job, not carried by events: the job is read again (a polled update has them already).
     const shown = new Set();
-    const onJob = (update) => {
+    const playing = new Set();
+    const onJob = (update, event) => {
       showJob(update);
-      const fresh = update.outputs.filter((output, index) => output.status === "ready" && !shown.has(index));
-      if (!fresh.length || TERMINAL.has(update.status)) return;
-      update.outputs.forEach((output, index) => output.status === "ready" && shown.add(index));
-      api("GET", `/jobs/${update.id}`).then(({ body }) => { if (!TERMINAL.has(body.status)) showResult(body); })
+      if (TERMINAL.has(update.status)) return;
+      const ready = update.outputs.map((output, index) => output.status === "ready" && !shown.has(index));
+      const playable = update.outputs.map((output, index) => !playing.has(index)
+        && Boolean(output.playable_url || (event?.type === "job.playable" && event.output_index === index)));
+      if (!ready.includes(true) && !playable.includes(true)) return;
+      ready.forEach((fresh, index) => fresh && shown.add(index));
+      playable.forEach((fresh, index) => fresh && playing.add(index));
+      (event ? api("GET", `/jobs/${update.id}`) : Promise.resolve({ body: update }))
+        .then(({ body }) => { if (!TERMINAL.has(body.status)) showResult(body); })
         .catch(() => {}); // shown at completion anyway
     };
     const done = await follow(job.id, onJob);
     if (done.status === "completed") showResult(done);
-    else if (done.error) showError(new Error(`job ${done.status}: ${done.error.code}: ${done.error.message}`));
+    else {
+      $("result").hidden = true; // what was shown early is gone with the job's outputs
+      $("players").replaceChildren();
+      if (done.error) showError(new Error(`job ${done.status}: ${done.error.code}: ${done.error.message}`));
+    }
   } catch (error) {
     showError(error);
   } finally {

@@ -45,11 +45,11 @@ GET_PLAYLIST = api.Operation(
 
 @app.get("/playback/<token>/<name>", **GET_PLAYLIST.route())
 def get_playlist(token: Annotated[str, Path(max_length=200)], name: Annotated[str, Path(max_length=64)]):
-    text = playlist(token, name, get_deps())
+    found = playlist(token, name, get_deps())
+    # A growing EVENT playlist (the job still runs) must not be cached: the player reloads it for new segments.
+    cache = "private, max-age=60" if found.final else "no-store"
     # Browser players (hls.js) fetch playlists from the page's origin; the link is the credential, not a cookie.
-    return GET_PLAYLIST.answer(
-        text, headers={"Cache-Control": "private, max-age=60", "Access-Control-Allow-Origin": "*"}
-    )
+    return GET_PLAYLIST.answer(found.text, headers={"Cache-Control": cache, "Access-Control-Allow-Origin": "*"})
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

@@ -42,6 +42,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="concurrent batches per queue, i.e. jobs processed at once (default: %(default)s)",
     )
     parser.add_argument(
+        "--disabled-event-source",
+        action="append",
+        default=[],
+        choices=[name for name, queue in wiring.QUEUES.items() if queue.consumer in wiring.FUNCTIONS],
+        metavar="QUEUE",
+        help="a queue whose event source mapping is disabled (Lambda's Enabled=false): its messages wait for "
+        "whoever receives them, e.g. a test that works them itself (repeatable)",
+    )
+    parser.add_argument(
         "--webhook-retry-delays",
         type=lambda text: [float(item) for item in text.split(",") if item.strip()],
         metavar="S1,S2,...",
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         moto_port=args.moto_port,
         state_file=args.state_file,
         visibility_timeout_seconds=None if args.visibility_timeout < 0 else args.visibility_timeout,
-        queue_concurrency={name: args.workers for name in wiring.QUEUES},
+        queue_concurrency={name: 0 if name in args.disabled_event_source else args.workers for name in wiring.QUEUES},
         log_level=args.log_level,
         allow_loopback_webhooks=not args.no_loopback_webhooks,
         webhook_retry_delays=args.webhook_retry_delays,

@@ -92,7 +92,8 @@ class LocalStack:
         (None, the default: 6x the consumer's timeout, as the CDK stack sets them). Workers do not rely on it:
         they hide their message for two leases before claiming and heartbeat it, so a crashed worker's job
         comes back within minutes in both places.
-    :param queue_concurrency: concurrent batches per queue name (default 2); dead-letter queues get one.
+    :param queue_concurrency: concurrent batches per queue name (default 2; 0: no poller, the mapping disabled);
+        dead-letter queues get one.
     :param handlers: function name -> handler string, replacing the declared handlers (for tests).
     :param run_services: run the wiring's container services (the long-jobs consumer) as subprocesses, as many
         as the deployed scaling policy gives for their queue's backlog (``infra/local/services.py``).

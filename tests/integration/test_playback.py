@@ -42,7 +42,7 @@ def fetch(url: str, deps: PlaybackDeps) -> str:
     parts = urlsplit(url)
     if url.startswith(API):
         token, name = parts.path.removeprefix(urlsplit(API).path + playback.PATH + "/").split("/")
-        return playlist(token, name, deps)
+        return playlist(token, name, deps).text
     bucket = parts.netloc.split(".s3", 1)[0]  # a virtual-hosted presigned URL
     return client("s3").get_object(Bucket=bucket, Key=unquote(parts.path.lstrip("/")))["Body"].read().decode("latin-1")
 
@@ -101,4 +101,4 @@ def test_only_a_valid_link_to_a_listed_playlist_is_served(completed: Job, aws: R
         with pytest.raises(ApiError) as missing:
             playlist(token, name, deps)
         assert missing.value.status == 404
-    assert playlist(token, "144p.m3u8", deps).startswith("#EXTM3U")
+    assert playlist(token, "144p.m3u8", deps).text.startswith("#EXTM3U")

@@ -74,7 +74,13 @@ def test_terminal_statuses_have_no_way_out():
         assert (not TRANSITIONS[status]) == status.terminal
 
 
-def test_every_status_has_its_event_and_progress_and_output_ready_are_the_only_others():
+def test_every_status_has_its_event_and_progress_output_ready_and_playable_are_the_only_others():
     by_status = {status_event_type(status) for status in JobStatus}
     assert {event.name for event in by_status} == {status.name for status in JobStatus}
-    assert set(JobEventType) - by_status == {JobEventType.PROGRESS, JobEventType.OUTPUT_READY}
+    assert set(JobEventType) - by_status == {JobEventType.PROGRESS, JobEventType.OUTPUT_READY, JobEventType.PLAYABLE}
+
+
+def test_a_webhook_endpoint_may_subscribe_to_every_job_event():
+    from videojobs.endpoints import EndpointEventType
+
+    assert {kind.value for kind in JobEventType} <= {kind.value for kind in EndpointEventType}

@@ -48,6 +48,7 @@ EVENT_TYPES = (
     "job.processing",
     "job.progress",
     "job.output.ready",
+    "job.playable",
     "job.completed",
     "job.failed",
     "job.cancelled",

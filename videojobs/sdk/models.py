@@ -31,6 +31,8 @@ class Output(_Answer):
     urls: list[str] | None = None
     size_bytes: int | None = None
     content_type: str | None = None
+    playable_url: str | None = None
+    """An HLS output encoded in chunks, from ``job.playable`` on: its master playlist, playable while pending."""
 
 
 class Job(_Answer):
@@ -74,7 +76,7 @@ class JobEvent(_Answer):
     timestamp: str | None = None
     data: Job
     output_index: int | None = None
-    """Which output a ``job.output.ready`` event announces."""
+    """Which output a ``job.output.ready`` or ``job.playable`` event announces."""
 
     @property
     def version(self) -> int:

@@ -41,6 +41,7 @@ from videojobs.models import ChunkMessage, ErrorCode, ErrorDetail, Job, JobStage
 from videojobs.object_store import ObjectStore, output_key
 from videojobs.observability import logger
 from videojobs.outputs import Made, plan_side_encode
+from videojobs.service.early_hls import EarlyHls, PlayableSink
 from videojobs.settings import ChunkWorkerSettings, WorkerSettings
 
 if TYPE_CHECKING:
@@ -116,8 +117,10 @@ def encode_in_chunks(
     made_dir: Path,
     timeout_seconds: float,
     on_chunk_completed: ChunkCompleted = chunk_completed,
+    playable: PlayableSink | None = None,
 ) -> list[Made]:
-    """Run the job's encode as chunks and stitch them; returns every output's files, in the job's order."""
+    """Run the job's encode as chunks and stitch them; returns every output's files, in the job's order. With
+    ``playable``, HLS outputs are published as their chunks finish (``early_hls``)."""
     duration = probe.metadata.duration_seconds or 0
     ranges = [
         (start + probe.start_seconds, None if end is None else end + probe.start_seconds)
@@ -151,8 +154,31 @@ def encode_in_chunks(
     side_thread = threading.Thread(target=encode_side, name=f"side-{job.id}", daemon=True)
     if side.arguments:
         side_thread.start()
+    early = None
+    if playable is not None:
+        early = EarlyHls(
+            job,
+            probe,
+            source,
+            made_dir.parent / "early",
+            deps.objects,
+            deps.settings.outputs_bucket,
+            playable,
+            lambda first, options, arguments: media.run_ffmpeg(
+                first,
+                chunk_plan.PIECE_DEMUXER,
+                arguments,
+                duration_seconds=None,
+                on_progress=lambda _: None,
+                timeout_seconds=timeout_seconds,
+                stop=heartbeat.stopped,
+                input_options=options,
+            ),
+        )
     try:
-        done = _wait_for_chunks(job, deps, heartbeat, len(ranges), on_chunk_completed)
+        done = _wait_for_chunks(
+            job, deps, heartbeat, len(ranges), on_chunk_completed, early if early and early.wanted else None
+        )
     finally:
         if side.arguments:
             side_thread.join()
@@ -177,7 +203,12 @@ def encode_in_chunks(
 
 
 def _wait_for_chunks(
-    job: Job, deps: Coordination, heartbeat: JobHeartbeat, count: int, on_chunk_completed: ChunkCompleted
+    job: Job,
+    deps: Coordination,
+    heartbeat: JobHeartbeat,
+    count: int,
+    on_chunk_completed: ChunkCompleted,
+    early: EarlyHls | None,
 ) -> list[Chunk]:
     seen: set[int] = set()
     heartbeat.record_parallelism(Parallelism(chunks=count, completed_chunks=0))
@@ -195,10 +226,22 @@ def _wait_for_chunks(
                 if chunk.index not in seen:
                     on_chunk_completed(job, chunk, parallelism)
             seen = {chunk.index for chunk in done}
+        published = False
+        if early is not None and (len(done) < count or early.published == 0):
+            # One chunk at a time, between reads of the chunks: once all are done the stitch comes first (the
+            # final output replaces the early one), save the first chunk, which makes the output playable.
+            try:
+                published = early.publish_next(done)
+            except Exception:
+                if heartbeat.stopped.is_set():
+                    raise
+                # A convenience, not the job: the output is still made whole at completion.
+                logger.warning("publishing HLS early failed; the output comes at completion", exc_info=True)
+                early = None
         heartbeat.transcoded(CHUNKS_SHARE * sum(chunk.progress for chunk in chunks) / count)
         if len(done) == count:
             return done
-        if heartbeat.stopped.wait(POLL_SECONDS):
+        if heartbeat.stopped.wait(0 if published else POLL_SECONDS):
             raise media.EncodeStopped("the job was stopped while its chunks ran")
 
 

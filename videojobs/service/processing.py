@@ -279,7 +279,14 @@ def _run(job: Job, deps: WorkerDeps, heartbeat: Heartbeat, attempt: Attempt, upl
             # would outlast its time), then stitches.
             try:
                 made = chunking.encode_in_chunks(
-                    job, coordination, heartbeat, source, probed, made_dir, max(attempt.seconds_left(), 1)
+                    job,
+                    coordination,
+                    heartbeat,
+                    source,
+                    probed,
+                    made_dir,
+                    max(attempt.seconds_left(), 1),
+                    playable=_Playable(job, heartbeat, uploaded),
                 )
             except media.EncodeTimeout as error:
                 if deps.long_jobs is not None:
@@ -320,15 +327,32 @@ def _run(job: Job, deps: WorkerDeps, heartbeat: Heartbeat, attempt: Attempt, upl
         files = [file for output in made for file in output.files]
         heartbeat.stage(JobStage.UPLOADING, total_bytes=sum(file.path.stat().st_size for file in files))
         # One output at a time, each announced (job.output.ready) as soon as it is uploaded.
-        for index, (output, requested) in enumerate(zip(made, job.outputs, strict=True)):
+        for index, output in enumerate(made):
             uploads = [(file.path, _key(job, file.name), file.content_type) for file in output.files]
             uploaded.extend(key for _, key, _ in uploads)  # before: a transfer cut short may still leave its object
             deps.objects.upload_many(settings.outputs_bucket, uploads, progress=heartbeat.transferred)
-            heartbeat.output_ready(index, output.stored(requested, lambda name: _key(job, name)))
+            # heartbeat.outputs: an HLS output made playable early keeps its secret (links handed out work on).
+            stored = output.stored(heartbeat.outputs[index], lambda name: _key(job, name))
+            heartbeat.output_ready(index, stored)
         finished = heartbeat.complete(heartbeat.outputs)
         logger.info("job completed")
         _discard_pieces(job, deps)
         return Outcome(finished)
+
+
+@dataclass
+class _Playable:
+    """Where a chunked encode publishes its HLS outputs early (``early_hls.PlayableSink``)."""
+
+    job: Job
+    heartbeat: Heartbeat
+    uploaded: list[str]
+
+    def key_of(self, name: str) -> str:
+        return _key(self.job, name)
+
+    def output_playable(self, index: int, output: StoredOutput) -> None:
+        self.heartbeat.output_playable(index, output)
 
 
 def _coordination(deps: WorkerDeps) -> chunking.Coordination | None:
@@ -484,6 +508,13 @@ class Heartbeat:
     def output_ready(self, index: int, output: StoredOutput) -> None:
         """Output ``index`` is finished and uploaded: write it at once (clients may fetch it before the job
         completes)."""
+        self._record_output(index, output)
+
+    def output_playable(self, index: int, output: StoredOutput) -> None:
+        """HLS output ``index`` can be played (its ``playable_key`` set) while it is still being made."""
+        self._record_output(index, output)
+
+    def _record_output(self, index: int, output: StoredOutput) -> None:
         with self._lock:
             self.outputs[index] = output
             if self._deps.jobs.record_outputs(self._job.id, self._deps.worker_id, self.outputs) is None:
