@@ -11,7 +11,7 @@ export JSII_RUNTIME_PACKAGE_CACHE_ROOT := $(CURDIR)/.cache/jsii
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: install run test lint format synth bootstrap deploy destroy bench lock clean openapi web-export
+.PHONY: install run test test-fast lint format synth bootstrap deploy destroy bench lock clean openapi web-export
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ run: install
 # Lint first (ruff, mypy): CI runs exactly this target.
 test: lint $(CHROMIUM)
 	$(PY) -m pytest
+
+# While iterating: everything but the tests marked slow (make test and CI run those too).
+test-fast: lint $(CHROMIUM)
+	$(PY) -m pytest -m "not slow"
 
 # ruff, then mypy (strict on videojobs/ and functions/; what it checks is in pyproject.toml).
 lint: install

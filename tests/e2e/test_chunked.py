@@ -13,7 +13,7 @@ from tests.e2e.conftest import submit, upload, wait_for
 from tests.integration.test_chunking import REQUEST, make_source
 from tests.quality import decodes, frame_psnr, timeline
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def download(url: str, path: Path) -> Path:

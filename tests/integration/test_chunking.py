@@ -23,6 +23,8 @@ from videojobs.service import chunking
 from videojobs.service.chunking import ChunkAttempt, process_chunk
 from videojobs.service.processing import WorkerDeps, process_job
 
+pytestmark = pytest.mark.slow
+
 REQUEST = [{"type": "mp4", "height": 144}, {"type": "hls", "heights": [240, 180, 144]}]
 
 

@@ -23,7 +23,7 @@ from tests.e2e.conftest import RunningStack, running_stack, submit, upload, wait
 from tests.media import make_clip
 from videojobs.job_store import from_item
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 READ_RATE = 4
 PATIENCE_SECONDS = 120  # hang guards only
