@@ -177,6 +177,22 @@ def bus_to_queue(stack: RunningStack, name: str) -> str:
     return queue_url
 
 
+def bus_events(stack: RunningStack, queue_url: str, job_id: str) -> list[dict[str, Any]]:
+    """The job's events as the queue behind ``bus_to_queue`` received them, up to its terminal event."""
+    sqs, entries = stack.aws("sqs"), []
+
+    def read() -> bool:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            entry = json.loads(message["Body"])
+            if entry["detail"]["data"]["id"] == job_id:
+                entries.append(entry)
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return any(entry["detail-type"] == "job.completed" for entry in entries)
+
+    eventually(read, "job.completed on the bus")
+    return entries
+
+
 def test_every_channel_sees_the_same_ordered_events(
     stack: RunningStack, api: httpx.Client, receiver: Receiver, verifier: Webhook, long_clip: Path
 ) -> None:
@@ -246,17 +262,7 @@ def test_every_channel_sees_the_same_ordered_events(
     assert payloads[0] == merged[versions[-2]] and payloads[1] == merged[versions[-1]]
 
     # EventBridge (rule -> queue): the same events in the same order, job.output.ready before job.completed.
-    sqs, on_bus = stack.aws("sqs"), []
-
-    def read_bus() -> bool:
-        for message in sqs.receive_message(QueueUrl=bus_queue, MaxNumberOfMessages=10).get("Messages", []):
-            entry = json.loads(message["Body"])
-            if entry["detail"]["data"]["id"] == job_id:
-                on_bus.append(entry)
-            sqs.delete_message(QueueUrl=bus_queue, ReceiptHandle=message["ReceiptHandle"])
-        return any(entry["detail-type"] == "job.completed" for entry in on_bus)
-
-    eventually(read_bus, "job.completed on the bus")
+    on_bus = bus_events(stack, bus_queue, job_id)
     assert [entry["detail"]["data"]["version"] for entry in on_bus] == versions
     assert [entry["detail-type"] for entry in on_bus] == types
     assert [entry["detail"]["type"] for entry in on_bus] == types

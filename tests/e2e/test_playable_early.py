@@ -1,5 +1,6 @@
 """HLS playable early on the local stack, with chunks small enough for a short clip (12 s chunks from 20 s on):
-``job.playable`` comes before ``job.completed`` on SSE and on the webhook, and the link it announces plays on."""
+``job.playable`` comes before ``job.completed`` on every channel (SSE, WebSocket, the webhook, EventBridge), and the
+link it announces plays on."""
 
 from __future__ import annotations
 
@@ -13,7 +14,18 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.e2e.conftest import RunningStack, running_stack, submit, upload, wait_for
-from tests.e2e.test_notifications import PATIENCE_SECONDS, Receiver, eventually, receiver, sse_client, verifier
+from tests.e2e.test_notifications import (
+    PATIENCE_SECONDS,
+    Receiver,
+    SocketLog,
+    bus_events,
+    bus_to_queue,
+    eventually,
+    receiver,
+    sse_client,
+    verifier,
+    websocket_client,
+)
 from tests.integration.test_chunking import make_source
 from videojobs import settings
 
@@ -35,8 +47,9 @@ def api(small_chunks_stack: RunningStack) -> Iterator[httpx.Client]:
 
 
 def test_job_playable_precedes_job_completed_and_its_link_plays(
-    api: httpx.Client, receiver: Receiver, verifier: Webhook, tmp_path: Path
+    small_chunks_stack: RunningStack, api: httpx.Client, receiver: Receiver, verifier: Webhook, tmp_path: Path
 ) -> None:
+    bus_queue = bus_to_queue(small_chunks_stack, "playable-early")
     source = make_source(tmp_path / "source.mp4", seconds=36)
     response = submit(
         api,
@@ -48,10 +61,17 @@ def test_job_playable_precedes_job_completed_and_its_link_plays(
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
     sse: list[dict[str, Any]] = []
-    client = threading.Thread(target=sse_client, args=(api, job_id, sse), daemon=True)
-    client.start()
+    socket = SocketLog()
+    clients = [
+        threading.Thread(target=sse_client, args=(api, job_id, sse), daemon=True),
+        threading.Thread(target=websocket_client, args=(api, job_id, socket), daemon=True),
+    ]
+    for client in clients:
+        client.start()
     done = wait_for(api, job_id, patience_seconds=300)
-    client.join(PATIENCE_SECONDS)
+    for client in clients:
+        client.join(PATIENCE_SECONDS)
+        assert not client.is_alive()
     assert done["status"] == "completed", done
 
     types = [event["type"] for event in sse]
@@ -60,6 +80,11 @@ def test_job_playable_precedes_job_completed_and_its_link_plays(
     assert playable["output_index"] == 0 and playable["data"]["status"] == "processing"
     assert playable["data"]["outputs"][0]["status"] == "pending"
     assert types.index("job.playable") < types.index("job.output.ready") < types.index("job.completed")
+
+    # The WebSocket (subscribe backlog + pushes) and the bus carry the same events in the same order.
+    pushed = {event["data"]["version"]: event["type"] for event in socket.backlog + socket.pushed}
+    assert [pushed[version] for version in sorted(pushed)] == types
+    assert [entry["detail-type"] for entry in bus_events(small_chunks_stack, bus_queue, job_id)] == types
 
     deliveries = eventually(
         lambda: (
