@@ -304,7 +304,7 @@ class Functions:
             reason = sandbox.exit_reason()
             self._fail(name, "Runtime.ExitError", f"RequestId: {context.aws_request_id} Error: {reason}")
         with self._lock:
-            self._idle_sandboxes[name].append(sandbox)
+            self._idle_sandboxes.setdefault(name, []).append(sandbox)
         if "error" in answer:
             self._fail(name, answer["error"]["kind"], answer["error"]["message"])
         result: str = answer["result"]

@@ -109,7 +109,7 @@ class Sandbox:
         """Lambda's words for how the runtime ended (call once it has: ``SandboxDied``)."""
         code = self.process.wait()
         if code < 0:
-            return f"Runtime exited with error: signal: {signal.Signals(-code).name.removeprefix('SIG').lower()}"
+            return f"Runtime exited with error: signal: {(signal.strsignal(-code) or str(-code)).lower()}"
         return f"Runtime exited with error: exit status {code}"
 
     def _read(self, deadline: float) -> Any:

@@ -176,7 +176,7 @@ def test_a_sandboxed_environment_killed_mid_invocation_fails_it_as_a_dead_lambda
         running.join(10)
 
         [failure] = failures
-        assert (failure.kind, str(failure).endswith("Runtime exited with error: signal: kill")) == (
+        assert (failure.kind, str(failure).endswith("Runtime exited with error: signal: killed")) == (
             "Runtime.ExitError",
             True,
         )

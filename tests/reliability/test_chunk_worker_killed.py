@@ -94,7 +94,7 @@ def test_a_chunk_worker_killed_mid_chunk_is_reclaimed_and_the_job_completes(stac
     assert all(f"/{victim.index}/a2/" in file.key for file in killed.files)  # one result: the second attempt's
     assert not any(pid in at_work for pid in chunk_processes(job_id, victim.index))  # the killed ffmpeg is gone
     [killed_invocation] = function_errors(stack)  # the dead sandbox is the only function error
-    assert "videojobs-chunk Runtime.ExitError" in killed_invocation and "signal: kill" in killed_invocation
+    assert "videojobs-chunk Runtime.ExitError" in killed_invocation and "signal: killed" in killed_invocation
     [key] = output_keys(stack, job_id)  # the pieces were removed after the stitch; the killed attempt wrote none
     assert key.endswith(".mp4")
 
