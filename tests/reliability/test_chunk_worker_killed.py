@@ -26,7 +26,7 @@ from tests.quality import frame_psnr, timeline
 from tests.reliability.test_worker_reliability import output_keys, stored
 from videojobs.chunk_store import Chunk, ChunkStatus, ChunkStore
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SECONDS, RATE = 24, 25
 PATIENCE_SECONDS = 180  # hang guards only
