@@ -58,6 +58,11 @@ def _pinned(core: int) -> None:
 
 
 def measure(seconds: int, height: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-chunked-") as scratch:  # the input, the jobs' scratch folders
+        return _measure_in(Path(scratch), seconds, height)
+
+
+def _measure_in(scratch: Path, seconds: int, height: int) -> dict[str, Any]:
     from moto import mock_aws
 
     from infra.local.resources import create_resources
@@ -83,7 +88,6 @@ def measure(seconds: int, height: int) -> dict[str, Any]:
         os.environ[name] = value
     os.environ.pop("AWS_ENDPOINT_URL", None)
     reset_clients()
-    scratch = Path(tempfile.mkdtemp(prefix="bench-chunked-"))
     source = make_input(scratch / "source.mp4", seconds, height)
     timers: dict[str, float] = {}
     real_run, real_download = media.run_ffmpeg, chunking._download_pieces

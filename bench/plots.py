@@ -96,7 +96,8 @@ def chunked(figure: plt.Figure, result: dict[str, Any]) -> None:
         color="tab:red",
         label="overhead",
     )
-    local.set(title=f"Measured: {result['input']['seconds']} s {result['input']['height']}p", ylabel="seconds")
+    measured = f"{result['input']['seconds']} s {result['input']['height']}p"
+    local.set(title=f"Measured: {measured}, one run\n(shared 2-core VM: load in bench/README.md)", ylabel="seconds")
     local.legend()
     projection = result["projection"]
     workers = [point["workers"] for point in projection["chunked"]]

@@ -99,6 +99,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="init time of each new execution environment, inside API Gateway's 29 s (default: %(default)s)",
     )
     parser.add_argument(
+        "--sandbox",
+        action="append",
+        default=[],
+        choices=sorted(wiring.FUNCTIONS),
+        metavar="FUNCTION",
+        help="run this function's execution environments as child processes (repeatable), which can be killed "
+        "mid-invocation as a Lambda sandbox dies; by default every function runs in this process",
+    )
+    parser.add_argument(
         "--ws-idle-timeout",
         type=float,
         default=ConnectionLimits.idle_seconds,
@@ -173,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         custom_domain=args.custom_domain,
         account_concurrency=args.account_concurrency,
         cold_start_seconds=args.cold_start,
+        sandboxed_functions=args.sandbox,
         websocket_limits=ConnectionLimits(idle_seconds=args.ws_idle_timeout, max_seconds=args.ws_max_connection),
         stale_read_seconds=args.stale_reads,
         fair_queues=not args.no_fair_queues,

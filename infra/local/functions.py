@@ -12,6 +12,9 @@ An invocation is what Lambda makes of it: the event and the result go through JS
 declared timeout is enforced (a late result is a failed invocation, and the environment is thrown away), a new
 environment may take a cold-start delay, reserved concurrency and an optional account concurrency limit throttle,
 and every function error is counted (``errors``) so that tests can prove routine traffic causes none.
+
+The functions named in ``sandboxed`` run each environment in a child process instead (``infra.local.sandbox``):
+a killed environment fails its invocation as a dead Lambda sandbox does, and a timeout kills it.
 """
 
 from __future__ import annotations
@@ -20,16 +23,18 @@ import importlib
 import importlib.util
 import json
 import logging
+import os
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from infra.local.lambda_context import LambdaContext
+from infra.local.sandbox import Sandbox, SandboxDied, SandboxTimedOut
 from videojobs import lambda_streaming, wiring
 
 # Lambda resolves handler strings against the code root, which is the repository root here.
@@ -89,14 +94,20 @@ class Functions:
         cold_start_seconds: float = 0.0,
         timeouts: Mapping[str, float] | None = None,
         stream_handlers: Mapping[str, str] | None = None,
+        sandboxed: Collection[str] = (),
     ):
         """``account_concurrency``: the account's unreserved concurrency (None: unlimited); functions with
         ``reserved_concurrency`` in the wiring have their own pool, as in AWS. ``cold_start_seconds``: the init
         time of each new environment. ``timeouts``: function name -> seconds, replacing the declared timeout
-        (tests make a timeout short instead of waiting for it)."""
-        unknown = (set(handlers or {}) | set(timeouts or {}) | set(stream_handlers or {})) - set(wiring.FUNCTIONS)
+        (tests make a timeout short instead of waiting for it). ``sandboxed``: functions whose environments are
+        child processes (``infra.local.sandbox``), which a test can kill as a Lambda sandbox dies."""
+        named = set(handlers or {}) | set(timeouts or {}) | set(stream_handlers or {}) | set(sandboxed)
+        unknown = named - set(wiring.FUNCTIONS)
         if unknown:
             raise ValueError(f"overrides for unknown functions: {sorted(unknown)}")
+        streaming = sorted(name for name in sandboxed if wiring.FUNCTIONS[name].stream_handler)
+        if streaming:
+            raise ValueError(f"streaming functions run in this process only: {streaming}")
         self._region = region
         self._account_id = account_id
         self._handler_strings = {name: fn.handler for name, fn in wiring.FUNCTIONS.items()} | dict(handlers or {})
@@ -115,6 +126,9 @@ class Functions:
         self._idle: dict[str, list[Handler]] = {}
         self._environments: dict[str, int] = {}
         self._imported_modules: set[str] = set()
+        self._sandboxed = frozenset(sandboxed)
+        self._idle_sandboxes: dict[str, list[Sandbox]] = {}
+        self._sandboxes: set[Sandbox] = set()
         self._errors: Counter[str] = Counter()
         self._throttles: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -223,6 +237,8 @@ class Functions:
             return self._throttles[name] if name else sum(self._throttles.values())
 
     def _run(self, name: str, event: Any) -> Any:
+        if name in self._sandboxed:
+            return self._run_sandboxed(name, event)
         timeout = self._timeouts[name]
         handler, cold = self._acquire(name, self._handler_strings[name])
         if cold and self._cold_start_seconds:
@@ -262,6 +278,58 @@ class Functions:
             self._fail(name, "Function.ResponseSizeTooLarge", "Response payload size exceeded maximum allowed size")
         return json.loads(result)
 
+    def _run_sandboxed(self, name: str, event: Any) -> Any:
+        try:
+            sandbox, cold = self._acquire_sandbox(name)
+        except (SandboxDied, SandboxTimedOut) as failure:  # its init failed: Lambda counts a function error
+            self._fail(name, "Runtime.ExitError", f"the runtime did not start: {failure}", failure)
+        if cold and self._cold_start_seconds:
+            time.sleep(self._cold_start_seconds)
+        timeout = self._timeouts[name]
+        context = self._context(name, timeout)
+        fields = {
+            "function_name": context.function_name,
+            "memory_limit_in_mb": context.memory_limit_in_mb,
+            "invoked_function_arn": context.invoked_function_arn,
+            "timeout_seconds": timeout,
+            "aws_request_id": context.aws_request_id,
+        }
+        try:
+            answer = sandbox.invoke(event, fields, timeout)
+        except SandboxTimedOut:
+            self._discard(sandbox)  # Lambda stops the sandbox: ffmpeg and all
+            self._fail(name, "Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds")
+        except SandboxDied:
+            self._discard(sandbox)
+            reason = sandbox.exit_reason()
+            self._fail(name, "Runtime.ExitError", f"RequestId: {context.aws_request_id} Error: {reason}")
+        with self._lock:
+            self._idle_sandboxes.setdefault(name, []).append(sandbox)
+        if "error" in answer:
+            self._fail(name, answer["error"]["kind"], answer["error"]["message"])
+        result: str = answer["result"]
+        if len(result.encode()) > MAX_RESPONSE_PAYLOAD_BYTES:
+            self._fail(name, "Function.ResponseSizeTooLarge", "Response payload size exceeded maximum allowed size")
+        return json.loads(result)
+
+    def _acquire_sandbox(self, name: str) -> tuple[Sandbox, bool]:
+        with self._lock:
+            idle = self._idle_sandboxes.setdefault(name, [])
+            if idle:
+                return idle.pop(), False
+            self._environments[name] = self._environments.get(name, 0) + 1
+        # Started outside the lock (its init takes a second or two); it inherits the stack's environment.
+        sandbox = Sandbox(self._handler_strings[name], os.environ, str(PROJECT_ROOT))
+        with self._lock:
+            self._sandboxes.add(sandbox)
+        return sandbox, True
+
+    def _discard(self, sandbox: Sandbox) -> None:
+        sandbox.kill()
+        sandbox.close()
+        with self._lock:
+            self._sandboxes.discard(sandbox)
+
     def _fail(self, name: str, kind: str, message: str, cause: BaseException | None = None) -> None:
         with self._lock:
             self._errors[name] += 1
@@ -295,7 +363,18 @@ class Functions:
 
     def unload(self) -> None:
         """Forget the handler modules this instance imported, so that a later stack in the same process imports
-        them afresh instead of reusing dependencies they cached against this stack's endpoint."""
+        them afresh instead of reusing dependencies they cached against this stack's endpoint; end the
+        sandboxes (an invocation still running in one fails)."""
+        with self._lock:
+            idle = {sandbox for sandboxes in self._idle_sandboxes.values() for sandbox in sandboxes}
+            busy = self._sandboxes - idle
+            self._sandboxes.clear()
+            self._idle_sandboxes.clear()
+        for sandbox in idle:
+            sandbox.kill()
+            sandbox.close()
+        for sandbox in busy:  # its invocation's thread sees it die and closes it
+            sandbox.kill()
         with self._lock:
             for module in self._imported_modules:
                 sys.modules.pop(module, None)

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -109,6 +109,9 @@ class LocalStack:
         throttled (None: unlimited). Functions with reserved concurrency in the wiring have their own pool.
     :param cold_start_seconds: the init time of each new execution environment (API Gateway's 29 s include it).
     :param function_timeouts: function name -> seconds, replacing declared timeouts (for tests).
+    :param sandboxed_functions: functions whose execution environments are child processes in process groups of
+        their own (``infra.local.sandbox``) instead of threads of this process: a test can SIGKILL one mid-
+        invocation, ffmpeg included, as a Lambda sandbox dies on a timeout or out of memory.
     :param custom_domain: serve the API as behind a custom domain's base-path mapping (only under ``/v1``,
         with ``/v1`` kept in the event's ``path``).
     :param websocket_limits: the WebSocket API's message limit and idle / maximum connection timers (API
@@ -146,6 +149,7 @@ class LocalStack:
         account_concurrency: int | None = None,
         cold_start_seconds: float = 0.0,
         function_timeouts: Mapping[str, float] | None = None,
+        sandboxed_functions: Collection[str] = (),
         custom_domain: bool = False,
         websocket_limits: ConnectionLimits | None = None,
         stale_read_seconds: float = 0.0,
@@ -166,6 +170,7 @@ class LocalStack:
         self._account_concurrency = account_concurrency
         self._cold_start_seconds = cold_start_seconds
         self._function_timeouts = dict(function_timeouts or {})
+        self._sandboxed_functions = tuple(sandboxed_functions)
         self._custom_domain = custom_domain
         self._websocket_limits = websocket_limits
         self._stale_read_seconds = stale_read_seconds
@@ -373,6 +378,7 @@ class LocalStack:
             account_concurrency=self._account_concurrency,
             cold_start_seconds=self._cold_start_seconds,
             timeouts=self._function_timeouts,
+            sandboxed=self._sandboxed_functions,
         )
         self._start_pollers(self._functions, self._resources)
         # The web page and the API docs in front of the API (the page reads its dev key from /config.json).

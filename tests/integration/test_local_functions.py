@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -132,5 +136,67 @@ def test_a_cold_start_is_outside_the_function_timeout_but_inside_the_gateways() 
         assert answers[0] == 504  # API Gateway's 29 s include init
         assert answers[-1] == 201
         assert functions.environments("status") == 1
+    finally:
+        functions.unload()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return status.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead, only not reaped yet
+
+
+def _pids_once_written(path: Path) -> tuple[int, int]:
+    deadline = time.monotonic() + 30  # hang guard: the sandbox's init and the handler's start
+    while not path.exists() or not path.read_text():
+        assert time.monotonic() < deadline, "the handler never started"
+        time.sleep(0.05)
+    own, child = path.read_text().split()
+    return int(own), int(child)
+
+
+def test_a_sandboxed_environment_killed_mid_invocation_fails_it_as_a_dead_lambda_sandbox(tmp_path: Path) -> None:
+    functions = Functions("us-east-1", "123456789012", {"chunk": f"{FAKE}.spawner"}, sandboxed=["chunk"])
+    failures: list[FunctionError] = []
+
+    def invoke() -> None:
+        try:
+            functions.invoke("chunk", {"pids": str(tmp_path / "pids"), "seconds": 60})
+        except FunctionError as failure:
+            failures.append(failure)
+
+    try:
+        running = threading.Thread(target=invoke)
+        running.start()
+        sandbox, child = _pids_once_written(tmp_path / "pids")
+        assert sandbox != os.getpid()  # not a thread of this process
+        os.killpg(sandbox, signal.SIGKILL)  # as Lambda ends a sandbox (timeout, out of memory): its children too
+        running.join(10)
+
+        [failure] = failures
+        assert (failure.kind, str(failure).endswith("Runtime exited with error: signal: killed")) == (
+            "Runtime.ExitError",
+            True,
+        )
+        assert not _alive(sandbox) and not _alive(child)
+        again = functions.invoke("chunk", {"pids": str(tmp_path / "again")})
+        assert again["pid"] != sandbox  # a fresh environment
+        assert (functions.environments("chunk"), functions.errors("chunk")) == (2, 1)
+    finally:
+        functions.unload()
+
+
+def test_past_its_timeout_a_sandboxed_environment_is_ended_with_its_children(tmp_path: Path) -> None:
+    handlers = {"chunk": f"{FAKE}.spawner"}
+    functions = Functions("us-east-1", "123456789012", handlers, sandboxed=["chunk"], timeouts={"chunk": 1})
+    try:
+        with pytest.raises(FunctionError, match="timed out") as raised:
+            functions.invoke("chunk", {"pids": str(tmp_path / "pids"), "seconds": 60})
+        sandbox, child = _pids_once_written(tmp_path / "pids")
+
+        assert raised.value.kind == "Sandbox.Timedout"
+        assert not _alive(sandbox) and not _alive(child)  # a thread would have been left running, and its child
     finally:
         functions.unload()

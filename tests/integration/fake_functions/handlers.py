@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 from tests.integration.fake_functions import recorder
@@ -137,3 +140,15 @@ def hold(event: dict[str, Any], context: Any) -> dict[str, Any]:
     event["changed"] = True
     recorder.release.wait(10)
     return {"ok": True}
+
+
+# --- a worker that runs a child process (as the job and chunk workers run ffmpeg) -------------------------------
+
+
+def spawner(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Starts ``sleep`` (an ffmpeg stand-in) and writes "<own pid> <child pid>" to ``event["pids"]``; waits for the
+    child up to ``event["seconds"]``. Answers with its pid: which environment ran it."""
+    child = subprocess.Popen(["sleep", str(event.get("seconds", 0))])
+    Path(event["pids"]).write_text(f"{os.getpid()} {child.pid}")
+    child.wait()
+    return {"pid": os.getpid()}
