@@ -1,4 +1,5 @@
-"""A chunk worker SIGKILLed mid-chunk, end to end: the job's chunk reclaimed once its lease runs out, as a job is.
+"""Chunk workers under trouble, end to end: one SIGKILLed mid-chunk (its chunk reclaimed once its lease runs out,
+as a job is), chunk messages delivered more than once, and a cancel while the chunks encode.
 
 The stack runs the chunk worker's execution environments as child processes (``--sandbox chunk``,
 ``infra/local/sandbox.py``), so killing the process group of the one encoding a chunk ends its Python and its
@@ -9,6 +10,7 @@ ffmpeg at once, with no chance to clean up, as a Lambda sandbox dies on a timeou
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -104,3 +106,57 @@ def test_a_chunk_worker_killed_mid_chunk_is_reclaimed_and_the_job_completes(stac
     assert played.video_times == pytest.approx([n / RATE for n in range(SECONDS * RATE)], abs=1e-3)
     assert abs(played.drift) <= played.frame_seconds
     assert min(frame_psnr(made, source)) > 32  # no frame out of place (here: 37 dB; one frame off: 25-27 dB)
+
+
+def queue_drained(stack: RunningStack, queue_url: str) -> None:
+    sqs, deadline = stack.aws("sqs"), time.monotonic() + PATIENCE_SECONDS
+    while True:
+        counts = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+        if int(counts["ApproximateNumberOfMessages"]) + int(counts["ApproximateNumberOfMessagesNotVisible"]) == 0:
+            return
+        assert time.monotonic() < deadline, counts
+        time.sleep(0.5)
+
+
+def test_chunk_messages_delivered_again_produce_one_result_each(stack: RunningStack, tmp_path: Path):
+    errors_before = len(function_errors(stack))
+    source = make_source(tmp_path / "source.mp4", seconds=SECONDS)
+    sqs, queue_url = stack.aws("sqs"), stack.env["CHUNKS_QUEUE_URL"]
+    with stack.client() as api:
+        job_id = submit(api, upload(api, source), [{"type": "mp4", "height": 144}]).json()["id"]
+        a_chunk_mid_encode(stack, job_id)
+        for index in (0, 1, 0, 1):  # SQS may deliver a message more than once, even while the first copy runs
+            sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"job_id": job_id, "index": index}))
+        done = wait_for(api, job_id, patience_seconds=PATIENCE_SECONDS)
+    assert done["status"] == "completed", done
+    queue_drained(stack, queue_url)  # every copy was consumed: after the chunk was done, it changed nothing
+
+    chunks = chunks_of(stack, job_id)
+    assert [(chunk.status, chunk.attempts) for chunk in chunks] == [(ChunkStatus.DONE, 1)] * 2
+    assert all(f"/{chunk.index}/a1/" in file.key for chunk in chunks for file in chunk.files)
+    assert stored(stack, job_id)["attempts"] == 1
+    [key] = output_keys(stack, job_id)
+    assert key.endswith(".mp4")
+    assert len(function_errors(stack)) == errors_before
+
+
+def test_a_cancel_mid_chunk_stops_every_chunk_and_leaves_no_outputs(stack: RunningStack, tmp_path: Path):
+    errors_before = len(function_errors(stack))
+    source = make_source(tmp_path / "source.mp4", seconds=SECONDS)
+    with stack.client() as api:
+        job_id = submit(api, upload(api, source), [{"type": "mp4", "height": 144}]).json()["id"]
+        victim = a_chunk_mid_encode(stack, job_id)
+        assert chunk_processes(job_id, victim.index)  # ffmpeg at work on the chunk
+        response = api.post(f"/jobs/{job_id}/cancel")
+        assert response.status_code == 202, response.text
+        done = wait_for(api, job_id, patience_seconds=PATIENCE_SECONDS)
+        assert (done["status"], done["error"]) == ("cancelled", None)
+        assert all(output["url"] is None for output in done["outputs"])
+
+        deadline = time.monotonic() + PATIENCE_SECONDS
+        while any(chunk_processes(job_id, index) for index in (0, 1)):  # every chunk's ffmpeg stops
+            assert time.monotonic() < deadline, "a chunk's ffmpeg outlived the cancel"
+            time.sleep(0.1)
+        queue_drained(stack, stack.env["CHUNKS_QUEUE_URL"])
+    assert output_keys(stack, job_id) == []  # no output, no chunk piece left behind
+    assert len(function_errors(stack)) == errors_before  # a cancelled chunk is not a function error
