@@ -306,7 +306,7 @@ def project_single(measured: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=210)
+    parser.add_argument("--seconds", type=int, default=180)
     parser.add_argument("--height", type=int, default=720)
     arguments = parser.parse_args()
     measured = measure(arguments.seconds, arguments.height)
