@@ -347,15 +347,19 @@ def hls_peak_bitrate(width: float, height: int, fps: float) -> int:
     return max(int(width * height * fps * HLS_BITS_PER_PIXEL), HLS_MIN_BITRATE)
 
 
-def hls_muxer_options(directory: Path, streams: str) -> list[str]:
-    """The HLS muxer, after its streams: VOD playlists of ``HLS_SEGMENT_SECONDS`` segments and the master."""
+def hls_muxer_options(
+    directory: Path, streams: str, *, playlist_type: str = "vod", start_number: int | None = None
+) -> list[str]:
+    """The HLS muxer, after its streams: playlists of ``HLS_SEGMENT_SECONDS`` segments (VOD unless said; an
+    ``event`` playlist grows) and the master; ``start_number`` numbers the first segment."""
     return [
         "-f",
         "hls",
         "-hls_time",
         str(HLS_SEGMENT_SECONDS),
+        *(["-start_number", str(start_number)] if start_number is not None else []),
         "-hls_playlist_type",
-        "vod",
+        playlist_type,
         "-hls_flags",
         "independent_segments",
         "-hls_segment_type",

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -134,20 +135,20 @@ def encode_in_chunks(
             deps.chunk_queue.send(ChunkMessage(job_id=job.id, index=chunk.index))
     logger.info("encoding in chunks", extra={"chunks": len(chunks), "chunk_seconds": deps.settings.chunk_seconds})
 
+    # Every ffmpeg of the coordinator (side encode, early HLS, stitch): no progress of its own, stopped with the job.
+    run_ffmpeg = partial(
+        media.run_ffmpeg,
+        duration_seconds=None,
+        on_progress=lambda _: None,
+        timeout_seconds=timeout_seconds,
+        stop=heartbeat.stopped,
+    )
     side = plan_side_encode(job.outputs, probe, made_dir)
     side_error: list[BaseException] = []
 
     def encode_side() -> None:
         try:
-            media.run_ffmpeg(
-                source,
-                probe.demuxer,
-                side.arguments,
-                duration_seconds=None,
-                on_progress=lambda _: None,
-                timeout_seconds=timeout_seconds,
-                stop=heartbeat.stopped,
-            )
+            run_ffmpeg(source, probe.demuxer, side.arguments)
         except BaseException as error:  # re-raised by the coordinator's thread
             side_error.append(error)
 
@@ -164,15 +165,8 @@ def encode_in_chunks(
             deps.objects,
             deps.settings.outputs_bucket,
             playable,
-            lambda first, options, arguments: media.run_ffmpeg(
-                first,
-                chunk_plan.PIECE_DEMUXER,
-                arguments,
-                duration_seconds=None,
-                on_progress=lambda _: None,
-                timeout_seconds=timeout_seconds,
-                stop=heartbeat.stopped,
-                input_options=options,
+            lambda first, options, arguments: run_ffmpeg(
+                first, chunk_plan.PIECE_DEMUXER, arguments, input_options=options
             ),
         )
     try:
@@ -188,15 +182,7 @@ def encode_in_chunks(
     parts = chunk_plan.renditions(job.outputs, probe)
     videos = _download_pieces(job, deps, heartbeat, done, parts, made_dir.parent / "pieces")
     stitch = chunk_plan.plan_stitch(job.outputs, parts, videos, side.audio_tracks, made_dir)
-    media.run_ffmpeg(
-        stitch.source,
-        chunk_plan.PIECE_DEMUXER,
-        stitch.arguments,
-        duration_seconds=None,
-        on_progress=lambda _: None,
-        timeout_seconds=timeout_seconds,
-        stop=heartbeat.stopped,
-    )
+    run_ffmpeg(stitch.source, chunk_plan.PIECE_DEMUXER, stitch.arguments)
     heartbeat.transcoded(1.0)
     collectors = side.collectors | stitch.collectors
     return [collectors[index]() for index in range(len(job.outputs))]

@@ -39,6 +39,7 @@ from videojobs.outputs import (
     HLS_AUDIO_OPTIONS,
     HLS_SEGMENT_SECONDS,
     MASTER_PLAYLIST,
+    hls_muxer_options,
     variants,
 )
 
@@ -209,27 +210,8 @@ class EarlyHls:
             f"v:{n}," + (f"a:{n}," if audio else "") + f"name:{rung.height}p" for n, rung in enumerate(ladder.rungs)
         )
         arguments += ["-c:v", "copy", *(HLS_AUDIO_OPTIONS if audio else []), "-muxdelay", "0", "-muxpreload", "0"]
-        arguments += [
-            "-f",
-            "hls",
-            "-hls_time",
-            str(HLS_SEGMENT_SECONDS),
-            "-start_number",
-            str(round(offset / HLS_SEGMENT_SECONDS)),
-            "-hls_playlist_type",
-            "event",
-            "-hls_flags",
-            "independent_segments",
-            "-hls_segment_type",
-            "mpegts",
-            "-var_stream_map",
-            streams,
-            "-master_pl_name",
-            MASTER_PLAYLIST,
-            "-hls_segment_filename",
-            str(made / "%v_%05d.ts"),
-            str(made / "%v.m3u8"),
-        ]
+        first_segment = round(offset / HLS_SEGMENT_SECONDS)
+        arguments += hls_muxer_options(made, streams, playlist_type="event", start_number=first_segment)
         return arguments, ["-copyts"]
 
     def _write(self, ladder: _Ladder, name: str, text: str) -> None:
